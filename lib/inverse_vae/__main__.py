@@ -1,0 +1,78 @@
+"""Command line: check-params, fetch-data, run-notebooks, make-goldens and index.
+
+Bad input ends with one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import StudyError
+
+
+def _check_params(args) -> None:
+    from .params import load_params
+
+    for path in args.files:
+        load_params(path)
+        print(f"{path}: ok")
+
+
+def _fetch_data(args) -> None:
+    from .data import fetch_mnist
+
+    raw = fetch_mnist(args.root)
+    print(f"MNIST ready in {raw}")
+
+
+def _run_notebooks(args) -> None:
+    from .notebooks import run_study
+
+    only = args.only.split(",") if args.only else None
+    run_study(args.params, only=only, reports_root=args.reports_root)
+
+
+def _make_goldens(args) -> None:
+    from .notebooks import make_goldens
+
+    make_goldens()
+
+
+def _index(args) -> None:
+    from pathlib import Path
+
+    from .report_index import write_index
+
+    print(f"wrote {write_index(Path(args.reports_root))}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inverse_vae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-params", help="validate params files; exit 2 naming the first bad key")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(run=_check_params)
+    fetch = sub.add_parser("fetch-data", help="make sure the four MNIST IDX files are in ROOT/MNIST/raw, verified")
+    fetch.add_argument("--root", default="data")
+    fetch.set_defaults(run=_fetch_data)
+    nbs = sub.add_parser("run-notebooks", help="validate the params, then execute the notebooks into reports/<run>/")
+    nbs.add_argument("params", nargs="+", help="params files; each run goes to REPORTS_ROOT/<file stem>/")
+    nbs.add_argument("--only", help="comma-separated notebook numbers or names, e.g. 01,02")
+    nbs.add_argument("--reports-root", default="reports")
+    nbs.set_defaults(run=_run_notebooks)
+    goldens = sub.add_parser("make-goldens", help="re-execute the notebooks on params/smoke.yaml into tests/goldens/")
+    goldens.set_defaults(run=_make_goldens)
+    index = sub.add_parser("index", help="render the executed notebooks to HTML and write reports/index.html")
+    index.add_argument("--reports-root", default="reports")
+    index.set_defaults(run=_index)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Evaluation of a trained VAE on the test set (notebook 02): losses, latents, probe, per digit."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .losses import negative_elbo_nats, original_loss
+from .metrics import per_image_metrics
+
+
+@torch.no_grad()
+def encode_means(model, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Encoder means of all images, batched (no sampling)."""
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(x.to(device))[0].cpu() for x in images.split(batch_size)])
+
+
+@torch.no_grad()
+def decode(model, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.decode(b.to(device)).cpu() for b in z.split(batch_size)])
+
+
+@torch.no_grad()
+def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size: int, seed: int) -> dict:
+    """Test loss in the original convention (batch means, sampled z) and the negative ELBO in nats.
+
+    One seeded sample of z per image, as the original's validation did.
+    """
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    original, parts = [], {"nelbo": [], "bce": [], "kl": []}
+    for x in images.split(batch_size):
+        x = x.to(device)
+        out, mean, log_var = model(x, g)
+        original.append(original_loss(out, x, mean, log_var, alpha, kind)[0])
+        for k, v in negative_elbo_nats(out, x, mean, log_var).items():
+            parts[k].append(v)
+    parts = {k: torch.cat(v) for k, v in parts.items()}
+    return {
+        "test_loss_original": torch.stack(original).mean().item(),
+        "nelbo_nats": parts["nelbo"].mean().item(),
+        "bce_nats": parts["bce"].mean().item(),
+        "kl_nats": parts["kl"].mean().item(),
+    }
+
+
+def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
+    """Logistic regression on standardized latents: how linearly readable the digit is."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
+    return probe.fit(np.asarray(train_z), np.asarray(train_y))
+
+
+def probe_accuracy(probe, z, y) -> float:
+    z = np.asarray(z)
+    finite = np.isfinite(z).all(axis=1)
+    predictions = np.full(len(z), -1)
+    predictions[finite] = probe.predict(z[finite])  # a non-finite latent counts as wrong
+    return float((predictions == np.asarray(y)).mean())
+
+
+def per_digit(values: dict[str, np.ndarray], labels) -> dict[int, dict[str, float]]:
+    labels = np.asarray(labels)
+    return {int(d): {k: float(np.nanmean(v[labels == d])) for k, v in values.items()} for d in np.unique(labels)}
+
+
+def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
+    """Per-digit bce, mse, psnr, ssim of D(encoder mean) against x."""
+    return per_digit(per_image_metrics(decode(model, means), images), labels)
+
+
+def embed_2d(z, method: str, n_components: int = 2, seed: int = 0) -> np.ndarray:
+    """t-SNE or PCA view of latents (seeded)."""
+    z = np.asarray(z, dtype=np.float64)
+    if method == "tsne":
+        return TSNE(n_components=n_components, random_state=seed, init="pca").fit_transform(z)
+    return PCA(n_components=n_components, random_state=seed).fit_transform(z)
+
+
+def examples_per_digit(labels, per_digit_count: int = 10) -> dict[int, np.ndarray]:
+    """Indices of the first `per_digit_count` test images of each digit, as the original grid used."""
+    labels = np.asarray(labels)
+    return {int(d): np.flatnonzero(labels == d)[:per_digit_count] for d in range(10)}

@@ -1,0 +1,64 @@
+"""Figures of the study. Each function draws one figure, saves it as PNG and returns it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def loss_progress(history: dict, path: str | Path | None = None):
+    """Train and validation loss per epoch, side by side, like the original's progress plot."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, title in zip(axes, ("train", "validation"), ("Train loss", "Validation loss")):
+        epochs = np.arange(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], label=title)
+        ax.set(title=title, xlabel="Epochs", ylabel="Loss (original convention)")
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def scatter_by_digit(points: np.ndarray, labels: np.ndarray, title: str, path=None, ax=None):
+    """2-D embedding coloured by digit (the original's t-SNE figure)."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 6))
+    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=labels, palette=sns.color_palette("bright", 10),
+                    legend="full", s=6, linewidth=0, ax=ax)
+    ax.set_title(title)
+    ax.legend(title="digit", markerscale=2, fontsize=8, loc="best")
+    return _save(fig or ax.figure, path)
+
+
+def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path=None, scale: float = 0.55):
+    """A grid of 28x28 images: rows[r] is an array (k, 28, 28) drawn left to right."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * scale, n_rows * scale), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(row):
+                ax.imshow(row[c].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+        if row_titles:
+            axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=7)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    return _save(fig, path)
+
+
+def bars(values: dict, title: str, ylabel: str, path=None):
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar([str(k) for k in values], list(values.values()), color=sns.color_palette("bright", len(values)))
+    ax.set(title=title, ylabel=ylabel)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,293 @@
+"""Tests for inverse_vae.inverse: exact inversion, clamps, refusals, metrics, attribution."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from inverse_vae.errors import StudyError
+from inverse_vae.inverse import (
+    CAUSES,
+    INVERSES,
+    LeakyReLUInverse,
+    PseudoInverseLinear,
+    SigmoidInverse,
+    TanhInverse,
+    attribute_failures,
+    build_inverse,
+    forward_trace,
+    invert,
+    latent_recovery,
+    relative_errors,
+    trace_inverse,
+)
+
+SIZES = (8, 32, 64, 100)
+
+
+def make_decoder(sizes=SIZES, *, bias=False, seed=0, hidden=nn.Tanh, dtype=torch.float64):
+    """Seeded Linear/hidden/.../Linear/Sigmoid decoder with pre-activations of order 1."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(fan_in, fan_out, bias=bias)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(fan_out, fan_in, generator=gen) / fan_in**0.5)
+            if bias:
+                linear.bias.copy_(0.3 * torch.randn(fan_out, generator=gen))
+        layers += [linear, nn.Sigmoid() if i == len(sizes) - 2 else hidden()]
+    return nn.Sequential(*layers).to(dtype)
+
+
+def latents(n=200, dim=SIZES[0], seed=1):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def decode(decoder, z):
+    with torch.no_grad():
+        return decoder(z)
+
+
+# --- round trips -----------------------------------------------------------
+
+
+def test_round_trip_float64_exact():
+    decoder, z = make_decoder(), latents()
+    z_hat = invert(decoder, decode(decoder, z), eps=0)
+    assert z_hat.dtype == torch.float64
+    assert relative_errors(z_hat, z).max() < 1e-10
+
+
+def test_round_trip_float32_is_modest():
+    # float32 inversion of a float64 image: rounding the image and pinv to 24 bits,
+    # amplified by atanh/logit, leaves errors around 1e-6 typical, 2e-4 worst here.
+    decoder, z = make_decoder(), latents()
+    z_hat = invert(decoder, decode(decoder, z), eps=0, dtype=torch.float32)
+    assert z_hat.dtype == torch.float32
+    summary = latent_recovery(z_hat, z)
+    assert summary["nonfinite"] == 0
+    assert summary["rel_err_median"] < 1e-4
+    assert summary["rel_err_max"] < 1e-3
+
+
+def test_biased_decoder_inverted_exactly():
+    decoder, z = make_decoder(bias=True), latents()
+    chain = build_inverse(decoder, eps=0)
+    assert all(m.bias is not None for m in chain if isinstance(m, PseudoInverseLinear))
+    z_hat = invert(decoder, decode(decoder, z), eps=0)
+    assert relative_errors(z_hat, z).max() < 1e-10
+
+
+def test_leaky_relu_decoder_round_trip():
+    decoder = make_decoder(hidden=lambda: nn.LeakyReLU(0.1))
+    z = latents()
+    assert relative_errors(invert(decoder, decode(decoder, z), eps=0), z).max() < 1e-10
+
+
+def test_image_shaped_input_is_flattened():
+    decoder = make_decoder((8, 32, 64, 784))
+    z = latents(10)
+    x = decode(decoder, z).reshape(10, 1, 28, 28)
+    assert relative_errors(invert(decoder, x, eps=0), z).max() < 1e-10
+
+
+# --- activation inverses -----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sigmoid_inverse_clamp_is_exact_in_dtype(dtype):
+    out = SigmoidInverse(eps=1e-3)(torch.tensor([0.0, 1.0], dtype=dtype))
+    assert out.dtype == dtype
+    expected = torch.logit(torch.tensor([1e-3, 1 - 1e-3], dtype=dtype))
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tanh_inverse_clamp_is_exact_in_dtype(dtype):
+    out = TanhInverse(eps=1e-3)(torch.tensor([-1.0, 1.0, 2.0], dtype=dtype))
+    bound = torch.tensor(1 - 1e-3, dtype=dtype)
+    assert torch.equal(out, torch.atanh(torch.stack([-bound, bound, bound])))
+
+
+@pytest.mark.parametrize("eps", [0, None])
+def test_unclamped_inverses_show_inf_and_nan(eps):
+    sig = SigmoidInverse(eps=eps)(torch.tensor([0.0, 1.0, 1.5], dtype=torch.float64))
+    assert sig[0] == -math.inf and sig[1] == math.inf and torch.isnan(sig[2])
+    tanh = TanhInverse(eps=eps)(torch.tensor([1.0, -1.0, 1.5], dtype=torch.float64))
+    assert tanh[0] == math.inf and tanh[1] == -math.inf and torch.isnan(tanh[2])
+
+
+def test_inside_clamp_values_are_untouched():
+    y = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    assert torch.equal(SigmoidInverse()(y), torch.logit(y))
+    assert torch.equal(TanhInverse()(y - 0.5), torch.atanh(y - 0.5))
+
+
+def test_bad_eps_refused():
+    with pytest.raises(StudyError, match="eps"):
+        SigmoidInverse(eps=0.5)
+    with pytest.raises(StudyError, match="eps"):
+        TanhInverse(eps=-1e-3)
+
+
+def test_leaky_relu_inverse_inverts_leaky_relu():
+    x = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    for slope in (0.01, 0.2):
+        y = nn.LeakyReLU(slope)(x)
+        torch.testing.assert_close(LeakyReLUInverse(slope)(y), x, rtol=1e-15, atol=0)
+
+
+def test_inverses_mapping_reads_leaky_slope():
+    inverse = INVERSES[nn.LeakyReLU](nn.LeakyReLU(0.3), 1e-3)
+    assert isinstance(inverse, LeakyReLUInverse) and inverse.negative_slope == 0.3
+    assert isinstance(INVERSES[nn.Tanh](nn.Tanh(), 0.01), TanhInverse)
+
+
+# --- building the chain ------------------------------------------------------------
+
+
+def test_chain_structure_and_eps_overrides():
+    chain = build_inverse(make_decoder(), eps=1e-3, eps_tanh=1e-5, dtype=torch.float32)
+    assert list(dict(chain.named_children())) == [
+        "inv5_Sigmoid", "inv4_Linear", "inv3_Tanh", "inv2_Linear", "inv1_Tanh", "inv0_Linear",
+    ]
+    assert [m.source_index for m in chain] == [5, 4, 3, 2, 1, 0]
+    assert chain[0].eps == 1e-3 and chain[2].eps == 1e-5
+    assert chain[1].weight_pinv.dtype == torch.float32
+    assert chain[1].weight_pinv.shape == (64, 100)
+
+
+def test_chain_moves_with_to_and_trace_matches_invert():
+    decoder, z = make_decoder(), latents(20)
+    x = decode(decoder, z)
+    chain = build_inverse(decoder, eps=0).to(torch.float32)
+    trace = trace_inverse(chain, x)
+    assert [name for name, _ in trace][0] == "inv5_Sigmoid"
+    assert all(h.dtype == torch.float32 for _, h in trace)
+    z_hat = invert(decoder, x, eps=0, dtype=torch.float32)
+    torch.testing.assert_close(trace[-1][1], z_hat)
+    # Tracing forward and backward agree layer by layer: step inv3_Tanh undoes layer 3.
+    forward = forward_trace(decoder, z)
+    assert len(forward) == len(decoder)
+    torch.testing.assert_close(trace_inverse(build_inverse(decoder, eps=0), x)[2][1], forward[2])
+
+
+def test_pinv_cache_follows_in_place_edits():
+    decoder = make_decoder()
+    first = build_inverse(decoder)[1].weight_pinv.clone()
+    with torch.no_grad():
+        decoder[4].weight.mul_(2)
+    torch.testing.assert_close(build_inverse(decoder)[1].weight_pinv, first / 2)
+
+
+def test_relu_refused_naming_layer():
+    decoder = make_decoder(hidden=nn.ReLU)
+    with pytest.raises(StudyError, match=r"decoder layer 3 \(ReLU\) has no inverse"):
+        build_inverse(decoder)
+
+
+@pytest.mark.parametrize(
+    "decoder, pattern",
+    [
+        (nn.Sequential(nn.Linear(8, 16), nn.Softplus()), r"layer 1 \(Softplus\)"),
+        (nn.Sequential(nn.Linear(8, 16), nn.Dropout()), r"layer 1 \(Dropout\) has no inverse"),
+        (nn.Sequential(nn.Linear(16, 8), nn.Sigmoid()), r"layer 0 \(Linear\) 16->8 is not injective"),
+        (nn.Sequential(nn.Linear(8, 16), nn.LeakyReLU(0.0)), r"layer 1 \(LeakyReLU\)"),
+        (nn.Linear(8, 16), "nn.Sequential"),
+    ],
+)
+def test_other_refusals(decoder, pattern):
+    with pytest.raises(StudyError, match=pattern):
+        build_inverse(decoder)
+
+
+def test_rank_deficient_linear_refused():
+    linear = nn.Linear(4, 10, bias=False)
+    with torch.no_grad():
+        linear.weight[:, 3] = linear.weight[:, 0]
+    with pytest.raises(StudyError, match="rank 3 < 4"):
+        build_inverse(nn.Sequential(linear, nn.Sigmoid()))
+
+
+def test_wrong_image_size_refused():
+    with pytest.raises(StudyError, match="99 features"):
+        invert(make_decoder(), torch.rand(3, 99))
+
+
+# --- metrics -------------------------------------------------------------------
+
+
+def test_latent_recovery_hand_built():
+    z = torch.tensor([[3.0, 4.0]] * 4, dtype=torch.float64)  # ||z|| = 5
+    z_hat = z.clone()
+    z_hat[1, 0] += 5e-5  # rel 1e-5
+    z_hat[2, 1] += 5e-3  # rel 1e-3
+    z_hat[3, 0] = math.nan
+    rel = relative_errors(z_hat, z)
+    assert rel.dtype == torch.float64
+    torch.testing.assert_close(rel[:3], torch.tensor([0.0, 1e-5, 1e-3], dtype=torch.float64))
+    assert rel[3] == math.inf
+
+    summary = latent_recovery(z_hat, z)
+    assert set(summary) == {
+        "n", "nonfinite", "rel_err_median", "rel_err_p99", "rel_err_max",
+        "success_1e-2", "success_1e-4", "success_1e-6",
+    }
+    assert summary["n"] == 4 and summary["nonfinite"] == 1
+    assert summary["success_1e-2"] == 0.75
+    assert summary["success_1e-4"] == 0.5
+    assert summary["success_1e-6"] == 0.25
+    assert summary["rel_err_median"] == pytest.approx((1e-5 + 1e-3) / 2)
+    assert summary["rel_err_p99"] == math.inf and summary["rel_err_max"] == math.inf
+    assert all(type(v) in (int, float) for v in summary.values())
+    json.dumps(summary)
+
+
+def test_threshold_is_strict():
+    z = torch.tensor([[1.0]], dtype=torch.float64)
+    assert latent_recovery(z + 1e-2, z)["success_1e-2"] == 0.0
+
+
+def test_inf_in_z_hat_counts_as_nonfinite():
+    z = torch.ones(3, 2, dtype=torch.float64)
+    z_hat = z.clone()
+    z_hat[0, 1] = -math.inf
+    summary = latent_recovery(z_hat, z)
+    assert summary["nonfinite"] == 1 and summary["rel_err_median"] == 0.0
+
+
+# --- failure attribution -----------------------------------------------------------
+
+
+def test_attribution_finds_saturated_hidden_unit():
+    decoder, z = make_decoder(), latents(100)
+    with torch.no_grad():
+        decoder[0].weight[0] *= 1e4  # unit 0 of layer 1's tanh saturates to exactly +-1
+    x = decode(decoder, z)
+    saturated = forward_trace(decoder, z)[1].abs().eq(1).any(1)
+    assert saturated.sum() > 90
+
+    result = attribute_failures(decoder, z, x, eps=0)
+    failed = result["rel_err"] >= 1e-6
+    assert failed[saturated].all() and not failed[~saturated].any()
+    assert (result["sample_layer"][saturated] == 1).all()
+    assert (result["sample_cause"][saturated] == CAUSES.index("hidden_saturated")).all()
+    assert (result["sample_cause"][~saturated] == CAUSES.index("ok")).all()
+    assert result["n_failed"] == int(saturated.sum())
+    assert result["counts"] == [
+        {"layer": 1, "type": "Tanh", "cause": "hidden_saturated", "count": int(saturated.sum())}
+    ]
+    json.dumps(result["counts"])
+
+
+def test_attribution_output_saturated_and_clamped():
+    decoder, z = make_decoder(), latents(4)
+    x = decode(decoder, z)
+    x[0, 5] = 0.0  # a black pixel: logit clamped, information gone
+    x[1, 7] = 1.0 - 1e-5  # inside (0, 1) but beyond the clamp
+    result = attribute_failures(decoder, z, x, eps=1e-3)
+    assert result["sample_layer"][:2].tolist() == [5, 5]
+    assert [CAUSES[c] for c in result["sample_cause"][:2].tolist()] == ["output_saturated", "clamped"]
+    assert result["sample_cause"][2:].tolist() == [0, 0]

@@ -1,0 +1,159 @@
+"""Params validation: the original schema is accepted, every bad input is one line naming the key."""
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from inverse_vae.errors import ParamsError
+from inverse_vae.params import load_params, run_name
+
+ORIGINAL_CONFIG = """
+device: cuda
+train:
+  batch_size: 1024
+  train_epochs: 90
+  loss:
+    - bceloss
+    - regularizationloss
+  optim:
+    name: adam
+    learning_rate: 0.001
+    others:
+  lr_scheduler:
+    name: steplr
+    others:
+      step_size: 50
+      gamma: 0.1
+  alpha: 0.1
+  model_path: ./pretrained
+  progress_path: ./train_progress
+  plot_epochs: 10
+model:
+  architecture:
+    encoder:
+        conv:
+            - Linear:
+                args: [784, 512]
+                bias: False
+            - Tanh:
+            - Linear:
+                args: [512, 256]
+                bias: False
+            - Tanh:
+            - Flatten:
+        mean:
+            - Linear:
+                args: [256, 32]
+                bias: False
+        log_var:
+            - Linear:
+                args: [256, 32]
+                bias: False
+    decoder:
+        - Linear:
+            args: [32, 256]
+            bias: False
+        - Tanh:
+        - Linear:
+            args: [256, 512]
+            bias: False
+        - Tanh:
+        - Linear:
+            args: [512, 784]
+            bias: False
+        - Sigmoid:
+test:
+  batch_size: 256
+  n_components: 2
+  model_path: ./pretrained/model_90.pt
+  results_path: ./results
+"""
+
+
+def test_shipped_params_are_valid(root):
+    for name in ("default", "smoke"):
+        params = load_params(root / "params" / f"{name}.yaml")
+        assert params["model"]["architecture"]["decoder"][0]["Linear"]["args"] == [32, 256]
+
+
+def test_original_config_is_accepted_unchanged_with_defaults_filled(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(ORIGINAL_CONFIG)
+    params = load_params(path)
+    assert params["train"]["model_path"] == "./pretrained"
+    assert params["seed"] == 0 and params["data"]["val_fraction"] == 0.1
+    assert run_name(path) == "config"
+
+
+def _mutated(default_raw, edit):
+    raw = copy.deepcopy(default_raw)
+    edit(raw)
+    return raw
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda r: r["train"].__setitem__("batchsize", r["train"].pop("batch_size")),
+     "train.batchsize: unknown key (did you mean 'batch_size'?)"),
+    (lambda r: r.__setitem__("sede", 1), "sede: unknown key (did you mean 'seed'?)"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(1, {"Tanhh": None}),
+     "model.architecture.decoder[1]: unknown layer 'Tanhh'"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(1, {"Transformer": None}),
+     "model.architecture.decoder[1]: unknown layer 'Transformer'"),
+    (lambda r: r["model"]["architecture"]["decoder"][0]["Linear"].__setitem__("args", [16, 256]),
+     "model.architecture.decoder[0].Linear: takes 16 features but receives 32"),
+    (lambda r: r["model"]["architecture"]["decoder"][4]["Linear"].__setitem__("args", [512, 700]),
+     "model.architecture.decoder: ends with 700 features"),
+    (lambda r: r["model"]["architecture"]["encoder"]["log_var"][0]["Linear"].__setitem__("args", [256, 16]),
+     "model.architecture.encoder.log_var: gives 16 latent dims but encoder.mean gives 32"),
+    (lambda r: r["model"]["architecture"]["encoder"]["conv"][2]["Linear"].__setitem__("args", [500, 256]),
+     "model.architecture.encoder.conv[2].Linear: takes 500 features but receives 512"),
+    (lambda r: r["train"].__setitem__("batch_size", "1024"), "train.batch_size: must be an integer, got str"),
+    (lambda r: r["train"].__setitem__("train_epochs", -3), "train.train_epochs: must be >= 1, got -3"),
+    (lambda r: r["train"]["optim"].__setitem__("learning_rate", 0), "train.optim.learning_rate: must be > 0"),
+    (lambda r: r["train"]["optim"].__setitem__("name", "adagrad"), "train.optim.name: unknown value 'adagrad'"),
+    (lambda r: r["train"]["lr_scheduler"].__setitem__("name", "lambdalr"), "train.lr_scheduler.name: unknown value"),
+    (lambda r: r["train"]["lr_scheduler"]["others"].__setitem__("stepsize", 5), "train.lr_scheduler.others:"),
+    (lambda r: r["train"].__setitem__("loss", ["hingeloss", "regularizationloss"]),
+     "train.loss: unknown reconstruction loss 'hingeloss'"),
+    (lambda r: r["train"].pop("alpha"), "train.alpha: missing key"),
+    (lambda r: r.pop("test"), "test: missing section"),
+    (lambda r: r.__setitem__("device", "tpu"), "device: unknown value 'tpu'"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(0, {"Linear": {"args": [32, 256], "bais": False}}),
+     "model.architecture.decoder[0].Linear: cannot build it"),
+])
+def test_bad_params_are_refused_with_one_line_naming_the_key(default_raw, write_params, edit, expected):
+    path = write_params(_mutated(default_raw, edit))
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message and message.startswith(str(path))
+
+
+def test_missing_file_and_invalid_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_size: [1\n")
+    with pytest.raises(ParamsError, match="invalid YAML at line"):
+        load_params(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ParamsError, match="must be a mapping"):
+        load_params(bad)
+
+
+def _check_params(*files):
+    return subprocess.run([sys.executable, "-m", "inverse_vae", "check-params", *map(str, files)],
+                          capture_output=True, text=True)
+
+
+def test_check_params_cli_exit_codes(root, default_raw, write_params):
+    ok = _check_params(root / "params" / "default.yaml")
+    assert ok.returncode == 0, ok.stderr
+    bad = write_params(_mutated(default_raw, lambda r: r["train"].__setitem__("optimm", {})))
+    refused = _check_params(bad)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.optimm: unknown key" in lines[0]
+    assert refused.stdout == ""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create or refresh .venv from requirements.lock, install the study editable, register its kernel.
+# Sourced by run_all.sh and run_tests.sh; safe to run again (does nothing when up to date).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.study-env
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+
+if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setting up .venv (pinned packages from requirements.lock; a few minutes the first time)"
+  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (found %s)" % sys.version.split()[0])'
+  [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps -e .
+  .venv/bin/python -m ipykernel install --sys-prefix --name inverse-vae --display-name "Python (inverse-vae)" >/dev/null
+  echo "$want" > "$stamp"
+fi

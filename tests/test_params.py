@@ -121,6 +121,10 @@ def _mutated(default_raw, edit):
     (lambda r: r.__setitem__("device", "tpu"), "device: unknown value 'tpu'"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(0, {"Linear": {"args": [32, 256], "bais": False}}),
      "model.architecture.decoder[0].Linear: cannot build it"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(3, {"ReLU": None}),
+     "model.architecture.decoder: cannot be inverted: decoder layer 3 (ReLU) has no inverse: not injective"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(5, {"Dropout": None}),
+     "model.architecture.decoder: cannot be inverted: decoder layer 5 (Dropout) has no inverse"),
 ])
 def test_bad_params_are_refused_with_one_line_naming_the_key(default_raw, write_params, edit, expected):
     path = write_params(_mutated(default_raw, edit))

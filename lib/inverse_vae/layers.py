@@ -72,8 +72,9 @@ def check_architecture(arch: dict, where: str = "model.architecture") -> int:
     """Check that every layer is allowed and buildable and that sizes chain. Returns the latent size."""
     enc, dec = arch["encoder"], arch["decoder"]
     for part, blocks in (("encoder.conv", enc["conv"]), ("encoder.mean", enc["mean"]),
-                         ("encoder.log_var", enc["log_var"]), ("decoder", dec)):
+                         ("encoder.log_var", enc["log_var"])):
         build_sequential(blocks, f"{where}.{part}")
+    decoder = build_sequential(dec, f"{where}.decoder")
     hidden = _chain_features(enc["conv"], IMAGE_SIZE, f"{where}.encoder.conv")
     latent = _chain_features(enc["mean"], hidden, f"{where}.encoder.mean")
     latent_var = _chain_features(enc["log_var"], hidden, f"{where}.encoder.log_var")
@@ -82,4 +83,16 @@ def check_architecture(arch: dict, where: str = "model.architecture") -> int:
     out = _chain_features(dec, latent, f"{where}.decoder")
     if out != IMAGE_SIZE:
         raise ParamsError(f"{where}.decoder: ends with {out} features but an MNIST image has {IMAGE_SIZE}")
+    _check_invertible(decoder, f"{where}.decoder")
     return latent
+
+
+def _check_invertible(decoder: nn.Sequential, where: str) -> None:
+    """The study inverts the decoder: refuse, before training, one that cannot be inverted."""
+    from .errors import StudyError
+    from .inverse import build_inverse
+
+    try:
+        build_inverse(decoder)
+    except StudyError as exc:
+        raise ParamsError(f"{where}: cannot be inverted: {exc}") from None

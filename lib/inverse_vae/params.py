@@ -134,6 +134,10 @@ SCHEMA: dict[str, Any] = {
         "tsne_samples": (_optional(_int(10)), None),  # None: the whole test set
         "probe_max_iter": (_int(10), 1000),
     },
+    "invert": {
+        "n_prior": (_int(1), 10000),  # realizable regime: z ~ N(0, I) samples
+        "examples_per_digit": (_int(1), 3),  # columns per digit in the image grids
+    },
 }
 
 

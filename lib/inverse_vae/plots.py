@@ -62,3 +62,16 @@ def bars(values: dict, title: str, ylabel: str, path=None):
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, float], path=None):
+    """Histogram of |pre-activation| per layer, log counts, with the exact-saturation points marked."""
+    fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 3.5), squeeze=False)
+    for ax, (name, v) in zip(axes[0], values.items()):
+        ax.hist(np.abs(v), bins=100, log=True, color="0.4")
+        for label, x in marks.get(name, {}).items():
+            ax.axvline(x, ls="--", lw=1, color="C3" if "32" in label else "C0", label=label)
+        ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation|", ylabel="count")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

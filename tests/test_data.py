@@ -388,3 +388,12 @@ def test_train_val_split_is_seeded_disjoint_and_complete():
     assert (len(tr), len(va)) == (54000, 6000)
     tr, va = data.train_val_split(7)
     assert (len(tr), len(va)) == (6, 1)
+
+
+def test_unwritable_data_folder_is_one_clear_line(tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    with pytest.raises(DataError) as e:
+        data.fetch_mnist(not_a_folder, log=lambda s: None)
+    msg = str(e.value)
+    assert "\n" not in msg and "cannot be created or written" in msg and "data.root" in msg

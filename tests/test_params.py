@@ -121,6 +121,8 @@ def _mutated(default_raw, edit):
     (lambda r: r.__setitem__("device", "tpu"), "device: unknown value 'tpu'"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(0, {"Linear": {"args": [32, 256], "bais": False}}),
      "model.architecture.decoder[0].Linear: cannot build it"),
+    (lambda r: r["train"].__setitem__("target_range", [0.9, 0.1]), "train.target_range: must be [lo, hi]"),
+    (lambda r: r.__setitem__("methods", {"names": ["optimise_adam"]}), "methods.names: unknown method 'optimise_adam'"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(3, {"ReLU": None}),
      "model.architecture.decoder: cannot be inverted: decoder layer 3 (ReLU) has no inverse: not injective"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(5, {"Dropout": None}),

@@ -54,3 +54,17 @@ def test_batch_larger_than_data_is_refused(tiny_run):
     tiny_run.params["train"]["batch_size"] = 1000
     with pytest.raises(TrainingError, match="train.batch_size: 1000 is larger than the 128 training images"):
         train(tiny_run, _images(128, 0), _images(32, 1), progress=False)
+
+
+def test_squeezed_targets_and_variant_runs(tiny_run):
+    from inverse_vae.paths import variant
+    from inverse_vae.training import squeeze_targets
+
+    x = torch.tensor([0.0, 0.5, 1.0])
+    assert torch.allclose(squeeze_targets(x, [0.1, 0.9]), torch.tensor([0.1, 0.5, 0.9]))
+    assert squeeze_targets(x, None) is x
+    squeezed = variant(tiny_run, "squeezed", {"target_range": [0.1, 0.9]})
+    assert squeezed.dir == tiny_run.dir / "variants" / "squeezed"
+    assert tiny_run.params["train"]["target_range"] is None  # the original run is untouched
+    result = train(squeezed, _images(128, 0), _images(32, 1), progress=False)
+    assert (squeezed.checkpoints / "model_4.pt").is_file() and result.epochs == 4

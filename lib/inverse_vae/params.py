@@ -79,6 +79,37 @@ def _loss_list(v):
     return None
 
 
+def _unit_interval_pair(v):
+    if (not isinstance(v, list) or len(v) != 2 or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v)
+            or not 0 <= v[0] < v[1] <= 1):
+        return f"must be [lo, hi] with 0 <= lo < hi <= 1, got {v!r}"
+    return None
+
+
+def _method_names(v):
+    from .methods import METHODS
+
+    if not isinstance(v, list) or not v or not all(isinstance(n, str) for n in v):
+        return f"must be a non-empty list of method names, got {v!r}"
+    unknown = [n for n in v if n not in METHODS]
+    return f"unknown method {unknown[0]!r}; known: {', '.join(METHODS)}" if unknown else None
+
+
+def _method_overrides(v):
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(o, dict) for o in v.values()):
+        return f"must map method names to option mappings, got {v!r}"
+    return _method_names(list(v))
+
+
+def _positive_list(v):
+    if not isinstance(v, list) or not v or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
+                                                   for t in v):
+        return f"must be a non-empty list of positive numbers, got {v!r}"
+    return None
+
+
 def _layer_list(v):
     return None if isinstance(v, list) and v else f"must be a non-empty list of layers, got {v!r}"
 
@@ -105,6 +136,8 @@ SCHEMA: dict[str, Any] = {
         "model_path": (_str(), REQUIRED),
         "progress_path": (_str(), REQUIRED),
         "plot_epochs": (_int(1), REQUIRED),
+        # Added by this study: train towards lo + (hi - lo) * x instead of x (null: x itself).
+        "target_range": (_optional(_unit_interval_pair), None),
     },
     "model": {
         "architecture": {
@@ -137,6 +170,20 @@ SCHEMA: dict[str, Any] = {
     "invert": {
         "n_prior": (_int(1), 10000),  # realizable regime: z ~ N(0, I) samples
         "examples_per_digit": (_int(1), 3),  # columns per digit in the image grids
+    },
+    "methods": {
+        "names": (_optional(_method_names), None),  # None: every configuration in methods.METHODS
+        "real_subset": (_optional(_int(1)), None),  # first N test images (None: all)
+        "realizable_n": (_int(1), 1000),  # prior samples for the realizable comparison
+        "noise_levels": (_positive_list, [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
+        "noise_draws": (_int(1), 200),
+        "noise_names": (_optional(_method_names), None),
+        "overrides": (_method_overrides, None),  # {method name: {option: value}}, e.g. fewer steps
+    },
+    "failure": {
+        "squeeze_range": (_unit_interval_pair, [0.1, 0.9]),  # the squeezed-targets variant
+        "delta": (_float(positive=True, maximum=0.5), 1e-3),  # box |h| <= 1 - delta of constrained solves
+        "fixes_subset": (_optional(_int(1)), None),  # images (real and realizable) for the fixes; None: all
     },
 }
 

@@ -1,6 +1,7 @@
 """Where a run's files live: reports/<run>/ and the params' paths relative to it."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -81,6 +82,17 @@ class Run:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; run notebooks/{notebook}.ipynb first")
         return json.loads(path.read_text())
+
+
+def variant(run: Run, name: str, train_updates: dict) -> Run:
+    """The same run with some train settings changed, living in reports/<run>/variants/<name>/.
+
+    Notebooks use it for a model trained differently (say, squeezed targets), cached and resumable
+    like the main run.
+    """
+    params = copy.deepcopy(run.params)
+    params["train"].update(train_updates)
+    return Run(params=params, root=run.root, dir=run.dir / "variants" / name)
 
 
 def open_run(params_file: str | Path, reports_root: str | Path = "reports", root: str | Path | None = None) -> Run:

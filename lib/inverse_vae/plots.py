@@ -75,3 +75,43 @@ def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, flo
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def heatmaps(maps: dict[str, np.ndarray], path=None, cmap="magma"):
+    """Side-by-side 2-D maps (e.g. the share of zero pixels at each of the 28x28 positions)."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.3), squeeze=False)
+    for ax, (title, m) in zip(axes[0], maps.items()):
+        im = ax.imshow(m, cmap=cmap, vmin=0, vmax=1)
+        ax.set(title=title, xticks=[], yticks=[])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def curves(x, series: dict[str, list], xlabel: str, ylabel: str, title: str, path=None, logx=False, logy=False, ax=None):
+    """One line per series over a shared x (for sweeps)."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    for label, ys in series.items():
+        ax.plot(x, ys, marker="o", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return _save(fig or ax.figure, path)
+
+
+def overlaid_histograms(groups: dict[str, np.ndarray], xlabel: str, title: str, path=None, bins=120, ax=None):
+    """Density histograms of several samples on one axis (e.g. real vs realizable)."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    for label, v in groups.items():
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5, label=label)
+    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig or ax.figure, path)

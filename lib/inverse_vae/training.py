@@ -30,8 +30,15 @@ SCHEDULER_CLASSES = {
 }
 
 
-def make_optimizer(parameters, cfg: dict) -> torch.optim.Optimizer:
-    return OPTIMIZER_CLASSES[cfg["name"].lower()](parameters, lr=cfg["learning_rate"], **(cfg.get("others") or {}))
+def make_optimizer(parameters, cfg: dict, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The params' optimizer; Adam on CUDA uses the fused kernel unless `others` says otherwise.
+
+    (On the CPU the default implementation is kept: it is deterministic and as fast here.)
+    """
+    name, options = cfg["name"].lower(), dict(cfg.get("others") or {})
+    if name == "adam" and device is not None and device.type == "cuda":
+        options.setdefault("fused", True)
+    return OPTIMIZER_CLASSES[name](parameters, lr=cfg["learning_rate"], **options)
 
 
 def make_scheduler(optimizer, cfg: dict):
@@ -63,10 +70,11 @@ class TrainResult:
 
 
 @torch.no_grad()
-def validation_loss(model, images, batch_size: int, alpha: float, kind: str, generator) -> float:
+def validation_loss(model, images, batch_size: int, alpha: float, kind: str, generator,
+                    target_range=None) -> float:
     """The original's validation number: mean over batches of the sampled-z loss."""
     model.eval()
-    losses = [batch_loss(model, x, generator, alpha, kind) for x in images.split(batch_size)]
+    losses = [batch_loss(model, x, generator, alpha, kind, target_range) for x in images.split(batch_size)]
     return torch.stack(losses).mean().item()
 
 
@@ -80,13 +88,13 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     p, t = run.params, run.params["train"]
     device = resolve_device(p["device"])
     epochs, batch_size, alpha = t["train_epochs"], t["batch_size"], t["alpha"]
-    kind = t["loss"][0].lower()
+    kind, target_range = t["loss"][0].lower(), t["target_range"]
     if len(train_images) < batch_size:
         raise TrainingError(f"train.batch_size: {batch_size} is larger than the {len(train_images)} training images")
 
     torch.manual_seed(p["seed"])
     model = build_model(p).to(device)
-    optimizer = make_optimizer(model.parameters(), t["optim"])
+    optimizer = make_optimizer(model.parameters(), t["optim"], device)
     scheduler = make_scheduler(optimizer, t["lr_scheduler"])
     history = {"train": [], "validation": []}
     start, earlier_seconds = 1, 0.0
@@ -115,7 +123,7 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
         for i in range(n_batches):
             x = x_train[order[i * batch_size:(i + 1) * batch_size]]
             try:
-                loss = batch_loss(model, x, g, alpha, kind)
+                loss = batch_loss(model, x, g, alpha, kind, target_range)
             except RuntimeError as exc:  # BCE refuses NaN outputs before the loss can turn NaN
                 losses[i] = float("nan")
                 _stop_if_nonfinite(losses[: i + 1], epoch, saved, n_batches, reason=str(exc).splitlines()[0])
@@ -127,7 +135,7 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
         _stop_if_nonfinite(losses, epoch, saved, n_batches)
         history["train"].append(losses.mean().item())
         val_g = epoch_generator(p["seed"], epoch, device, stream=1)
-        history["validation"].append(validation_loss(model, x_val, batch_size, alpha, kind, val_g))
+        history["validation"].append(validation_loss(model, x_val, batch_size, alpha, kind, val_g, target_range))
         scheduler.step()
         bar.set_postfix(train=f"{history['train'][-1]:.5f}", val=f"{history['validation'][-1]:.5f}")
         if epoch % t["plot_epochs"] == 0 or epoch == epochs:
@@ -149,10 +157,18 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
                        model=model.eval())
 
 
-def batch_loss(model, x, generator, alpha: float, kind: str) -> torch.Tensor:
+def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
+    """Map pixels [0, 1] to [lo, hi] (the original's abandoned idea: logit is then finite everywhere)."""
+    if target_range is None:
+        return x
+    lo, hi = target_range
+    return lo + (hi - lo) * x
+
+
+def batch_loss(model, x, generator, alpha: float, kind: str, target_range=None) -> torch.Tensor:
     """The original training objective on one batch, with z sampled from `generator`."""
     out, mean, log_var = model(x, generator)
-    return original_loss(out, x, mean, log_var, alpha, kind)[0]
+    return original_loss(out, squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
 
 
 def _stop_if_nonfinite(losses: torch.Tensor, epoch: int, last_checkpoint, n_batches: int | None = None,

@@ -1,0 +1,119 @@
+"""The methods comparison of notebook 05: every method on the same images, measured the same way.
+
+Real images: D(z_hat) against x (per-image bce, mse, psnr, ssim), the gap to the best any method
+reached on that image, the linear probe on z_hat, seconds. Realizable images: latent recovery from
+float32 and from float64 decoder outputs (the methods compute in float64 on both). Noise:
+median relative latent error as x = D(z) is perturbed (Lei et al. 2019's protocol).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .evaluate import probe_accuracy
+from .inverse import latent_recovery, relative_errors
+from .inversion import ARITHMETICS, decoder_in
+from .methods import METHODS, run_method
+from .metrics import per_image_metrics
+
+PIXELS = 28 * 28
+
+
+def _run(name: str, model, x: torch.Tensor, overrides: dict, **extra):
+    return run_method(name, None, x, model, **{**overrides.get(name, {}), **extra})
+
+
+def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dict) -> tuple[dict, dict, dict]:
+    """Returns (table keyed by method, per-image metrics keyed by method, MethodResults)."""
+    results, per_image = {}, {}
+    for name in names:
+        results[name] = _run(name, model, x, overrides)
+        with torch.no_grad():
+            x_hat = model.decoder(results[name].z.float())
+        per_image[name] = per_image_metrics(x_hat, x)
+    best = np.nanmin(np.stack([per_image[n]["bce"] for n in names]), axis=0)
+    table = {}
+    for name in names:
+        m, r = per_image[name], results[name]
+        table[name] = {
+            **{k: float(np.nanmean(v)) for k, v in m.items()},
+            "gap_to_best": float(np.nanmean(m["bce"] - best)),
+            "nonfinite": int(np.isnan(m["bce"]).sum()),
+            "probe_accuracy": probe_accuracy(probe, r.z.double().cpu().numpy(), labels) if probe else float("nan"),
+            "seconds": r.seconds, "images_per_second": len(x) / r.seconds if r.seconds > 0 else float("inf"),
+            "iterations": r.iterations,
+        }
+    return table, per_image, results
+
+
+def realizable_comparison(names, model, z: torch.Tensor, overrides: dict) -> tuple[dict, dict]:
+    """Per method and arithmetic of the decoder's output: latent recovery (methods in float64)."""
+    table, errors = {}, {}
+    for arithmetic, dtype in ARITHMETICS.items():
+        with torch.no_grad():
+            x = decoder_in(model.decoder, dtype)(z.to(dtype))
+        for name in names:
+            r = _run(name, model, x, overrides, dtype=torch.float64)
+            table.setdefault(name, {})[arithmetic] = {**latent_recovery(r.z, z.double()), "seconds": r.seconds}
+            errors[(name, arithmetic)] = relative_errors(r.z, z.double()).cpu()
+    return table, errors
+
+
+def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Tensor:
+    """x = D(z) + n with ||n|| = level * ||x|| per image, clipped to [0, 1] (float64)."""
+    with torch.no_grad():
+        x = decoder_in(decoder, torch.float64)(z.double())
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
+    return (x + n).clamp(0, 1)
+
+
+def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dict) -> dict:
+    """method -> [median relative latent error at each level]; fresh z and noise per level."""
+    out = {name: [] for name in names}
+    d = model.latent_dim
+    for i, level in enumerate(levels):
+        z = torch.randn(draws, d, generator=torch.Generator().manual_seed(seed + 1000 + i), dtype=torch.float64)
+        x = noisy_images(model.decoder, z, level, seed + 2000 + i)
+        for name in names:
+            r = _run(name, model, x, overrides, dtype=torch.float64)
+            out[name].append(float(relative_errors(r.z, z).median()))
+    return out
+
+
+def jacobian_singular_values(decoder, z: torch.Tensor) -> torch.Tensor:
+    """Singular values (N, d) of the decoder's Jacobian dD/dz at each z, in float64.
+
+    A near-zero smallest value means z is not identifiable from D(z) to working precision.
+    """
+    dec = decoder_in(decoder, torch.float64).requires_grad_(False)
+    jac = torch.func.vmap(torch.func.jacfwd(lambda v: dec(v[None])[0]))(z.double())
+    return torch.linalg.svdvals(jac)
+
+
+def identifiability(decoder, z: torch.Tensor, missed: torch.Tensor) -> dict:
+    """Smallest singular value and condition number of the Jacobian, for missed vs recovered samples."""
+    s = jacobian_singular_values(decoder, z)
+    smallest, cond = s[:, -1], s[:, 0] / s[:, -1]
+
+    def summary(mask):
+        if not mask.any():
+            return {"n": 0}
+        return {"n": int(mask.sum()), "smallest_sv_median": float(smallest[mask].median()),
+                "smallest_sv_min": float(smallest[mask].min()), "condition_median": float(cond[mask].median()),
+                "condition_max": float(cond[mask].max())}
+
+    return {"missed": summary(missed), "recovered": summary(~missed)}
+
+
+def curves_per_pixel(results: dict) -> dict:
+    """Quality-versus-time curves: (seconds, mean BCE per pixel) along each method's history."""
+    out = {}
+    for name, r in results.items():
+        pts = [(h["seconds"], h["bce"] / PIXELS) for h in r.history if h.get("bce") is not None]
+        out[name] = pts or [(r.seconds, float("nan"))]
+    return out
+
+
+def known_methods() -> list[str]:
+    return list(METHODS)

@@ -13,6 +13,11 @@ HEADLINES = [
     ("02_evaluate", ("test_loss_original",), "test loss (original convention)", "{:.4f}"),
     ("02_evaluate", ("nelbo_nats",), "negative ELBO (nats/image)", "{:.2f}"),
     ("02_evaluate", ("probe_accuracy",), "linear probe accuracy", "{:.3f}"),
+    ("03_invert", ("realizable", "prior", "float64", "success_1e-6"), "pinv chain, float64 no clamp: prior recovered to 1e-6", "{:.3f}"),
+    ("03_invert", ("real", "original_clamp", "bce"), "original chain on real images: BCE of D(z_hat)", "{:.3f}"),
+    ("04_failure_analysis", ("eps_best",), "best clamp margin on real images", "{:g}"),
+    ("05_inverse_methods", ("best_realizable", "float64", "method"), "best method on realizable float64 images", "{}"),
+    ("05_inverse_methods", ("best_realizable", "float64", "success_1e-6"), "its share recovered to 1e-6", "{:.3f}"),
 ]
 
 

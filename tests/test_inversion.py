@@ -3,19 +3,8 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
-
+from decoders import small_decoder
 from inverse_vae import inversion
-
-
-def small_decoder(scale: float = 1.0, seed: int = 0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    dec = nn.Sequential(nn.Linear(4, 16, bias=False), nn.Tanh(), nn.Linear(16, 32, bias=False), nn.Tanh(),
-                        nn.Linear(32, 50, bias=False), nn.Sigmoid())
-    with torch.no_grad():
-        for layer in dec[::2]:
-            layer.weight.mul_(scale)
-    return dec
 
 
 def prior(n=200, d=4, seed=1):

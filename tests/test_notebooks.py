@@ -1,6 +1,5 @@
 """The notebooks: committed clean, goldens in sync, and a real papermill run of the smoke params."""
 import json
-import subprocess
 from pathlib import Path
 
 import nbformat
@@ -63,12 +62,3 @@ def test_a_failing_notebook_is_kept_with_its_error_and_named(tmp_path, default_r
     assert "02_evaluate.ipynb failed" in message and "run notebooks/01_train.ipynb" in message
     kept = nbformat.read(tmp_path / "missing_ckpt" / "02_evaluate.ipynb", as_version=4)
     assert any(o.output_type == "error" for c in kept.cells if c.cell_type == "code" for o in c.outputs)
-
-
-def test_run_all_refuses_bad_params_and_writes_nothing(tmp_path, default_raw, write_params):
-    raw = dict(default_raw, optim_typo=1)
-    params = write_params(raw, "bad_run")
-    done = subprocess.run(["bash", str(ROOT / "run_all.sh"), str(params)], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 2
-    assert "optim_typo: unknown key" in done.stderr
-    assert not (ROOT / "reports" / "bad_run").exists()

@@ -6,9 +6,13 @@ to the device per step, a host sync per step (loss.item()), validation through a
 The project's trainer keeps the data on the device and syncs once per epoch.
 
     .venv/bin/python bench/train_speed.py --epochs 5 [--device cpu|cuda] [--params params/default.yaml] [--repeats 3]
+        [--original-epochs N] [--cuda-graph auto,off]
 
 Prints seconds per epoch for each (median over repeats; the first epoch of each run is a warm-up
-and is not counted), then, last, `ratio project/original-style: R`.
+and is not counted), the whole-run time of the project's trainer (warm-up, graph capture,
+validation and its checkpoints every plot_epochs included), then, last,
+`ratio project/original-style: R`. On a GPU, `--epochs 90 --original-epochs 5` times the full
+default training without spending 90 epochs on the slow loop.
 """
 from __future__ import annotations
 
@@ -82,52 +86,64 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def project_epochs(run, device, epochs: int) -> list[float]:
-    """Seconds of each epoch of this study's trainer (train + validation), via its on_epoch hook."""
+def project_epochs(run, device, epochs: int, cuda_graph: str) -> tuple[list[float], float, bool]:
+    """This study's trainer on the params' own checkpoint schedule: (s per epoch, whole run s, graphed).
+
+    The whole-run time is what a real run of `epochs` epochs costs after the data is on the device:
+    warm-up, CUDA-graph capture, validation and checkpoint writes included.
+    """
     (x_train, _), (x_val, _) = train_val_images(run, log=lambda s: None)
-    stamps = [time.perf_counter()]
-
-    def stamp(epoch, history):
-        _sync(device)
-        stamps.append(time.perf_counter())
-
     with tempfile.TemporaryDirectory() as tmp:
         params = dict(run.params, device=str(device))
-        params["train"] = dict(params["train"], train_epochs=epochs, plot_epochs=1)
-        bench_run = dataclasses.replace(run, params=params, dir=Path(tmp))
-        stamps[0] = time.perf_counter()
-        train(bench_run, x_train, x_val, progress=False, on_epoch=stamp)
-    # plot_epochs=1 writes a checkpoint each epoch: an upper bound on the project's real cost.
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+        params["train"] = dict(params["train"], train_epochs=epochs, cuda_graph=cuda_graph)
+        result = train(dataclasses.replace(run, params=params, dir=Path(tmp)), x_train, x_val, progress=False)
+    return result.epoch_seconds, result.seconds, result.cuda_graph
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--original-epochs", type=int, help="epochs of the original-style loop (default: --epochs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--params", default="params/default.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the original-style loop")
+    parser.add_argument("--cuda-graph", default="auto",
+                        help="train.cuda_graph for the project's trainer; a comma list (auto,off) times each")
     args = parser.parse_args(argv)
-    if args.epochs < 2:
-        parser.error("--epochs must be at least 2 (the first epoch is a warm-up)")
+    original_epochs = args.original_epochs or args.epochs
+    if min(args.epochs, original_epochs) < 2:
+        parser.error("--epochs and --original-epochs must be at least 2 (the first epoch is a warm-up)")
 
     run = open_run(args.params)
     fetch_mnist(run.data_root, log=lambda s: None)
     device = resolve_device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"batch {run.params['train']['batch_size']}, {args.epochs} epochs x {args.repeats} repeats")
-    results = {"original-style": [], "project": []}
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"device {device}{gpu}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"batch {run.params['train']['batch_size']}, {args.epochs} epochs "
+          f"({original_epochs} original-style) x {args.repeats} repeats")
+    contenders = {"original-style": lambda: (original_style_epochs(run, device, original_epochs, args.workers), None)}
+    for mode in args.cuda_graph.split(","):
+        def project(mode=mode):
+            per_epoch, whole, graphed = project_epochs(run, device, args.epochs, mode)
+            return per_epoch, (whole, graphed)
+        contenders["project" if mode == "auto" else f"project cuda_graph={mode}"] = project
+    results, wholes = {name: [] for name in contenders}, {}
     for r in range(args.repeats):
-        for name, fn in (("original-style", lambda: original_style_epochs(run, device, args.epochs, args.workers)),
-                         ("project", lambda: project_epochs(run, device, args.epochs))):
-            per_epoch = fn()[1:]  # drop the warm-up epoch
-            results[name].append(statistics.median(per_epoch))
-            print(f"  repeat {r + 1} {name:<15} {statistics.median(per_epoch):.3f} s/epoch")
+        for name, fn in contenders.items():
+            per_epoch, whole = fn()
+            results[name].append(statistics.median(per_epoch[1:]))  # the first epoch is a warm-up
+            line = f"  repeat {r + 1} {name:<26} {results[name][-1]:.4f} s/epoch"
+            if whole is not None:
+                wholes.setdefault(name, []).append(whole[0])
+                line += f", whole {args.epochs}-epoch run {whole[0]:.2f} s ({'CUDA graph' if whole[1] else 'eager'})"
+            print(line)
     medians = {k: statistics.median(v) for k, v in results.items()}
     for name, m in medians.items():
-        print(f"{name:<15} {m:.3f} s/epoch (median of {args.repeats}), 90 epochs ~ {90 * m:.0f} s")
-    print(f"ratio project/original-style: {medians['project'] / medians['original-style']:.3f}")
+        whole = f"; whole {args.epochs}-epoch run {statistics.median(wholes[name]):.2f} s" if name in wholes else ""
+        print(f"{name:<26} {m:.4f} s/epoch (median of {args.repeats}), 90 epochs ~ {90 * m:.1f} s{whole}")
+    first_project = next(name for name in medians if name.startswith("project"))
+    print(f"ratio project/original-style: {medians[first_project] / medians['original-style']:.3f}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,15 @@ def _unit_interval_pair(v):
     return None
 
 
+CUDA_GRAPH_MODES = ("auto", "on", "off")
+
+
+def _cuda_graph_mode(v):
+    if isinstance(v, bool):  # YAML reads a bare on/off as true/false
+        return None
+    return _str(CUDA_GRAPH_MODES)(v)
+
+
 def _method_names(v):
     from .methods import METHODS
 
@@ -138,6 +147,8 @@ SCHEMA: dict[str, Any] = {
         "plot_epochs": (_int(1), REQUIRED),
         # Added by this study: train towards lo + (hi - lo) * x instead of x (null: x itself).
         "target_range": (_optional(_unit_interval_pair), None),
+        # Added by this study: capture the training step as a CUDA graph (auto: on CUDA with adam).
+        "cuda_graph": (_cuda_graph_mode, "auto"),
     },
     "model": {
         "architecture": {
@@ -249,6 +260,9 @@ def _check_training_objects(params: dict) -> None:
 def validate_params(raw: Any) -> dict:
     """Validate a parsed params mapping; return it with defaults filled in."""
     params = _validate(raw, SCHEMA, "")
+    mode = params["train"]["cuda_graph"]
+    if isinstance(mode, bool):
+        params["train"]["cuda_graph"] = "on" if mode else "off"
     check_architecture(params["model"]["architecture"], "model.architecture")
     _check_training_objects(params)
     return params

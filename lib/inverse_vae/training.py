@@ -2,13 +2,15 @@
 
 Every epoch draws its shuffle and its reparameterization noise from a generator seeded by
 (seed, epoch), so a run resumed from the checkpoint of epoch k gives the same weights as one
-that never stopped (on the CPU).
+that never stopped (on the CPU). On CUDA the training step can be captured once as a CUDA
+graph and replayed (`train.cuda_graph`, see graphed.py); it draws the same random numbers.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from functools import partial
 from typing import Callable
 
 import torch
@@ -19,6 +21,7 @@ from .devices import resolve_device
 from .errors import TrainingError
 from .losses import original_loss
 from .model import build_model
+from .steps import EagerSteps, GraphedSteps, StepFailed
 
 OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 SCHEDULER_CLASSES = {
@@ -30,24 +33,45 @@ SCHEDULER_CLASSES = {
 }
 
 
-def make_optimizer(parameters, cfg: dict, device: torch.device | None = None) -> torch.optim.Optimizer:
+# How an optimizer runs rather than what it computes: a checkpoint's values for these never
+# override the resuming optimizer's (a CUDA run's fused=True must not follow it to the CPU).
+IMPLEMENTATION_FLAGS = ("fused", "capturable", "foreach", "differentiable")
+
+
+def make_optimizer(parameters, cfg: dict, device: torch.device | None = None,
+                   capturable: bool = False) -> torch.optim.Optimizer:
     """The params' optimizer; Adam on CUDA uses the fused kernel unless `others` says otherwise.
 
     (On the CPU the default implementation is kept: it is deterministic and as fast here.)
+    `capturable` makes Adam safe to capture in a CUDA graph (its step counter stays on the device).
     """
     name, options = cfg["name"].lower(), dict(cfg.get("others") or {})
     if name == "adam" and device is not None and device.type == "cuda":
         options.setdefault("fused", True)
+    if capturable:
+        options["capturable"] = True
     return OPTIMIZER_CLASSES[name](parameters, lr=cfg["learning_rate"], **options)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """optimizer.load_state_dict(state), keeping the optimizer's own IMPLEMENTATION_FLAGS."""
+    state = dict(state, param_groups=[
+        dict(saved, **{k: group[k] for k in IMPLEMENTATION_FLAGS if k in group})
+        for saved, group in zip(state["param_groups"], optimizer.param_groups)])
+    optimizer.load_state_dict(state)
 
 
 def make_scheduler(optimizer, cfg: dict):
     return SCHEDULER_CLASSES[cfg["name"].lower()](optimizer, **(cfg.get("others") or {}))
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, epoch, stream): the key to exact resumption."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 17 + stream)
+def use_cuda_graph(mode: str, device: torch.device, optimizer_name: str) -> bool:
+    """train.cuda_graph: 'auto' captures on CUDA with Adam, 'on' insists, 'off' never captures."""
+    supported = device.type == "cuda" and optimizer_name.lower() == "adam"
+    if mode == "on" and not supported:
+        raise TrainingError(f"train.cuda_graph: 'on' needs a CUDA device and the adam optimizer, but this run has "
+                            f"device {device.type} and optimizer {optimizer_name}; use auto or off")
+    return mode != "off" and supported
 
 
 @dataclass
@@ -60,6 +84,8 @@ class TrainResult:
     samples_per_epoch: int
     device: str
     checkpoint: Path | None
+    epoch_seconds: list[float]  # wall time of each epoch trained in this call (checkpoint writes included)
+    cuda_graph: bool  # whether the steps were replayed from a CUDA graph
     model: torch.nn.Module = field(repr=False)
 
     @property
@@ -70,12 +96,12 @@ class TrainResult:
 
 
 @torch.no_grad()
-def validation_loss(model, images, batch_size: int, alpha: float, kind: str, generator,
-                    target_range=None) -> float:
-    """The original's validation number: mean over batches of the sampled-z loss."""
+def validation_loss(model, images, batch_size: int, generator, *, alpha: float, kind: str,
+                    target_range=None) -> torch.Tensor:
+    """The original's validation number: mean over batches of the sampled-z loss (0-dim, no sync)."""
     model.eval()
-    losses = [batch_loss(model, x, generator, alpha, kind, target_range) for x in images.split(batch_size)]
-    return torch.stack(losses).mean().item()
+    return torch.stack([batch_loss(model, x, generator, alpha=alpha, kind=kind, target_range=target_range)
+                        for x in images.split(batch_size)]).mean()
 
 
 def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress: bool = True,
@@ -92,9 +118,10 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     if len(train_images) < batch_size:
         raise TrainingError(f"train.batch_size: {batch_size} is larger than the {len(train_images)} training images")
 
+    graphed = use_cuda_graph(t["cuda_graph"], device, t["optim"]["name"])
     torch.manual_seed(p["seed"])
     model = build_model(p).to(device)
-    optimizer = make_optimizer(model.parameters(), t["optim"], device)
+    optimizer = make_optimizer(model.parameters(), t["optim"], device, capturable=graphed)
     scheduler = make_scheduler(optimizer, t["lr_scheduler"])
     history = {"train": [], "validation": []}
     start, earlier_seconds = 1, 0.0
@@ -102,40 +129,35 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     if resume_from is not None:
         state = load_checkpoint(resume_from)
         load_state_into(model, state["model_state_dict"], resume_from)
-        optimizer.load_state_dict(state["optimizer_state_dict"])
+        load_optimizer_state(optimizer, state["optimizer_state_dict"])
         scheduler.load_state_dict(state["lr_scheduler_state_dict"])
         history = state["history"]
         start = int(state["epoch"]) + 1
         earlier_seconds = float(state.get("train_seconds", 0.0))
 
     x_train, x_val = train_images.to(device), val_images.to(device)
-    n_batches = len(x_train) // batch_size  # drop_last, as the original loader did
+    objective = dict(alpha=alpha, kind=kind, target_range=target_range)
+    steps = (GraphedSteps if graphed else EagerSteps)(
+        optimizer, partial(batch_loss, model, **objective), x_train, batch_size,
+        partial(validation_loss, model, x_val, batch_size, **objective))
+    n_batches = steps.n_batches
     last = stop_after_epoch if stop_after_epoch is not None else epochs
     saved = resume_from
     started = time.perf_counter()
+    epoch_seconds = []
     bar = tqdm(range(start, min(last, epochs) + 1), initial=start - 1, total=epochs, desc="epochs",
                disable=not progress, leave=True)
     for epoch in bar:
         model.train()
-        g = epoch_generator(p["seed"], epoch, device)
+        g = steps.generator(p["seed"], epoch)
         order = torch.randperm(len(x_train), generator=g, device=device)
-        losses = torch.empty(n_batches, device=device)  # kept on the device: no sync per step
-        for i in range(n_batches):
-            x = x_train[order[i * batch_size:(i + 1) * batch_size]]
-            try:
-                loss = batch_loss(model, x, g, alpha, kind, target_range)
-            except RuntimeError as exc:  # BCE refuses NaN outputs before the loss can turn NaN
-                losses[i] = float("nan")
-                _stop_if_nonfinite(losses[: i + 1], epoch, saved, n_batches, reason=str(exc).splitlines()[0])
-                raise
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[i] = loss.detach()
+        try:
+            losses = steps.run_epoch(order, g)
+        except StepFailed as exc:
+            raise _nonfinite_error(epoch, exc.batch, n_batches, saved, exc.reason) from None
         _stop_if_nonfinite(losses, epoch, saved, n_batches)
         history["train"].append(losses.mean().item())
-        val_g = epoch_generator(p["seed"], epoch, device, stream=1)
-        history["validation"].append(validation_loss(model, x_val, batch_size, alpha, kind, val_g, target_range))
+        history["validation"].append(steps.validate(p["seed"], epoch))
         scheduler.step()
         bar.set_postfix(train=f"{history['train'][-1]:.5f}", val=f"{history['validation'][-1]:.5f}")
         if epoch % t["plot_epochs"] == 0 or epoch == epochs:
@@ -149,12 +171,13 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
             }, checkpoint_path(run.checkpoints, epoch))
             if on_epoch is not None:
                 on_epoch(epoch, history)
+        epoch_seconds.append(time.perf_counter() - started - sum(epoch_seconds))
     bar.close()
     seconds = time.perf_counter() - started
     return TrainResult(history=history, epochs=len(history["train"]), start_epoch=start, seconds=seconds,
                        total_seconds=earlier_seconds + seconds,
                        samples_per_epoch=n_batches * batch_size, device=str(device), checkpoint=saved,
-                       model=model.eval())
+                       epoch_seconds=epoch_seconds, cuda_graph=graphed, model=model.eval())
 
 
 def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
@@ -165,19 +188,20 @@ def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
     return lo + (hi - lo) * x
 
 
-def batch_loss(model, x, generator, alpha: float, kind: str, target_range=None) -> torch.Tensor:
+def batch_loss(model, x, generator, *, alpha: float, kind: str, target_range=None) -> torch.Tensor:
     """The original training objective on one batch, with z sampled from `generator`."""
     out, mean, log_var = model(x, generator)
     return original_loss(out, squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
 
 
-def _stop_if_nonfinite(losses: torch.Tensor, epoch: int, last_checkpoint, n_batches: int | None = None,
-                       reason: str = "") -> None:
+def _stop_if_nonfinite(losses: torch.Tensor, epoch: int, last_checkpoint, n_batches: int) -> None:
     finite = torch.isfinite(losses)
-    if bool(finite.all()):
-        return
-    batch = int((~finite).nonzero()[0, 0]) + 1
+    if not bool(finite.all()):
+        raise _nonfinite_error(epoch, int((~finite).nonzero()[0, 0]), n_batches, last_checkpoint)
+
+
+def _nonfinite_error(epoch: int, batch: int, n_batches: int, last_checkpoint, reason: str = "") -> TrainingError:
     kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
     why = f" ({reason})" if reason else ""
-    raise TrainingError(f"non-finite loss at epoch {epoch}, batch {batch}/{n_batches or len(losses)}{why}: "
-                        f"training stopped; {kept}. Lower train.optim.learning_rate or check the data.")
+    return TrainingError(f"non-finite loss at epoch {epoch}, batch {batch + 1}/{n_batches}{why}: "
+                         f"training stopped; {kept}. Lower train.optim.learning_rate or check the data.")

@@ -21,6 +21,7 @@ from inverse_vae.inverse import (
     invert,
     latent_recovery,
     relative_errors,
+    run_chain,
     trace_inverse,
 )
 
@@ -291,3 +292,19 @@ def test_attribution_output_saturated_and_clamped():
     assert result["sample_layer"][:2].tolist() == [5, 5]
     assert [CAUSES[c] for c in result["sample_cause"][:2].tolist()] == ["output_saturated", "clamped"]
     assert result["sample_cause"][2:].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("dtype, eps", [(torch.float64, 1e-3), (torch.float32, 1e-3), (torch.float64, 0.0)])
+def test_in_place_chain_gives_the_same_bits_and_leaves_the_input_alone(dtype, eps):
+    decoder = make_decoder(bias=True, dtype=torch.float64)
+    x = decoder(torch.randn(64, SIZES[0], dtype=torch.float64, generator=torch.Generator().manual_seed(3))).detach()
+    x[:5, :7] = 1.0  # saturated pixels: clamped, or inf/nan without a clamp
+    x = x.to(dtype)
+    before = x.clone()
+    chain = build_inverse(decoder, eps=eps, dtype=dtype)
+    with torch.no_grad():
+        expected = chain(x)
+    got = run_chain(chain, x)
+    assert torch.equal(x, before)  # the images are the caller's: never written
+    assert torch.equal(torch.nan_to_num(got, posinf=7.0, neginf=-7.0), torch.nan_to_num(expected, posinf=7.0, neginf=-7.0))
+    assert torch.equal(got.isnan(), expected.isnan())

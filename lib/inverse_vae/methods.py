@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import StudyError
-from .inverse import build_inverse
+from .inverse import build_inverse, run_chain
 
 __all__ = [
     "METHODS",
@@ -272,9 +272,7 @@ def closed_form(decoder: nn.Sequential, x: torch.Tensor, *, eps: float | None = 
     x = _images(layers, x, dtype, device)
 
     def body(rec):
-        chain = build_inverse(decoder, eps=eps, dtype=dtype).to(device)
-        with torch.no_grad():
-            z = chain(x)
+        z = run_chain(build_inverse(decoder, eps=eps, dtype=dtype).to(device), x)
         rec.record(0, lambda: _bce(layers, z, x))
         return z, 0, {"eps": eps}
 

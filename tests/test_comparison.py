@@ -54,3 +54,39 @@ def test_identifiability_splits_missed_and_recovered(model):
     assert out["missed"]["n"] == 1 and out["recovered"]["n"] == 3
     assert out["missed"]["condition_median"] >= 1
     assert comparison.identifiability(model.decoder, z, torch.zeros(4, dtype=torch.bool))["missed"] == {"n": 0}
+
+
+def test_findings_follow_the_numbers():
+    from inverse_vae.comparison import fast_vs_adam10, findings
+
+    real = {"optimize_adam_10restarts": {"bce": 0.2, "seconds": 100.0},
+            "hybrid_encoder_lm": {"bce": 0.1, "seconds": 10.0}, "layerwise_constrained": {"bce": 0.3, "seconds": 1.0},
+            "encoder": {"bce": 0.05, "seconds": 0.1}}
+    verdict = fast_vs_adam10(real)
+    assert verdict == {"method": "hybrid_encoder_lm", "bce_ratio_to_adam10": 0.5, "speedup_vs_adam10": 10.0}
+    assert fast_vs_adam10({"encoder": {"bce": 1.0, "seconds": 1.0}}) is None
+
+    def rec(gd, lw):
+        return {"optimize_adam": {"float64": {"success_1e-6": gd}}, "layerwise_constrained": {"float64": {"success_1e-6": lw}}}
+
+    best = {"float64": {"method": "hybrid_layerwise_lm_retry", "success_1e-6": 1.0}}
+    lines = findings(verdict, best, rec(0.0, 0.0))
+    assert lines[0].startswith("On real images, hybrid_encoder_lm reaches a mean BCE 0.500x") and "10.0x faster" in lines[0]
+    assert "recovers 100.00% of prior samples (success_1e-6)" in lines[1]
+    assert "half confirmed here" in lines[2] and "hybrid_layerwise_lm_retry is what recovers z" in lines[2]
+    assert findings(None, {}, rec(0.1, 0.5))[0].endswith("is confirmed here.")
+    assert findings(None, {}, rec(0.5, 0.1))[0].endswith("is not confirmed here.")
+
+
+def test_saturation_marks_follow_the_activation_after_each_linear():
+    from torch import nn
+
+    from inverse_vae.inversion import saturation_marks
+
+    decoder = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Identity(), nn.Linear(3, 4), nn.Sigmoid())
+    points = {"float32": {"tanh_to_1": 9.0, "sigmoid_to_1": 17.0}, "float64": {"tanh_to_1": 19.0, "sigmoid_to_1": 37.0}}
+    assert saturation_marks(decoder, points) == {
+        "0:Linear": {"tanh=±1 in float32": 9.0, "tanh=±1 in float64": 19.0},
+        "2:Linear": {},
+        "4:Linear": {"sigmoid=1 in float32": 17.0, "sigmoid=1 in float64": 37.0},
+    }

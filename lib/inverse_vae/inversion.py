@@ -131,6 +131,20 @@ def preactivations(decoder: nn.Sequential, z: torch.Tensor) -> dict[str, np.ndar
             for i in range(len(decoder)) if isinstance(decoder[i], nn.Linear)}
 
 
+def saturation_marks(decoder: nn.Sequential, points: dict) -> dict[str, dict[str, float]]:
+    """For each Linear output of `preactivations`: where the activation after it saturates exactly,
+    per arithmetic (vertical marks for its histogram); no marks before other activations."""
+    which = {nn.Tanh: ("tanh_to_1", "tanh=±1"), nn.Sigmoid: ("sigmoid_to_1", "sigmoid=1")}
+    marks = {}
+    for i, layer in enumerate(decoder):
+        if isinstance(layer, nn.Linear):
+            after = type(decoder[i + 1]) if i + 1 < len(decoder) else None
+            key, label = which.get(after, (None, None))
+            marks[f"{i}:{type(layer).__name__}"] = (
+                {f"{label} in {arithmetic}": p[key] for arithmetic, p in points.items()} if key else {})
+    return marks
+
+
 def saturated_share(decoder: nn.Sequential, z: torch.Tensor, points: dict) -> dict:
     """Share of each activation's inputs beyond the exact-saturation points, per arithmetic."""
     outputs = forward_trace(decoder_in(decoder, torch.float64), z.to(torch.float64))

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, random_split
+from torch.utils.data import DataLoader, Subset, random_split
 from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # runnable without installing
@@ -43,7 +43,10 @@ def original_style_epochs(run, device, epochs: int, workers: int) -> list[float]
     """Seconds of each epoch of the original train.py's loop (train + validation)."""
     p, t = run.params, run.params["train"]
     dataset = datasets.MNIST(str(run.data_root), train=True, download=False, transform=transforms.ToTensor())
-    train_set, val_set = random_split(dataset, [int(len(dataset) * 0.9), len(dataset) - int(len(dataset) * 0.9)],
+    if p["data"]["train_subset"]:  # the same images the project's trainer gets
+        dataset = Subset(dataset, range(min(p["data"]["train_subset"], len(dataset))))
+    n_train = int(len(dataset) * (1.0 - p["data"]["val_fraction"]))  # the sizes of data.train_val_split
+    train_set, val_set = random_split(dataset, [n_train, len(dataset) - n_train],
                                       generator=torch.Generator().manual_seed(p["seed"]))
     loader = DataLoader(train_set, batch_size=t["batch_size"], shuffle=True, drop_last=True, num_workers=workers)
     val_loader = DataLoader(val_set, batch_size=t["batch_size"], shuffle=False, num_workers=workers)

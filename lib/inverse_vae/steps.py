@@ -48,13 +48,14 @@ class EagerSteps:
     def validate(self, seed: int, epoch: int) -> float:
         return self.val_fn(epoch_generator(seed, epoch, self.x_train.device, VALIDATION_STREAM)).item()
 
-    def run_epoch(self, order: torch.Tensor, g: torch.Generator, losses: torch.Tensor | None = None,
-                  start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Steps start..stop-1 over the batches of `order`; returns the epoch's losses (N batches)."""
-        if losses is None:
-            losses = torch.empty(self.n_batches, device=self.x_train.device)
+    def run_epoch(self, order: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """One step per batch of `order` (a permutation of the training rows); the batches' losses."""
+        return self._eager_steps(order, g, torch.empty(self.n_batches, device=self.x_train.device), self.n_batches)
+
+    def _eager_steps(self, order, g, losses: torch.Tensor, stop: int) -> torch.Tensor:
+        """Steps 0..stop-1 of the epoch, each loss written into `losses` on the device."""
         b = self.batch_size
-        for i in range(start, self.n_batches if stop is None else stop):
+        for i in range(stop):
             x = self.x_train[order[i * b:(i + 1) * b]]
             try:
                 loss = self.loss_fn(x, g)
@@ -66,8 +67,6 @@ class EagerSteps:
             self.optimizer.step()
             losses[i] = loss.detach()
         return losses
-
-
 
 
 class GraphedSteps(EagerSteps):
@@ -112,9 +111,10 @@ class GraphedSteps(EagerSteps):
         self._val_graph.replay()
         return self._val_loss.item()
 
-    def run_epoch(self, order, g, losses=None, start=0, stop=None) -> torch.Tensor:
-        if g is not self._generator or losses is not None or stop is not None:
-            raise ValueError("GraphedSteps runs whole epochs with its own generator and loss buffer")
+    def run_epoch(self, order: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if g is not self._generator:
+            raise ValueError("GraphedSteps draws from its own generator: pass the one generator() returned")
+        start = 0
         self._order.copy_(order[: self._order.numel()].view_as(self._order))
         for lr, group in zip(self._lr, self.optimizer.param_groups):
             lr.fill_(group["lr"])
@@ -123,7 +123,7 @@ class GraphedSteps(EagerSteps):
             side = torch.cuda.Stream(self.x_train.device)
             side.wait_stream(torch.cuda.current_stream(self.x_train.device))
             with torch.cuda.stream(side):
-                super().run_epoch(order, g, self._losses, 0, start)
+                self._eager_steps(order, g, self._losses, start)
             torch.cuda.current_stream(self.x_train.device).wait_stream(side)
             self._graph = self._capture()
         self._step.fill_(start)

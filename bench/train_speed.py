@@ -34,6 +34,7 @@ from inverse_vae.data import fetch_mnist  # noqa: E402
 from inverse_vae.devices import resolve_device  # noqa: E402
 from inverse_vae.losses import original_loss  # noqa: E402
 from inverse_vae.model import build_model  # noqa: E402
+from inverse_vae.params import CUDA_GRAPH_MODES  # noqa: E402
 from inverse_vae.paths import open_run  # noqa: E402
 from inverse_vae.splits import train_val_images  # noqa: E402
 from inverse_vae.training import make_optimizer, make_scheduler, train  # noqa: E402
@@ -115,6 +116,9 @@ def main(argv=None) -> None:
                         help="train.cuda_graph for the project's trainer; a comma list (auto,off) times each")
     args = parser.parse_args(argv)
     original_epochs = args.original_epochs or args.epochs
+    unknown = [m for m in args.cuda_graph.split(",") if m not in CUDA_GRAPH_MODES]
+    if unknown:
+        parser.error(f"--cuda-graph: unknown mode {unknown[0]!r}; allowed: {', '.join(CUDA_GRAPH_MODES)}")
     if min(args.epochs, original_epochs) < 2:
         parser.error("--epochs and --original-epochs must be at least 2 (the first epoch is a warm-up)")
 

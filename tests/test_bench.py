@@ -28,3 +28,10 @@ def test_invert_speed_prints_rate_memory_and_the_products_floor(root):
     assert set(rows) == {"closed_form", "encoder"}
     assert all(int(r.group(6)) > 0 for r in rows.values())  # peak MB
     assert re.search(r"^closed_form: its matrix products alone \([\d.]+ GFLOP\) take [\d.]+ s", out, re.M)
+
+
+def test_train_speed_refuses_an_unknown_graph_mode_in_one_line(root):
+    done = subprocess.run([sys.executable, "bench/train_speed.py", "--cuda-graph", "auto,always"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("--cuda-graph: unknown mode 'always'; allowed: auto, on, off")

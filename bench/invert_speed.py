@@ -1,11 +1,11 @@
 """Inversion speed: images per second and peak memory of each method on the real test images.
 
-`warm s` is the method's own time (MethodResult.seconds: the pseudo-inverses come from the
-per-checkpoint cache after the first call); `wall s` adds what the call records for plots.
+`warm s` is the method's own time (MethodResult.seconds; for the closed form, with the
+pseudo-inverses of an InverseChain built beforehand); `wall s` adds what the call records for plots.
 
 Each method runs in a fresh subprocess so that its peak memory (resident set on the CPU, allocated
 memory on CUDA) is its own. The closed-form chain is timed twice: with the pseudo-inverses computed
-in the call (cold) and with them cached per checkpoint (warm, the steady state).
+in the call (cold) and with them held by the decoder's InverseChain (warm, the steady state).
 
     .venv/bin/python bench/invert_speed.py [--device cpu|cuda] [--n 10000] [--methods a,b,...] [--repeats 5]
 """
@@ -39,24 +39,29 @@ def measure_one(name: str, device_name: str, n: int, repeats: int, params: str) 
     import torch
 
     import inverse_vae as iv
-    from inverse_vae import methods, splits
-    from inverse_vae.devices import resolve_device
+    from inverse_vae.core import splits
+    from inverse_vae.core.devices import resolve_device
+    from inverse_vae.inversion import methods
+    from inverse_vae.inversion.chain import InverseChain
 
     device = resolve_device(device_name)
     run = iv.open_run(params, root=ROOT)
-    model = iv.load_model(run.params, run.model_file, device)
+    model = iv.load_model(run.config, run.model_file, device)
     x = splits.test_images(run, log=lambda s: None)[0][:n].to(device)
     baseline = _peak_mb(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times, walls = [], []
+    warm = {}  # after the cold first run, the closed form reuses one chain's pseudo-inverses
     for _ in range(repeats):
         started = time.perf_counter()
-        result = methods.run_method(name, None, x, model)
+        result = methods.run_method(name, None, x, model, **warm)
         if device.type == "cuda":
             torch.cuda.synchronize()
         walls.append(time.perf_counter() - started)
         times.append(result.seconds)  # the method itself, without the history it records for plots
+        if name == "closed_form":
+            warm = {"chain": InverseChain(model.decoder)}
     extra = _products_floor(model.decoder, x, repeats) if name == "closed_form" else {}
     cold = times[0]
     warm = statistics.median(times[1:]) if len(times) > 1 else cold

@@ -30,32 +30,32 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # runnable without installing
 
-from inverse_vae.data import fetch_mnist  # noqa: E402
-from inverse_vae.devices import resolve_device  # noqa: E402
-from inverse_vae.losses import original_loss  # noqa: E402
-from inverse_vae.model import build_model  # noqa: E402
-from inverse_vae.params import CUDA_GRAPH_MODES  # noqa: E402
-from inverse_vae.paths import open_run  # noqa: E402
-from inverse_vae.splits import train_val_images  # noqa: E402
-from inverse_vae.training import make_optimizer, make_scheduler, train  # noqa: E402
+from inverse_vae.core.config import CUDA_GRAPH_MODES  # noqa: E402
+from inverse_vae.core.data import fetch_mnist  # noqa: E402
+from inverse_vae.core.devices import resolve_device  # noqa: E402
+from inverse_vae.core.losses import original_loss  # noqa: E402
+from inverse_vae.core.model import build_model  # noqa: E402
+from inverse_vae.core.splits import train_val_images  # noqa: E402
+from inverse_vae.core.training import make_optimizer, make_scheduler, train  # noqa: E402
+from inverse_vae.runs.paths import open_run  # noqa: E402
 
 
 def original_style_epochs(run, device, epochs: int, workers: int) -> list[float]:
     """Seconds of each epoch of the original train.py's loop (train + validation)."""
-    p, t = run.params, run.params["train"]
+    config, t = run.config, run.config.train
     dataset = datasets.MNIST(str(run.data_root), train=True, download=False, transform=transforms.ToTensor())
-    if p["data"]["train_subset"]:  # the same images the project's trainer gets
-        dataset = Subset(dataset, range(min(p["data"]["train_subset"], len(dataset))))
-    n_train = int(len(dataset) * (1.0 - p["data"]["val_fraction"]))  # the sizes of data.train_val_split
+    if config.data.train_subset:  # the same images the project's trainer gets
+        dataset = Subset(dataset, range(min(config.data.train_subset, len(dataset))))
+    n_train = int(len(dataset) * (1.0 - config.data.val_fraction))  # the sizes of data.train_val_split
     train_set, val_set = random_split(dataset, [n_train, len(dataset) - n_train],
-                                      generator=torch.Generator().manual_seed(p["seed"]))
-    loader = DataLoader(train_set, batch_size=t["batch_size"], shuffle=True, drop_last=True, num_workers=workers)
-    val_loader = DataLoader(val_set, batch_size=t["batch_size"], shuffle=False, num_workers=workers)
-    torch.manual_seed(p["seed"])
-    model = build_model(p).to(device)
-    optimizer = make_optimizer(model.parameters(), t["optim"])
-    scheduler = make_scheduler(optimizer, t["lr_scheduler"])
-    kind, alpha = t["loss"][0].lower(), t["alpha"]
+                                      generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, drop_last=True, num_workers=workers)
+    val_loader = DataLoader(val_set, batch_size=t.batch_size, shuffle=False, num_workers=workers)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(model.parameters(), t.optim)
+    scheduler = make_scheduler(optimizer, t.lr_scheduler)
+    kind, alpha = t.reconstruction_loss, t.alpha
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
@@ -98,9 +98,8 @@ def project_epochs(run, device, epochs: int, cuda_graph: str) -> tuple[list[floa
     """
     (x_train, _), (x_val, _) = train_val_images(run, log=lambda s: None)
     with tempfile.TemporaryDirectory() as tmp:
-        params = dict(run.params, device=str(device))
-        params["train"] = dict(params["train"], train_epochs=epochs, cuda_graph=cuda_graph)
-        result = train(dataclasses.replace(run, params=params, dir=Path(tmp)), x_train, x_val, progress=False)
+        config = run.config.replace(device=device.type, train={"train_epochs": epochs, "cuda_graph": cuda_graph})
+        result = train(dataclasses.replace(run, config=config, dir=Path(tmp)), x_train, x_val, progress=False)
     return result.epoch_seconds, result.seconds, result.cuda_graph
 
 
@@ -127,7 +126,7 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"device {device}{gpu}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"batch {run.params['train']['batch_size']}, {args.epochs} epochs "
+          f"batch {run.config.train.batch_size}, {args.epochs} epochs "
           f"({original_epochs} original-style) x {args.repeats} repeats")
     contenders = {"original-style": lambda: (original_style_epochs(run, device, original_epochs, args.workers), None)}
     for mode in args.cuda_graph.split(","):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inverse_vae.paths import open_run
+from inverse_vae.runs.paths import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,5 +42,5 @@ def write_params(tmp_path):
 def tiny_run(tmp_path):
     """A run of the smoke params in a temporary folder, shrunk further for unit tests."""
     run = open_run(ROOT / "params" / "smoke.yaml", root=ROOT)
-    run.params["train"].update(train_epochs=4, batch_size=32, plot_epochs=2)
-    return dataclasses.replace(run, dir=tmp_path / "run")
+    config = run.config.replace(train={"train_epochs": 4, "batch_size": 32, "plot_epochs": 2})
+    return dataclasses.replace(run, config=config, dir=tmp_path / "run")

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from inverse_vae import comparison
-from inverse_vae.model import build_model
-from inverse_vae.params import load_params
+from inverse_vae.core.config import load_config
+from inverse_vae.core.model import build_model
+from inverse_vae.study import compare as comparison
 
 
 @pytest.fixture
 def model(root):
     torch.manual_seed(0)
-    return build_model(load_params(root / "params" / "smoke.yaml")).eval()
+    return build_model(load_config(root / "params" / "smoke.yaml")).eval()
 
 
 def test_real_comparison_table_and_gaps(model):
@@ -57,7 +57,7 @@ def test_identifiability_splits_missed_and_recovered(model):
 
 
 def test_findings_follow_the_numbers():
-    from inverse_vae.comparison import fast_vs_adam10, findings
+    from inverse_vae.study.compare import fast_vs_adam10, findings
 
     real = {"optimize_adam_10restarts": {"bce": 0.2, "seconds": 100.0},
             "hybrid_encoder_lm": {"bce": 0.1, "seconds": 10.0}, "layerwise_constrained": {"bce": 0.3, "seconds": 1.0},
@@ -81,7 +81,7 @@ def test_findings_follow_the_numbers():
 def test_saturation_marks_follow_the_activation_after_each_linear():
     from torch import nn
 
-    from inverse_vae.inversion import saturation_marks
+    from inverse_vae.study.invert import saturation_marks
 
     decoder = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 3), nn.Identity(), nn.Linear(3, 4), nn.Sigmoid())
     points = {"float32": {"tanh_to_1": 9.0, "sigmoid_to_1": 17.0}, "float64": {"tanh_to_1": 19.0, "sigmoid_to_1": 37.0}}

@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 import torch
 
+from inverse_vae.core.config import OptimConfig, load_config
+from inverse_vae.core.training import load_optimizer_state, make_optimizer, train, use_cuda_graph
 from inverse_vae.errors import ParamsError, TrainingError
-from inverse_vae.params import load_params
-from inverse_vae.training import load_optimizer_state, make_optimizer, train, use_cuda_graph
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -23,13 +23,13 @@ def _images(n, seed, device="cpu"):
 def test_cuda_graph_setting_is_read_as_a_mode(default_raw, write_params, written, mode):
     path = write_params(default_raw)
     path.write_text(path.read_text().replace("  plot_epochs: 10\n", f"  plot_epochs: 10\n  cuda_graph: {written}\n"))
-    assert load_params(path)["train"]["cuda_graph"] == mode
+    assert load_config(path).train.cuda_graph == mode
 
 
 def test_unknown_cuda_graph_setting_names_the_key(default_raw, write_params):
     default_raw["train"]["cuda_graph"] = "always"
     with pytest.raises(ParamsError, match=r"train\.cuda_graph: unknown value 'always'; allowed: auto, on, off"):
-        load_params(write_params(default_raw))
+        load_config(write_params(default_raw))
 
 
 def test_graph_mode_is_chosen_by_device_and_optimizer():
@@ -44,19 +44,20 @@ def test_graph_mode_is_chosen_by_device_and_optimizer():
 def test_on_without_cuda_stops_before_training(tiny_run):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    tiny_run.params["train"]["cuda_graph"] = "on"
+    run = dataclasses.replace(tiny_run, config=tiny_run.config.replace(train={"cuda_graph": "on"}))
     with pytest.raises(TrainingError, match="cuda_graph: 'on' needs a CUDA device"):
-        train(tiny_run, _images(128, 0), _images(32, 1), progress=False)
+        train(run, _images(128, 0), _images(32, 1), progress=False)
     assert not tiny_run.checkpoints.exists()
 
 
 def test_resumed_optimizer_keeps_its_own_implementation():
     """A checkpoint from a CUDA run says fused/capturable; resuming on the CPU must not inherit that."""
     weight = torch.nn.Parameter(torch.ones(3))
-    saved = make_optimizer([weight], {"name": "adam", "learning_rate": 0.5})
+    adam = OptimConfig(name="adam", learning_rate=0.5, others=None)
+    saved = make_optimizer([weight], adam)
     state = saved.state_dict()
     state["param_groups"][0].update(fused=True, capturable=True, lr=0.25)
-    resumed = make_optimizer([weight], {"name": "adam", "learning_rate": 0.5})
+    resumed = make_optimizer([weight], adam)
     load_optimizer_state(resumed, state)
     group = resumed.param_groups[0]
     assert group["lr"] == 0.25  # what the optimizer computes comes from the checkpoint
@@ -64,10 +65,10 @@ def test_resumed_optimizer_keeps_its_own_implementation():
 
 
 def _cuda_run(tiny_run, mode, name):
-    params = dict(tiny_run.params, device="cuda")
-    params["train"] = dict(params["train"], cuda_graph=mode, train_epochs=6, plot_epochs=3,
-                           lr_scheduler={"name": "steplr", "others": {"step_size": 2, "gamma": 0.5}})
-    return dataclasses.replace(tiny_run, params=params, dir=tiny_run.dir.parent / name)
+    config = tiny_run.config.replace(device="cuda", train={
+        "cuda_graph": mode, "train_epochs": 6, "plot_epochs": 3,
+        "lr_scheduler": {"name": "steplr", "others": {"step_size": 2, "gamma": 0.5}}})
+    return dataclasses.replace(tiny_run, config=config, dir=tiny_run.dir.parent / name)
 
 
 @cuda

@@ -1,4 +1,4 @@
-"""inverse_vae.data on tiny files built in tmp_path: no network, no real MNIST needed."""
+"""inverse_vae.core.data on tiny files built in tmp_path: no network, no real MNIST needed."""
 from __future__ import annotations
 
 import gzip
@@ -15,7 +15,7 @@ import pytest
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from inverse_vae import data
+from inverse_vae.core import data
 from inverse_vae.errors import DataError, StudyError
 
 NAMES = list(data.MNIST_FILES)
@@ -357,8 +357,8 @@ def test_load_mnist_reads_tiny_files(tmp_path, monkeypatch):
     x, y = data.load_mnist(tmp_path, train=True)
     assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
     assert y.dtype == torch.int64 and y.tolist() == [3, 1, 4, 1]
-    from torchvision.transforms.functional import to_tensor
     from PIL import Image
+    from torchvision.transforms.functional import to_tensor
     assert torch.equal(x[2], to_tensor(Image.fromarray(arrays["train-images-idx3-ubyte"][2], mode="L")))
     x, y = data.load_mnist(tmp_path, train=False)
     assert x.shape == (2, 1, 28, 28) and y.tolist() == [5, 9]

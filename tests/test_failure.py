@@ -1,9 +1,10 @@
 """Failure-analysis measurements (notebook 04) on small decoders and hand-made images."""
 import math
 
-import torch
 import decoders
-from inverse_vae import failure
+import torch
+
+from inverse_vae.study import failure
 
 
 def small_decoder(scale=1.0, seed=0):

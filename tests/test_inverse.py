@@ -1,4 +1,5 @@
-"""Tests for inverse_vae.inverse: exact inversion, clamps, refusals, metrics, attribution."""
+"""Tests for inverse_vae.inversion.chain (exact inversion, clamps, refusals), the recovery metrics
+and inversion.attribution."""
 
 import json
 import math
@@ -8,22 +9,9 @@ import torch
 from torch import nn
 
 from inverse_vae.errors import StudyError
-from inverse_vae.inverse import (
-    CAUSES,
-    INVERSES,
-    LeakyReLUInverse,
-    PseudoInverseLinear,
-    SigmoidInverse,
-    TanhInverse,
-    attribute_failures,
-    build_inverse,
-    forward_trace,
-    invert,
-    latent_recovery,
-    relative_errors,
-    run_chain,
-    trace_inverse,
-)
+from inverse_vae.inversion.attribution import CAUSES, attribute_failures
+from inverse_vae.inversion.chain import InverseChain, forward_trace, realizable
+from inverse_vae.metrics import latent_recovery, relative_errors
 
 SIZES = (8, 32, 64, 100)
 
@@ -51,6 +39,15 @@ def decode(decoder, z):
         return decoder(z)
 
 
+def invert(decoder, x, **options):
+    return InverseChain(decoder).invert(x, **options)
+
+
+def invert_one_layer(layer, y, eps):
+    """The chain of a decoder that is this one activation, on a row of values."""
+    return InverseChain(nn.Sequential(layer)).invert(y[None], dtype=y.dtype, eps=eps)[0]
+
+
 # --- round trips -----------------------------------------------------------
 
 
@@ -75,8 +72,8 @@ def test_round_trip_float32_is_modest():
 
 def test_biased_decoder_inverted_exactly():
     decoder, z = make_decoder(bias=True), latents()
-    chain = build_inverse(decoder, eps=0)
-    assert all(m.bias is not None for m in chain if isinstance(m, PseudoInverseLinear))
+    chain = InverseChain(decoder)
+    assert all(chain.pinv(s.index, torch.float64)[1] is not None for s in chain.steps if s.kind.is_linear)
     z_hat = invert(decoder, decode(decoder, z), eps=0)
     assert relative_errors(z_hat, z).max() < 1e-10
 
@@ -99,7 +96,7 @@ def test_image_shaped_input_is_flattened():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sigmoid_inverse_clamp_is_exact_in_dtype(dtype):
-    out = SigmoidInverse(eps=1e-3)(torch.tensor([0.0, 1.0], dtype=dtype))
+    out = invert_one_layer(nn.Sigmoid(), torch.tensor([0.0, 1.0], dtype=dtype), 1e-3)
     assert out.dtype == dtype
     expected = torch.logit(torch.tensor([1e-3, 1 - 1e-3], dtype=dtype))
     assert torch.equal(out, expected)
@@ -107,86 +104,93 @@ def test_sigmoid_inverse_clamp_is_exact_in_dtype(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_tanh_inverse_clamp_is_exact_in_dtype(dtype):
-    out = TanhInverse(eps=1e-3)(torch.tensor([-1.0, 1.0, 2.0], dtype=dtype))
+    out = invert_one_layer(nn.Tanh(), torch.tensor([-1.0, 1.0, 2.0], dtype=dtype), 1e-3)
     bound = torch.tensor(1 - 1e-3, dtype=dtype)
     assert torch.equal(out, torch.atanh(torch.stack([-bound, bound, bound])))
 
 
 @pytest.mark.parametrize("eps", [0, None])
 def test_unclamped_inverses_show_inf_and_nan(eps):
-    sig = SigmoidInverse(eps=eps)(torch.tensor([0.0, 1.0, 1.5], dtype=torch.float64))
+    sig = invert_one_layer(nn.Sigmoid(), torch.tensor([0.0, 1.0, 1.5], dtype=torch.float64), eps)
     assert sig[0] == -math.inf and sig[1] == math.inf and torch.isnan(sig[2])
-    tanh = TanhInverse(eps=eps)(torch.tensor([1.0, -1.0, 1.5], dtype=torch.float64))
+    tanh = invert_one_layer(nn.Tanh(), torch.tensor([1.0, -1.0, 1.5], dtype=torch.float64), eps)
     assert tanh[0] == math.inf and tanh[1] == -math.inf and torch.isnan(tanh[2])
 
 
 def test_inside_clamp_values_are_untouched():
     y = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
-    assert torch.equal(SigmoidInverse()(y), torch.logit(y))
-    assert torch.equal(TanhInverse()(y - 0.5), torch.atanh(y - 0.5))
+    assert torch.equal(invert_one_layer(nn.Sigmoid(), y, 1e-3), torch.logit(y))
+    assert torch.equal(invert_one_layer(nn.Tanh(), y - 0.5, 1e-3), torch.atanh(y - 0.5))
 
 
 def test_bad_eps_refused():
+    with pytest.raises(StudyError, match=r"layer 0 \(Sigmoid\): sigmoid inverse eps"):
+        invert_one_layer(nn.Sigmoid(), torch.rand(3), 0.5)
     with pytest.raises(StudyError, match="eps"):
-        SigmoidInverse(eps=0.5)
-    with pytest.raises(StudyError, match="eps"):
-        TanhInverse(eps=-1e-3)
+        invert(nn.Sequential(nn.Tanh()), torch.rand(2, 3), eps=1e-3, eps_tanh=-1e-3)
 
 
 def test_leaky_relu_inverse_inverts_leaky_relu():
     x = torch.linspace(-5, 5, 101, dtype=torch.float64)
     for slope in (0.01, 0.2):
         y = nn.LeakyReLU(slope)(x)
-        torch.testing.assert_close(LeakyReLUInverse(slope)(y), x, rtol=1e-15, atol=0)
-
-
-def test_inverses_mapping_reads_leaky_slope():
-    inverse = INVERSES[nn.LeakyReLU](nn.LeakyReLU(0.3), 1e-3)
-    assert isinstance(inverse, LeakyReLUInverse) and inverse.negative_slope == 0.3
-    assert isinstance(INVERSES[nn.Tanh](nn.Tanh(), 0.01), TanhInverse)
+        torch.testing.assert_close(invert_one_layer(nn.LeakyReLU(slope), y, 0), x, rtol=1e-15, atol=0)
 
 
 # --- building the chain ------------------------------------------------------------
 
 
 def test_chain_structure_and_eps_overrides():
-    chain = build_inverse(make_decoder(), eps=1e-3, eps_tanh=1e-5, dtype=torch.float32)
-    assert list(dict(chain.named_children())) == [
-        "inv5_Sigmoid", "inv4_Linear", "inv3_Tanh", "inv2_Linear", "inv1_Tanh", "inv0_Linear",
-    ]
-    assert [m.source_index for m in chain] == [5, 4, 3, 2, 1, 0]
-    assert chain[0].eps == 1e-3 and chain[2].eps == 1e-5
-    assert chain[1].weight_pinv.dtype == torch.float32
-    assert chain[1].weight_pinv.shape == (64, 100)
+    chain = InverseChain(make_decoder())
+    steps = chain.configured(eps=1e-3, eps_tanh=1e-5)
+    assert [s.name for s in steps] == [
+        "inv5_Sigmoid", "inv4_Linear", "inv3_Tanh", "inv2_Linear", "inv1_Tanh", "inv0_Linear"]
+    assert [s.index for s in steps] == [5, 4, 3, 2, 1, 0]
+    assert steps[0].eps == 1e-3 and steps[2].eps == 1e-5 and steps[1].eps == 0.0
+    assert [s.eps for s in chain.configured(eps=1e-3, eps_sigmoid=0.0)][::2] == [0.0, 1e-3, 1e-3]
+    pinv, bias = chain.pinv(4, torch.float32)
+    assert pinv.dtype == torch.float32 and pinv.shape == (64, 100) and bias is None
+    assert chain.pinv(4, torch.float32)[0] is pinv  # cast once per dtype, held by the chain
 
 
-def test_chain_moves_with_to_and_trace_matches_invert():
+def test_trace_matches_invert_and_forward():
     decoder, z = make_decoder(), latents(20)
     x = decode(decoder, z)
-    chain = build_inverse(decoder, eps=0).to(torch.float32)
-    trace = trace_inverse(chain, x)
-    assert [name for name, _ in trace][0] == "inv5_Sigmoid"
-    assert all(h.dtype == torch.float32 for _, h in trace)
-    z_hat = invert(decoder, x, eps=0, dtype=torch.float32)
-    torch.testing.assert_close(trace[-1][1], z_hat)
+    chain = InverseChain(decoder)
+    trace = chain.trace(x, eps=0, dtype=torch.float32)
+    assert trace[0].step.name == "inv5_Sigmoid" and torch.equal(trace[0].arriving, x.float())
+    assert all(t.output.dtype == torch.float32 for t in trace)
+    assert all(torch.equal(a.output, b.arriving) for a, b in zip(trace, trace[1:]))
+    assert torch.equal(trace[-1].output, chain.invert(x, eps=0, dtype=torch.float32))
     # Tracing forward and backward agree layer by layer: step inv3_Tanh undoes layer 3.
     forward = forward_trace(decoder, z)
     assert len(forward) == len(decoder)
-    torch.testing.assert_close(trace_inverse(build_inverse(decoder, eps=0), x)[2][1], forward[2])
+    torch.testing.assert_close(chain.trace(x, eps=0)[2].output, forward[2])
 
 
-def test_pinv_cache_follows_in_place_edits():
+def test_chain_is_a_snapshot_of_the_weights():
     decoder = make_decoder()
-    first = build_inverse(decoder)[1].weight_pinv.clone()
+    chain = InverseChain(decoder)
+    first = chain.pinv(4, torch.float64)[0].clone()
     with torch.no_grad():
         decoder[4].weight.mul_(2)
-    torch.testing.assert_close(build_inverse(decoder)[1].weight_pinv, first / 2)
+    assert torch.equal(chain.pinv(4, torch.float64)[0], first)  # built before the edit: unchanged
+    torch.testing.assert_close(InverseChain(decoder).pinv(4, torch.float64)[0], first / 2)
+
+
+def test_realizable_computes_in_the_dtype_asked():
+    decoder = make_decoder(dtype=torch.float32)
+    z = latents(5)
+    x = realizable(decoder, z, torch.float64)
+    assert x.dtype == torch.float64 and next(decoder.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(x, decoder.double()(z))
 
 
 def test_relu_refused_naming_layer():
     decoder = make_decoder(hidden=nn.ReLU)
     with pytest.raises(StudyError, match=r"decoder layer 3 \(ReLU\) has no inverse"):
-        build_inverse(decoder)
+        InverseChain(decoder)
 
 
 @pytest.mark.parametrize(
@@ -196,12 +200,13 @@ def test_relu_refused_naming_layer():
         (nn.Sequential(nn.Linear(8, 16), nn.Dropout()), r"layer 1 \(Dropout\) has no inverse"),
         (nn.Sequential(nn.Linear(16, 8), nn.Sigmoid()), r"layer 0 \(Linear\) 16->8 is not injective"),
         (nn.Sequential(nn.Linear(8, 16), nn.LeakyReLU(0.0)), r"layer 1 \(LeakyReLU\)"),
+        (nn.Sequential(nn.Linear(8, 16), nn.Flatten(0, -1)), r"layer 1 \(Flatten\)"),
         (nn.Linear(8, 16), "nn.Sequential"),
     ],
 )
 def test_other_refusals(decoder, pattern):
     with pytest.raises(StudyError, match=pattern):
-        build_inverse(decoder)
+        InverseChain(decoder)
 
 
 def test_rank_deficient_linear_refused():
@@ -209,7 +214,7 @@ def test_rank_deficient_linear_refused():
     with torch.no_grad():
         linear.weight[:, 3] = linear.weight[:, 0]
     with pytest.raises(StudyError, match="rank 3 < 4"):
-        build_inverse(nn.Sequential(linear, nn.Sigmoid()))
+        InverseChain(nn.Sequential(linear, nn.Sigmoid()))
 
 
 def test_wrong_image_size_refused():
@@ -301,10 +306,12 @@ def test_in_place_chain_gives_the_same_bits_and_leaves_the_input_alone(dtype, ep
     x[:5, :7] = 1.0  # saturated pixels: clamped, or inf/nan without a clamp
     x = x.to(dtype)
     before = x.clone()
-    chain = build_inverse(decoder, eps=eps, dtype=dtype)
-    with torch.no_grad():
-        expected = chain(x)
-    got = run_chain(chain, x)
+    chain = InverseChain(decoder)
+    expected = chain.invert(x, eps=eps, dtype=dtype, inplace=False)
+    got = chain.invert(x, eps=eps, dtype=dtype)
     assert torch.equal(x, before)  # the images are the caller's: never written
-    assert torch.equal(torch.nan_to_num(got, posinf=7.0, neginf=-7.0), torch.nan_to_num(expected, posinf=7.0, neginf=-7.0))
+    def finite(t):
+        return torch.nan_to_num(t, posinf=7.0, neginf=-7.0)
+
+    assert torch.equal(finite(got), finite(expected))
     assert torch.equal(got.isnan(), expected.isnan())

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import torch
 from decoders import small_decoder
-from inverse_vae import inversion
+
+from inverse_vae.study import invert as inversion
 
 
 def prior(n=200, d=4, seed=1):

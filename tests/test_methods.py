@@ -1,4 +1,4 @@
-"""Tests for inverse_vae.methods: every inversion method on small seeded decoders."""
+"""Tests for inverse_vae.inversion.methods: every inversion method on small seeded decoders."""
 
 import math
 
@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from inverse_vae.errors import StudyError
-from inverse_vae.inverse import relative_errors
-from inverse_vae.methods import (
+from inverse_vae.inversion.methods import (
     METHODS,
     MethodResult,
     box_least_squares,
@@ -20,6 +19,7 @@ from inverse_vae.methods import (
     optimize,
     run_method,
 )
+from inverse_vae.metrics import relative_errors
 
 SIZES = (4, 16, 32, 50)
 
@@ -286,6 +286,9 @@ def test_optimize_refuses_bad_input():
         optimize(decoder, x[:, :10])
     with pytest.raises(StudyError, match="ReLU"):
         optimize(nn.Sequential(nn.Linear(4, 50), nn.ReLU()), x)
+    for method in ("lm", "lbfgs"):  # they choose their own step lengths: an lr would be ignored
+        with pytest.raises(StudyError, match="lr"):
+            optimize(decoder, x, method=method, lr=0.1)
 
 
 # --- hybrid, encoder and the registry ----------------------------------------

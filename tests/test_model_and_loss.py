@@ -5,14 +5,15 @@ import pytest
 import torch
 import torch.nn as nn
 
+from inverse_vae.core.config import LayerSpec, load_config, parse_layers
+from inverse_vae.core.layers import ALLOWED_LAYERS, build_sequential
+from inverse_vae.core.losses import negative_elbo_nats, original_loss
+from inverse_vae.core.model import build_model
 from inverse_vae.errors import ParamsError
-from inverse_vae.layers import ALLOWED_LAYERS, build_sequential
-from inverse_vae.losses import negative_elbo_nats, original_loss
-from inverse_vae.model import build_model
 
 
 def test_builder_builds_the_original_decoder(default_raw):
-    decoder = build_sequential(default_raw["model"]["architecture"]["decoder"])
+    decoder = build_sequential(parse_layers(default_raw["model"]["architecture"]["decoder"]))
     kinds = [type(m).__name__ for m in decoder]
     assert kinds == ["Linear", "Tanh", "Linear", "Tanh", "Linear", "Sigmoid"]
     assert decoder[0].weight.shape == (256, 32) and decoder[0].bias is None
@@ -23,13 +24,11 @@ def test_builder_builds_the_original_decoder(default_raw):
 def test_builder_refuses_names_outside_the_allow_list(name):
     assert name not in ALLOWED_LAYERS
     with pytest.raises(ParamsError, match="unknown layer"):
-        build_sequential([{name: None}])
+        build_sequential((LayerSpec(name),))
 
 
 def test_model_state_dict_keys_match_the_original(root):
-    from inverse_vae.params import load_params
-
-    model = build_model(load_params(root / "params" / "default.yaml"))
+    model = build_model(load_config(root / "params" / "default.yaml"))
     assert set(model.state_dict()) == {
         "encoder_conv.0.weight", "encoder_conv.2.weight", "encoder_mean.0.weight",
         "encoder_log_var.0.weight", "decoder.0.weight", "decoder.2.weight", "decoder.4.weight",

@@ -5,7 +5,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from inverse_vae.notebooks import NotebookFailed, run_study, study_notebooks
+from inverse_vae.errors import StudyError
+from inverse_vae.runs import plan
+from inverse_vae.runs.notebooks import NotebookFailed, run_study, study_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = study_notebooks(ROOT)
@@ -49,16 +51,36 @@ def test_smoke_params_run_through_papermill(tmp_path):
     assert set(evaluation["reconstruction"]) >= {"bce", "mse", "psnr", "ssim"}
     for figure in ("loss.png", "reconstruction.png", "random_generation.png", "latent_tsne_pca.png"):
         assert (run / "figures" / figure).stat().st_size > 1000
+    # What the plan says 01 and 02 write is what they wrote.
+    declared = {w for nb in ("01_train", "02_evaluate") for w in plan.entry(nb).writes if "<" not in w}
+    written = {str(p.relative_to(run)) for folder in ("figures", "metrics") for p in (run / folder).iterdir()
+               if not p.name.endswith("_epochs.png")}  # the progress figures: smoke's progress_path is figures/
+    assert written == declared
+    assert (run / "cache" / "probe.npz").is_file()  # 02 fitted the run's probe once, for 03-05
     assert (run / "checkpoints" / "model_4.pt").is_file()
+
+
+def test_a_notebook_whose_model_is_missing_is_not_started(tmp_path, default_raw, write_params):
+    raw = dict(default_raw)
+    raw["test"] = dict(raw["test"], model_path="checkpoints/model_999.pt")
+    params = write_params(raw, "missing_ckpt")
+    with pytest.raises(StudyError) as info:
+        run_study([str(params)], only=["02"], reports_root=str(tmp_path), root=ROOT)
+    message = str(info.value)
+    assert "\n" not in message and "02_evaluate needs the trained model" in message and "01_train" in message
+    assert not (tmp_path / "missing_ckpt").exists()  # nothing was written
 
 
 def test_a_failing_notebook_is_kept_with_its_error_and_named(tmp_path, default_raw, write_params):
     raw = dict(default_raw)
     raw["test"] = dict(raw["test"], model_path="checkpoints/model_999.pt")
-    params = write_params(raw, "missing_ckpt")
+    params = write_params(raw, "bad_ckpt")
+    damaged = tmp_path / "bad_ckpt" / "checkpoints" / "model_999.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint")
     with pytest.raises(NotebookFailed) as info:
         run_study([str(params)], only=["02"], reports_root=str(tmp_path), root=ROOT)
     message = str(info.value)
-    assert "02_evaluate.ipynb failed" in message and "run notebooks/01_train.ipynb" in message
-    kept = nbformat.read(tmp_path / "missing_ckpt" / "02_evaluate.ipynb", as_version=4)
+    assert "02_evaluate.ipynb failed" in message and "CheckpointError" in message
+    kept = nbformat.read(tmp_path / "bad_ckpt" / "02_evaluate.ipynb", as_version=4)
     assert any(o.output_type == "error" for c in kept.cells if c.cell_type == "code" for o in c.outputs)

@@ -4,15 +4,15 @@ import json
 import torch
 import yaml
 
-from inverse_vae.model import build_model
-from inverse_vae.notebooks import run_study
-from inverse_vae.params import load_params
+from inverse_vae.core.config import load_config
+from inverse_vae.core.model import build_model
+from inverse_vae.runs.notebooks import run_study
 
 
 def test_original_checkpoint_inverts_through_notebook_03(root, tmp_path, write_params):
     smoke = root / "params" / "smoke.yaml"
     torch.manual_seed(3)
-    model = build_model(load_params(smoke))
+    model = build_model(load_config(smoke))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=50, gamma=0.1)
     checkpoint = tmp_path / "pretrained" / "model_90.pt"

@@ -1,12 +1,17 @@
-"""Params validation: the original schema is accepted, every bad input is one line naming the key."""
+"""Params validation: the original schema is accepted, every bad input is one line naming the key,
+and the config is a frozen, typed leaf that derives changed copies by validating them again."""
 import copy
+import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
+import yaml
 
+from inverse_vae.core.config import LayerSpec, load_config, run_name, validate_config
 from inverse_vae.errors import ParamsError
-from inverse_vae.params import load_params, run_name
+from inverse_vae.runs.checks import check_config, load_checked_config
 
 ORIGINAL_CONFIG = """
 device: cuda
@@ -73,16 +78,19 @@ test:
 
 def test_shipped_params_are_valid(root):
     for name in ("default", "smoke"):
-        params = load_params(root / "params" / f"{name}.yaml")
-        assert params["model"]["architecture"]["decoder"][0]["Linear"]["args"] == [32, 256]
+        config = load_checked_config(root / "params" / f"{name}.yaml")
+        assert config.model.architecture.decoder[0] == LayerSpec("Linear", (32, 256), {"bias": False})
+        assert config.source == str(root / "params" / f"{name}.yaml")
 
 
 def test_original_config_is_accepted_unchanged_with_defaults_filled(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(ORIGINAL_CONFIG)
-    params = load_params(path)
-    assert params["train"]["model_path"] == "./pretrained"
-    assert params["seed"] == 0 and params["data"]["val_fraction"] == 0.1
+    config = load_checked_config(path)
+    assert config.train.model_path == "./pretrained"
+    assert config.seed == 0 and config.data.val_fraction == 0.1
+    assert config.train.optim.others is None and config.train.lr_scheduler.others == {"step_size": 50, "gamma": 0.1}
+    assert config.train.reconstruction_loss == "bceloss"
     assert run_name(path) == "config"
 
 
@@ -123,6 +131,13 @@ def _mutated(default_raw, edit):
      "model.architecture.decoder[0].Linear: cannot build it"),
     (lambda r: r["train"].__setitem__("target_range", [0.9, 0.1]), "train.target_range: must be [lo, hi]"),
     (lambda r: r.__setitem__("methods", {"names": ["optimise_adam"]}), "methods.names: unknown method 'optimise_adam'"),
+    (lambda r: r.__setitem__("methods", {"noise_names": ["lm"]}), "methods.noise_names: unknown method 'lm'"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"adam": {"steps": 3}}}),
+     "methods.overrides: unknown method 'adam'"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(2, ["Linear"]),
+     "model.architecture.decoder[2]: a layer must be a one-key mapping"),
+    (lambda r: r["model"]["architecture"]["decoder"][0]["Linear"].__setitem__("args", 32),
+     "model.architecture.decoder[0].Linear.args: must be a list, got 32"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(3, {"ReLU": None}),
      "model.architecture.decoder: cannot be inverted: decoder layer 3 (ReLU) has no inverse: not injective"),
     (lambda r: r["model"]["architecture"]["decoder"].__setitem__(5, {"Dropout": None}),
@@ -131,7 +146,7 @@ def _mutated(default_raw, edit):
 def test_bad_params_are_refused_with_one_line_naming_the_key(default_raw, write_params, edit, expected):
     path = write_params(_mutated(default_raw, edit))
     with pytest.raises(ParamsError) as info:
-        load_params(path)
+        load_checked_config(path)
     message = str(info.value)
     assert expected in message
     assert "\n" not in message and message.startswith(str(path))
@@ -139,14 +154,14 @@ def test_bad_params_are_refused_with_one_line_naming_the_key(default_raw, write_
 
 def test_missing_file_and_invalid_yaml(tmp_path):
     with pytest.raises(ParamsError, match="params file not found"):
-        load_params(tmp_path / "nope.yaml")
+        load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  batch_size: [1\n")
     with pytest.raises(ParamsError, match="invalid YAML at line"):
-        load_params(bad)
+        load_config(bad)
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ParamsError, match="must be a mapping"):
-        load_params(bad)
+        load_config(bad)
 
 
 def _check_params(*files):
@@ -163,3 +178,66 @@ def test_check_params_cli_exit_codes(root, default_raw, write_params):
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "train.optimm: unknown key" in lines[0]
     assert refused.stdout == ""
+
+
+def test_importing_the_config_imports_no_torch_and_no_model_code():
+    code = ("import sys, inverse_vae.core.config; "
+            "print(','.join(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'inverse_vae'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.strip().split(","))
+    assert loaded == {"inverse_vae", "inverse_vae.core", "inverse_vae.core.config", "inverse_vae.errors",
+                      "inverse_vae.constants"}
+
+
+def test_config_is_frozen_and_read_only(root):
+    config = load_config(root / "params" / "default.yaml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.batch_size = 1
+    with pytest.raises(TypeError):
+        config.train.lr_scheduler.others["gamma"] = 0.5
+    assert isinstance(config.model.architecture.decoder, tuple) and isinstance(config.methods.noise_levels, tuple)
+
+
+def test_to_dict_is_plain_and_validates_back_to_the_same_config(root):
+    config = load_config(root / "params" / "smoke.yaml")
+    plain = config.to_dict()
+    assert json.loads(json.dumps(plain)) == plain and yaml.safe_load(yaml.safe_dump(plain)) == plain
+    assert plain["model"]["architecture"]["decoder"][:2] == [{"Linear": {"args": [32, 256], "bias": False}},
+                                                             {"Tanh": None}]
+    assert "source" not in plain
+    assert validate_config(plain, source=config.source) == config
+
+
+def test_replace_merges_sections_and_validates_again(root):
+    config = load_config(root / "params" / "default.yaml")
+    changed = config.replace(seed=3, train={"train_epochs": 4, "target_range": (0.1, 0.9),
+                                            "lr_scheduler": {"name": "ExponentialLR", "others": {"gamma": 0.9}}})
+    assert (changed.seed, changed.train.train_epochs, changed.train.target_range) == (3, 4, (0.1, 0.9))
+    assert changed.train.batch_size == config.train.batch_size  # the rest of the section is kept
+    assert changed.train.lr_scheduler.name == "exponentiallr"
+    assert changed.train.lr_scheduler.others == {"gamma": 0.9}  # a value that is no section is replaced whole
+    assert config.train.train_epochs == 90 and changed.source == config.source
+    with pytest.raises(ParamsError, match=r"^train\.train_epochs: must be >= 1, got 0$"):
+        config.replace(train={"train_epochs": 0})
+    with pytest.raises(ParamsError, match=r"^trian: unknown key \(did you mean 'train'\?\)$"):
+        config.replace(trian={})
+
+
+def test_model_checks_refuse_a_derived_config_naming_the_layer(root):
+    config = load_config(root / "params" / "default.yaml")
+    bad = config.replace(model={"architecture": {"decoder": [{"Linear": {"args": [32, 784]}}, {"Tanhh": None}]}})
+    with pytest.raises(ParamsError, match=r"^model\.architecture\.decoder\[1\]: unknown layer 'Tanhh'; allowed: "):
+        check_config(bad)
+    from inverse_vae.core.model import build_model
+
+    with pytest.raises(ParamsError, match=r"^model\.architecture\.decoder\[1\]: unknown layer 'Tanhh'"):
+        build_model(bad)
+
+
+def test_variant_validates_its_train_changes(tiny_run):
+    from inverse_vae.runs.paths import variant
+
+    with pytest.raises(ParamsError, match=r"^train\.target_range: must be \[lo, hi\]"):
+        variant(tiny_run, "bad", {"target_range": [0.9, 0.1]})
+    with pytest.raises(ParamsError, match=r"^train\.optim\.others: "):
+        variant(tiny_run, "bad", {"optim": {"name": "adam", "learning_rate": 0.1, "others": {"betas": 3}}})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inverse_vae.checkpoint import latest_checkpoint, load_checkpoint
+from inverse_vae.core.checkpoints import latest_checkpoint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +39,16 @@ def test_run_all_exits_2_on_bad_params_and_writes_nothing(default_raw, write_par
 
 def test_run_all_names_the_failing_notebook(tmp_path, default_raw, write_params):
     raw = copy.deepcopy(default_raw)
-    raw["test"]["model_path"] = str(tmp_path / "nowhere" / "model_90.pt")
+    damaged = tmp_path / "elsewhere" / "model_90.pt"  # present, so the runner starts 02, but no checkpoint
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"\x00" * 64)
+    raw["test"]["model_path"] = str(damaged)
     params = write_params(raw, "failing_run")
     reports = tmp_path / "reports"
     done = subprocess.run([sys.executable, "-m", "inverse_vae", "run-notebooks", str(params), "--only", "02",
                            "--reports-root", str(reports)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2
-    assert "02_evaluate.ipynb failed" in done.stderr and "run notebooks/01_train.ipynb" in done.stderr
+    assert "02_evaluate.ipynb failed" in done.stderr and "CheckpointError" in done.stderr
     assert (reports / "failing_run" / "02_evaluate.ipynb").is_file()  # kept, with the error in it
 
 
@@ -53,12 +56,12 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import dataclasses, sys, time
     from pathlib import Path
     import torch
-    from inverse_vae.paths import open_run
-    from inverse_vae.training import train
+    from inverse_vae.runs.paths import open_run
+    from inverse_vae.core.training import train
 
     run = open_run(Path(sys.argv[1]) / "params" / "smoke.yaml", root=sys.argv[1])
-    run.params["train"].update(train_epochs=6, batch_size=32, plot_epochs=1)
-    run = dataclasses.replace(run, dir=Path(sys.argv[2]))
+    config = run.config.replace(train={"train_epochs": 6, "batch_size": 32, "plot_epochs": 1})
+    run = dataclasses.replace(run, config=config, dir=Path(sys.argv[2]))
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(256, 1, 28, 28, generator=g) > 0.7).float()
     v = (torch.rand(64, 1, 28, 28, generator=g) > 0.7).float()

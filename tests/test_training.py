@@ -2,8 +2,8 @@
 import pytest
 import torch
 
+from inverse_vae.core.training import train
 from inverse_vae.errors import TrainingError
-from inverse_vae.training import train
 
 
 def _images(n, seed):
@@ -51,20 +51,23 @@ def test_non_finite_loss_stops_with_epoch_and_batch(tiny_run):
 
 
 def test_batch_larger_than_data_is_refused(tiny_run):
-    tiny_run.params["train"]["batch_size"] = 1000
+    import dataclasses
+
+    run = dataclasses.replace(tiny_run, config=tiny_run.config.replace(train={"batch_size": 1000}))
     with pytest.raises(TrainingError, match="train.batch_size: 1000 is larger than the 128 training images"):
-        train(tiny_run, _images(128, 0), _images(32, 1), progress=False)
+        train(run, _images(128, 0), _images(32, 1), progress=False)
 
 
 def test_squeezed_targets_and_variant_runs(tiny_run):
-    from inverse_vae.paths import variant
-    from inverse_vae.training import squeeze_targets
+    from inverse_vae.core.training import squeeze_targets
+    from inverse_vae.runs.paths import variant
 
     x = torch.tensor([0.0, 0.5, 1.0])
     assert torch.allclose(squeeze_targets(x, [0.1, 0.9]), torch.tensor([0.1, 0.5, 0.9]))
     assert squeeze_targets(x, None) is x
     squeezed = variant(tiny_run, "squeezed", {"target_range": [0.1, 0.9]})
     assert squeezed.dir == tiny_run.dir / "variants" / "squeezed"
-    assert tiny_run.params["train"]["target_range"] is None  # the original run is untouched
+    assert squeezed.config.train.target_range == (0.1, 0.9)
+    assert tiny_run.config.train.target_range is None  # the original run is untouched
     result = train(squeezed, _images(128, 0), _images(32, 1), progress=False)
     assert (squeezed.checkpoints / "model_4.pt").is_file() and result.epochs == 4

@@ -11,29 +11,29 @@ from .errors import StudyError
 
 
 def _check_params(args) -> None:
-    from .params import load_params
+    from .runs.checks import load_checked_config
 
     for path in args.files:
-        load_params(path)
+        load_checked_config(path)
         print(f"{path}: ok")
 
 
 def _fetch_data(args) -> None:
-    from .data import fetch_mnist
+    from .core.data import fetch_mnist
 
     raw = fetch_mnist(args.root)
     print(f"MNIST ready in {raw}")
 
 
 def _run_notebooks(args) -> None:
-    from .notebooks import run_study
+    from .runs.notebooks import run_study
 
     only = args.only.split(",") if args.only else None
     run_study(args.params, only=only, reports_root=args.reports_root)
 
 
 def _make_goldens(args) -> None:
-    from .notebooks import make_goldens
+    from .runs.notebooks import make_goldens
 
     make_goldens()
 
@@ -41,7 +41,7 @@ def _make_goldens(args) -> None:
 def _index(args) -> None:
     from pathlib import Path
 
-    from .report_index import write_index
+    from .runs.report_index import write_index
 
     print(f"wrote {write_index(Path(args.reports_root))}")
 

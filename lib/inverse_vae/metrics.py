@@ -1,8 +1,10 @@
-"""Image reconstruction metrics of D(z_hat) against x, from library implementations.
+"""The study's measures: recovery of a latent (z_hat against the true z) and reconstruction of
+an image (D(z_hat) against x).
 
-bce and mse are per-pixel means (the original's convention); psnr and ssim come from
-scikit-image, per image (data range 1), averaged over images. All four are also available
-per image for gap-to-best comparisons.
+Latent recovery: relative errors ||z_hat - z|| / ||z|| and their summary (the keys of the
+metrics vocabulary). Images: bce and mse are per-pixel means (the original's convention); psnr
+and ssim come from scikit-image, per image (data range 1), averaged over images. All four are
+also available per image for gap-to-best comparisons.
 """
 from __future__ import annotations
 
@@ -10,6 +12,76 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .constants import IMAGE_SIDE, SUCCESS_THRESHOLDS
+from .errors import StudyError
+
+__all__ = ["image_metrics", "latent_recovery", "per_image_metrics", "quantile", "relative_errors"]
+
+
+# --------------------------------------------------------------------------
+# Latent recovery
+
+
+def relative_errors(z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||z_hat - z|| / ||z|| in float64; inf where z_hat is not finite.
+
+    A sample with ||z|| = 0 gets 0 if z_hat is exactly 0, else inf.
+    """
+    if z_hat.shape != z.shape or z.dim() < 1:
+        raise StudyError(f"z_hat shape {tuple(z_hat.shape)} does not match z shape {tuple(z.shape)}")
+    z_hat = z_hat.detach().to(torch.float64).reshape(z.shape[0], -1)
+    z = z.detach().to(dtype=torch.float64, device=z_hat.device).reshape(z.shape[0], -1)
+    if not torch.isfinite(z).all():
+        raise StudyError("true latents z contain inf or nan")
+    finite = torch.isfinite(z_hat).all(1)
+    diff = torch.where(finite[:, None], z_hat - z, 0.0).norm(dim=1)
+    norm = z.norm(dim=1)
+    inf = torch.full_like(diff, float("inf"))
+    rel = torch.where(norm > 0, diff / norm.clamp_min(torch.finfo(torch.float64).tiny),
+                      torch.where(diff == 0, 0.0, inf))
+    return torch.where(finite, rel, inf)
+
+
+def quantile(sorted_values: torch.Tensor, q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) that keeps inf instead of nan."""
+    pos = q * (sorted_values.numel() - 1)
+    lo, hi = int(pos // 1), min(int(pos // 1) + 1, sorted_values.numel() - 1)
+    a, b = float(sorted_values[lo]), float(sorted_values[hi])
+    frac = pos - lo
+    if frac == 0 or a == b:
+        return a
+    if b == float("inf"):
+        return b  # interpolating towards a failure: inf - a would make nan
+    return a + frac * (b - a)
+
+
+def latent_recovery(z_hat: torch.Tensor, z: torch.Tensor) -> dict:
+    """Summary of relative latent errors as plain Python numbers.
+
+    success_* is the fraction of samples with relative error strictly below the
+    threshold; non-finite samples count as failures with error inf, and inf enters
+    median / p99 / max (so they can be inf).
+    """
+    rel = relative_errors(z_hat, z).cpu()
+    n = rel.numel()
+    if n == 0:
+        raise StudyError("latent_recovery needs at least one sample")
+    ordered = rel.sort().values
+    summary = {
+        "n": n,
+        "rel_err_median": quantile(ordered, 0.5),
+        "rel_err_p99": quantile(ordered, 0.99),
+        "rel_err_max": float(ordered[-1]),
+    }
+    for key, threshold in SUCCESS_THRESHOLDS.items():
+        summary[key] = float((rel < threshold).double().mean())
+    summary["nonfinite"] = int((~torch.isfinite(z_hat.detach().reshape(n, -1))).any(1).sum())
+    return summary
+
+
+# --------------------------------------------------------------------------
+# Image reconstruction
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -23,7 +95,7 @@ def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, np.ndar
     xh_safe = torch.where(finite[:, None], xh, torch.full_like(xh, 0.5)).clamp(0, 1)
     bce = F.binary_cross_entropy(xh_safe, xt, reduction="none").mean(dim=1).numpy()
     mse = (xh_safe - xt).pow(2).mean(dim=1).numpy()
-    a, b = xh_safe.numpy().reshape(-1, 28, 28), xt.numpy().reshape(-1, 28, 28)
+    a, b = xh_safe.numpy().reshape(-1, IMAGE_SIDE, IMAGE_SIDE), xt.numpy().reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     psnr = np.array([peak_signal_noise_ratio(t, h, data_range=1.0) if m > 0 else np.inf
                      for h, t, m in zip(a, b, mse)])
     ssim = np.array([structural_similarity(t, h, data_range=1.0) for h, t in zip(a, b)])

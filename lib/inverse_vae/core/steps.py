@@ -5,7 +5,7 @@ seeded by (seed, e), so a resumed run repeats the steps it would have taken.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

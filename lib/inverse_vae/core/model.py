@@ -1,23 +1,26 @@
-"""The original study's VAE, built from params, with the original state-dict keys."""
+"""The original study's VAE, built from the config, with the original state-dict keys."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from .config import ArchitectureConfig, Config
 from .layers import build_sequential, check_architecture
 
 
 class VAE(nn.Module):
     """Fully connected VAE. Attribute names match the original `Model` so checkpoints load."""
 
-    def __init__(self, architecture: dict):
+    def __init__(self, architecture: ArchitectureConfig, where: str = "model.architecture"):
         super().__init__()
-        self.latent_dim = check_architecture(architecture)
-        enc = architecture["encoder"]
-        self.encoder_conv = build_sequential(enc["conv"], "encoder.conv")
-        self.encoder_mean = build_sequential(enc["mean"], "encoder.mean")
-        self.encoder_log_var = build_sequential(enc["log_var"], "encoder.log_var")
-        self.decoder = build_sequential(architecture["decoder"], "decoder")
+        # Checked first (ParamsError naming the layer), and before the weights below are drawn:
+        # the check draws too, and every seed's weights have always come after it.
+        self.latent_dim = check_architecture(architecture, where)
+        enc = architecture.encoder
+        self.encoder_conv = build_sequential(enc.conv, f"{where}.encoder.conv")
+        self.encoder_mean = build_sequential(enc.mean, f"{where}.encoder.mean")
+        self.encoder_log_var = build_sequential(enc.log_var, f"{where}.encoder.log_var")
+        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder_conv(x.reshape(x.shape[0], -1))
@@ -37,5 +40,6 @@ class VAE(nn.Module):
         return self.decode(self.sample(mean, log_var, generator)), mean, log_var
 
 
-def build_model(params: dict) -> VAE:
-    return VAE(params["model"]["architecture"])
+def build_model(config: Config) -> VAE:
+    """The config's VAE; a ParamsError names the layer or key if the architecture is refused."""
+    return VAE(config.model.architecture)

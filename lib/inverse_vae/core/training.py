@@ -8,29 +8,26 @@ graph and replayed (`train.cuda_graph`, see graphed.py); it draws the same rando
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from functools import partial
-from typing import Callable
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, load_state_into, save_checkpoint
+from ..constants import OPTIMIZERS, SCHEDULERS
+from ..errors import ParamsError, TrainingError
+from .checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, load_state_into, save_checkpoint
+from .config import OptimConfig, SchedulerConfig, TrainConfig, thaw
 from .devices import resolve_device
-from .errors import TrainingError
 from .losses import original_loss
 from .model import build_model
 from .steps import EagerSteps, GraphedSteps, StepFailed
 
-OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-SCHEDULER_CLASSES = {
-    "steplr": torch.optim.lr_scheduler.StepLR,
-    "multisteplr": torch.optim.lr_scheduler.MultiStepLR,
-    "cosineannealinglr": torch.optim.lr_scheduler.CosineAnnealingLR,
-    "cycliclr": torch.optim.lr_scheduler.CyclicLR,
-    "exponentiallr": torch.optim.lr_scheduler.ExponentialLR,
-}
+# The params' names -> torch classes, from the one table the config validates the names against.
+OPTIMIZER_CLASSES = {name: getattr(torch.optim, cls) for name, cls in OPTIMIZERS.items()}
+SCHEDULER_CLASSES = {name: getattr(torch.optim.lr_scheduler, cls) for name, cls in SCHEDULERS.items()}
 
 
 # How an optimizer runs rather than what it computes: a checkpoint's values for these never
@@ -38,19 +35,19 @@ SCHEDULER_CLASSES = {
 IMPLEMENTATION_FLAGS = ("fused", "capturable", "foreach", "differentiable")
 
 
-def make_optimizer(parameters, cfg: dict, device: torch.device | None = None,
+def make_optimizer(parameters, optim: OptimConfig, device: torch.device | None = None,
                    capturable: bool = False) -> torch.optim.Optimizer:
-    """The params' optimizer; Adam on CUDA uses the fused kernel unless `others` says otherwise.
+    """The config's optimizer; Adam on CUDA uses the fused kernel unless `others` says otherwise.
 
     (On the CPU the default implementation is kept: it is deterministic and as fast here.)
     `capturable` makes Adam safe to capture in a CUDA graph (its step counter stays on the device).
     """
-    name, options = cfg["name"].lower(), dict(cfg.get("others") or {})
-    if name == "adam" and device is not None and device.type == "cuda":
+    options = thaw(optim.others or {})
+    if optim.name == "adam" and device is not None and device.type == "cuda":
         options.setdefault("fused", True)
     if capturable:
         options["capturable"] = True
-    return OPTIMIZER_CLASSES[name](parameters, lr=cfg["learning_rate"], **options)
+    return OPTIMIZER_CLASSES[optim.name](parameters, lr=optim.learning_rate, **options)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -61,8 +58,21 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(state)
 
 
-def make_scheduler(optimizer, cfg: dict):
-    return SCHEDULER_CLASSES[cfg["name"].lower()](optimizer, **(cfg.get("others") or {}))
+def make_scheduler(optimizer, scheduler: SchedulerConfig):
+    return SCHEDULER_CLASSES[scheduler.name](optimizer, **thaw(scheduler.others or {}))
+
+
+def check_training_options(train: TrainConfig) -> None:
+    """Build the optimizer and scheduler on a dummy tensor, so bad `others` keywords fail before work starts."""
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        optimizer = make_optimizer(dummy, train.optim)
+    except (TypeError, ValueError) as exc:
+        raise ParamsError(f"train.optim.others: {exc}") from None
+    try:
+        make_scheduler(optimizer, train.lr_scheduler)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ParamsError(f"train.lr_scheduler.others: {exc}") from None
 
 
 def use_cuda_graph(mode: str, device: torch.device, optimizer_name: str) -> bool:
@@ -111,56 +121,35 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     `stop_after_epoch` ends the call early, as a kill between epochs would; `on_epoch` is
     called with (epoch, history) after each epoch (the loss figure, for instance).
     """
-    p, t = run.params, run.params["train"]
-    device = resolve_device(p["device"])
-    epochs, batch_size, alpha = t["train_epochs"], t["batch_size"], t["alpha"]
-    kind, target_range = t["loss"][0].lower(), t["target_range"]
-    if len(train_images) < batch_size:
-        raise TrainingError(f"train.batch_size: {batch_size} is larger than the {len(train_images)} training images")
+    config, t = run.config, run.config.train
+    device = resolve_device(config.device)
+    if len(train_images) < t.batch_size:
+        raise TrainingError(f"train.batch_size: {t.batch_size} is larger than the {len(train_images)} training images")
 
-    graphed = use_cuda_graph(t["cuda_graph"], device, t["optim"]["name"])
-    torch.manual_seed(p["seed"])
-    model = build_model(p).to(device)
-    optimizer = make_optimizer(model.parameters(), t["optim"], device, capturable=graphed)
-    scheduler = make_scheduler(optimizer, t["lr_scheduler"])
-    history = {"train": [], "validation": []}
-    start, earlier_seconds = 1, 0.0
-    resume_from = latest_checkpoint(run.checkpoints, epochs)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from)
-        load_state_into(model, state["model_state_dict"], resume_from)
-        load_optimizer_state(optimizer, state["optimizer_state_dict"])
-        scheduler.load_state_dict(state["lr_scheduler_state_dict"])
-        history = state["history"]
-        start = int(state["epoch"]) + 1
-        earlier_seconds = float(state.get("train_seconds", 0.0))
+    graphed = use_cuda_graph(t.cuda_graph, device, t.optim.name)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(model.parameters(), t.optim, device, capturable=graphed)
+    scheduler = make_scheduler(optimizer, t.lr_scheduler)
+    resume_from = latest_checkpoint(run.checkpoints, t.train_epochs)
+    history, start, earlier_seconds = _resume(resume_from, model, optimizer, scheduler)
 
     x_train, x_val = train_images.to(device), val_images.to(device)
-    objective = dict(alpha=alpha, kind=kind, target_range=target_range)
+    objective = dict(alpha=t.alpha, kind=t.reconstruction_loss, target_range=t.target_range)
     steps = (GraphedSteps if graphed else EagerSteps)(
-        optimizer, partial(batch_loss, model, **objective), x_train, batch_size,
-        partial(validation_loss, model, x_val, batch_size, **objective))
-    n_batches = steps.n_batches
-    last = stop_after_epoch if stop_after_epoch is not None else epochs
+        optimizer, partial(batch_loss, model, **objective), x_train, t.batch_size,
+        partial(validation_loss, model, x_val, t.batch_size, **objective))
+    last = stop_after_epoch if stop_after_epoch is not None else t.train_epochs
     saved = resume_from
     started = time.perf_counter()
     epoch_seconds = []
-    bar = tqdm(range(start, min(last, epochs) + 1), initial=start - 1, total=epochs, desc="epochs",
+    bar = tqdm(range(start, min(last, t.train_epochs) + 1), initial=start - 1, total=t.train_epochs, desc="epochs",
                disable=not progress, leave=True)
     for epoch in bar:
-        model.train()
-        g = steps.generator(p["seed"], epoch)
-        order = torch.randperm(len(x_train), generator=g, device=device)
-        try:
-            losses = steps.run_epoch(order, g)
-        except StepFailed as exc:
-            raise _nonfinite_error(epoch, exc.batch, n_batches, saved, exc.reason) from None
-        _stop_if_nonfinite(losses, epoch, saved, n_batches)
-        history["train"].append(losses.mean().item())
-        history["validation"].append(steps.validate(p["seed"], epoch))
+        _train_epoch(steps, model, x_train, config.seed, epoch, history, saved)
         scheduler.step()
         bar.set_postfix(train=f"{history['train'][-1]:.5f}", val=f"{history['validation'][-1]:.5f}")
-        if epoch % t["plot_epochs"] == 0 or epoch == epochs:
+        if epoch % t.plot_epochs == 0 or epoch == t.train_epochs:
             saved = save_checkpoint({
                 "epoch": epoch,
                 "model_state_dict": model.state_dict(),
@@ -176,8 +165,33 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     seconds = time.perf_counter() - started
     return TrainResult(history=history, epochs=len(history["train"]), start_epoch=start, seconds=seconds,
                        total_seconds=earlier_seconds + seconds,
-                       samples_per_epoch=n_batches * batch_size, device=str(device), checkpoint=saved,
+                       samples_per_epoch=steps.n_batches * t.batch_size, device=str(device), checkpoint=saved,
                        epoch_seconds=epoch_seconds, cuda_graph=graphed, model=model.eval())
+
+
+def _resume(checkpoint: Path | None, model, optimizer, scheduler) -> tuple[dict, int, float]:
+    """Load the checkpoint (if any) into the training objects: (history, first epoch to train, seconds so far)."""
+    if checkpoint is None:
+        return {"train": [], "validation": []}, 1, 0.0
+    state = load_checkpoint(checkpoint)
+    load_state_into(model, state["model_state_dict"], checkpoint)
+    load_optimizer_state(optimizer, state["optimizer_state_dict"])
+    scheduler.load_state_dict(state["lr_scheduler_state_dict"])
+    return state["history"], int(state["epoch"]) + 1, float(state.get("train_seconds", 0.0))
+
+
+def _train_epoch(steps, model, x_train, seed: int, epoch: int, history: dict, last_checkpoint) -> None:
+    """One epoch of steps and its validation, appended to `history`; stops on a non-finite loss."""
+    model.train()
+    g = steps.generator(seed, epoch)
+    order = torch.randperm(len(x_train), generator=g, device=x_train.device)
+    try:
+        losses = steps.run_epoch(order, g)
+    except StepFailed as exc:
+        raise _nonfinite_error(epoch, exc.batch, steps.n_batches, last_checkpoint, exc.reason) from None
+    _stop_if_nonfinite(losses, epoch, last_checkpoint, steps.n_batches)
+    history["train"].append(losses.mean().item())
+    history["validation"].append(steps.validate(seed, epoch))
 
 
 def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:

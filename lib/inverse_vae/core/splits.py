@@ -13,12 +13,12 @@ def _subset(images, labels, n):
 def train_val_images(run, log=print):
     """((train images, labels), (validation images, labels)), fetching MNIST if needed."""
     fetch_mnist(run.data_root, log=log)
-    d = run.params["data"]
-    images, labels = _subset(*load_mnist(run.data_root, train=True), d["train_subset"])
-    train_idx, val_idx = train_val_split(len(images), d["val_fraction"], run.params["seed"])
+    data = run.config.data
+    images, labels = _subset(*load_mnist(run.data_root, train=True), data.train_subset)
+    train_idx, val_idx = train_val_split(len(images), data.val_fraction, run.config.seed)
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 
 def test_images(run, log=print) -> tuple[torch.Tensor, torch.Tensor]:
     fetch_mnist(run.data_root, log=log)
-    return _subset(*load_mnist(run.data_root, train=False), run.params["data"]["test_subset"])
+    return _subset(*load_mnist(run.data_root, train=False), run.config.data.test_subset)

@@ -1,39 +1,28 @@
 """The inversion experiments of notebook 03: realizable images x = D(z), and real MNIST images.
 
-inverse.py holds the mechanics (inverse layers, the pseudo-inverse chain, recovery metrics,
-failure attribution); this module runs them the way the study reports them: in two
-arithmetics, with the original clamp and with none, timed, as JSON-ready dicts.
+inversion/ holds the mechanics (the inverse chain, failure attribution) and metrics.py the
+recovery measures; this module runs them the way the study reports them: in two arithmetics,
+with the original clamp and with none, timed, as JSON-ready dicts.
 """
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from .inverse import CAUSES, attribute_failures, build_inverse, forward_trace, latent_recovery
-
-ARITHMETICS = {"float32": torch.float32, "float64": torch.float64}
-ORIGINAL_EPS = 1e-3  # the original clamps Sigmoid to [0.001, 0.999] and Tanh to [-0.999, 0.999]
-
-# Below these relative errors a recovery counts as exact for the arithmetic: float32 rounding
-# alone, amplified by the chain, is of order 1e-6, so 1e-6 is not a fair bar there.
-ATTRIBUTION_THRESHOLD = {"float32": 1e-4, "float64": 1e-6}
-
-
-def decoder_in(decoder: nn.Sequential, dtype: torch.dtype) -> nn.Sequential:
-    """A copy of the decoder computing in `dtype` (the model itself stays float32)."""
-    return copy.deepcopy(decoder).to(dtype).eval()
+from ..constants import ORIGINAL_EPS, RECOVERY_TARGETS
+from ..inversion.attribution import CAUSES, attribute_failures, failure_frame, failure_table
+from ..inversion.chain import DTYPES as ARITHMETICS
+from ..inversion.chain import InverseChain, decoder_in, forward_trace, realizable
+from ..metrics import latent_recovery
 
 
 def timed_inverse(decoder: nn.Sequential, x: torch.Tensor, *, eps: float, dtype: torch.dtype):
     """z_hat and the seconds the chain took (pseudo-inverses included)."""
     started = time.perf_counter()
-    chain = build_inverse(decoder, eps=eps, dtype=dtype)
-    with torch.no_grad():
-        z_hat = chain(x.reshape(x.shape[0], -1).to(dtype))
+    z_hat = InverseChain(decoder).invert(x, dtype=dtype, eps=eps)
     return z_hat, time.perf_counter() - started
 
 
@@ -43,13 +32,11 @@ def realizable_case(decoder: nn.Sequential, z: torch.Tensor, arithmetic: str, ep
     Returns (JSON-ready summary, the full attribution with per-sample tensors).
     """
     dtype = ARITHMETICS[arithmetic]
-    dec = decoder_in(decoder, dtype)
     z = z.to(dtype)
-    with torch.no_grad():
-        x = dec(z)
-    z_hat, seconds = timed_inverse(dec, x, eps=eps, dtype=dtype)
-    threshold = ATTRIBUTION_THRESHOLD[arithmetic]
-    attribution = attribute_failures(dec, z, x, eps=eps, dtype=dtype, threshold=threshold)
+    x = realizable(decoder, z, dtype)
+    z_hat, seconds = timed_inverse(decoder, x, eps=eps, dtype=dtype)
+    threshold = RECOVERY_TARGETS[arithmetic][1]
+    attribution = attribute_failures(decoder, z, x, eps=eps, dtype=dtype, threshold=threshold)
     summary = {
         **latent_recovery(z_hat, z),
         "eps": eps,
@@ -72,32 +59,6 @@ def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) ->
                 key = arithmetic + suffix
                 summaries[source][key], attributions[(source, key)] = realizable_case(decoder, z, arithmetic, eps)
     return summaries, attributions
-
-
-def failure_table(summaries: dict) -> list[dict]:
-    """Flat rows (source, case, layer, type, cause, count, share) for a DataFrame."""
-    rows = []
-    for source, cases in summaries.items():
-        for case, s in cases.items():
-            for f in s["failures"]:
-                rows.append({"source": source, "case": case, **f, "share": f["count"] / s["n"]})
-    return rows
-
-
-def failure_frame(summaries: dict):
-    """Failure counts as a DataFrame: a row per (source, case), a column per (layer, type, cause).
-
-    Cases with no failing sample show as zero rows; with no failures at all the frame is empty.
-    """
-    import pandas as pd
-
-    rows = failure_table(summaries)
-    index = pd.MultiIndex.from_tuples([(s, c) for s, cases in summaries.items() for c in cases], names=["source", "case"])
-    if not rows:
-        return pd.DataFrame(index=index)
-    frame = pd.DataFrame(rows).pivot_table(index=["source", "case"], columns=["layer", "type", "cause"],
-                                           values="count", fill_value=0, aggfunc="sum")
-    return frame.reindex(index, fill_value=0)
 
 
 def saturation_point(fn, dtype: torch.dtype, target: float = 1.0) -> float:
@@ -126,7 +87,7 @@ def saturation_points() -> dict:
 
 def preactivations(decoder: nn.Sequential, z: torch.Tensor) -> dict[str, np.ndarray]:
     """The input of every activation of the decoder (the Linear outputs), in float64."""
-    outputs = forward_trace(decoder_in(decoder, torch.float64), z.to(torch.float64))
+    outputs = forward_trace(decoder, z.to(torch.float64), torch.float64)
     return {f"{i}:{type(decoder[i]).__name__}": outputs[i].numpy().ravel()
             for i in range(len(decoder)) if isinstance(decoder[i], nn.Linear)}
 
@@ -147,7 +108,7 @@ def saturation_marks(decoder: nn.Sequential, points: dict) -> dict[str, dict[str
 
 def saturated_share(decoder: nn.Sequential, z: torch.Tensor, points: dict) -> dict:
     """Share of each activation's inputs beyond the exact-saturation points, per arithmetic."""
-    outputs = forward_trace(decoder_in(decoder, torch.float64), z.to(torch.float64))
+    outputs = forward_trace(decoder, z.to(torch.float64), torch.float64)
     shares = {}
     for i, layer in enumerate(decoder):
         if not isinstance(layer, (nn.Tanh, nn.Sigmoid)):
@@ -180,6 +141,6 @@ def distance_to(z_hat: torch.Tensor, reference: torch.Tensor) -> dict:
             "z_hat_norm_median": float(np.median(z_hat.double().norm(dim=1)[finite].numpy()))}
 
 
-__all__ = ["ARITHMETICS", "ATTRIBUTION_THRESHOLD", "CAUSES", "ORIGINAL_EPS", "decoder_in", "distance_to",
-           "failure_frame", "failure_table", "preactivations", "realizable_case", "realizable_grid", "saturated_share",
+__all__ = ["ARITHMETICS", "CAUSES", "ORIGINAL_EPS", "decoder_in", "distance_to", "failure_frame", "failure_table",
+           "preactivations", "realizable_case", "realizable_grid", "saturated_share", "saturation_marks",
            "saturation_points", "timed_inverse"]

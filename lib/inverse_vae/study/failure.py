@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inverse import PseudoInverseLinear, TanhInverse, build_inverse, latent_recovery, trace_inverse
-from .inversion import ARITHMETICS, decoder_in
-from .metrics import image_metrics
+from ..constants import IMAGE_SIDE, ORIGINAL_EPS
+from ..inversion.chain import DTYPES, InverseChain, realizable
+from ..metrics import image_metrics, latent_recovery
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 
@@ -26,7 +26,8 @@ def pixel_extremes(images: torch.Tensor, labels: torch.Tensor) -> dict:
     per_digit = {int(d): {"zero": float(zero[labels == d].mean()), "one": float(one[labels == d].mean())}
                  for d in labels.unique()}
     return {"zero": float(zero.mean()), "one": float(one.mean()), "per_digit": per_digit,
-            "zero_map": zero.mean(0).reshape(28, 28).numpy(), "one_map": one.mean(0).reshape(28, 28).numpy()}
+            "zero_map": zero.mean(0).reshape(IMAGE_SIDE, IMAGE_SIDE).numpy(),
+            "one_map": one.mean(0).reshape(IMAGE_SIDE, IMAGE_SIDE).numpy()}
 
 
 def clamp_targets(eps_list=CLAMP_SWEEP) -> dict:
@@ -37,13 +38,9 @@ def clamp_targets(eps_list=CLAMP_SWEEP) -> dict:
 
 # --- 2. the clamp margin ------------------------------------------------------------------
 
-def _chain(decoder: nn.Sequential, eps: float, dtype: torch.dtype):
-    return build_inverse(decoder_in(decoder, dtype), eps=eps, dtype=dtype)
-
-
 def invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> torch.Tensor:
-    with torch.no_grad():
-        return _chain(decoder, eps, dtype)(x.reshape(len(x), -1).to(dtype))
+    """z_hat of the chain with clamp margin eps, in dtype."""
+    return InverseChain(decoder).invert(x, dtype=dtype, eps=eps)
 
 
 def reconstruct(decoder: nn.Sequential, z_hat: torch.Tensor) -> torch.Tensor:
@@ -57,10 +54,8 @@ def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Ten
     rows = []
     for eps in eps_list:
         row = {"eps": eps}
-        for name, dtype in ARITHMETICS.items():
-            dec = decoder_in(decoder, dtype)
-            with torch.no_grad():
-                x = dec(z_prior.to(dtype))
+        for name, dtype in DTYPES.items():
+            x = realizable(decoder, z_prior, dtype)
             rec = latent_recovery(invert_with(decoder, x, eps, dtype), z_prior.to(dtype))
             row.update({f"realizable_{name}_{k}": rec[k] for k in
                         ("success_1e-2", "success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")})
@@ -82,11 +77,7 @@ def best_eps(rows: list[dict], key: str = "real_bce") -> float:
 
 def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict[int, torch.Tensor]:
     """The value reaching each inverse step (before its clamp), keyed by decoder layer index."""
-    chain = _chain(decoder, eps, dtype)
-    x = x.reshape(len(x), -1).to(dtype)
-    steps = trace_inverse(chain, x)
-    inputs = [x] + [h for _, h in steps[:-1]]
-    return {step.source_index: value for step, value in zip(chain, inputs)}
+    return {t.step.index: t.arriving for t in InverseChain(decoder).trace(x, dtype=dtype, eps=eps)}
 
 
 def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
@@ -112,31 +103,25 @@ def singular_values(decoder: nn.Sequential) -> dict[str, np.ndarray]:
 
 def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
     """Per Linear: ||(I - W W+) y|| / ||y|| of the y arriving at its pinv step (0 when y is in W's range)."""
-    chain = _chain(decoder, eps, dtype)
-    arriving = arriving_values(decoder, x, eps, dtype)
     out = {}
-    for step in chain:
-        if not isinstance(step, PseudoInverseLinear):
+    for step, arriving, layer_input in InverseChain(decoder).trace(x, dtype=dtype, eps=eps):
+        if not step.kind.is_linear:
             continue
-        i = step.source_index
+        i = step.index
         w = decoder[i].weight.detach().to(dtype)
-        y = arriving[i] - (0 if decoder[i].bias is None else decoder[i].bias.detach().to(dtype))
-        residual = (y - step(arriving[i]) @ w.T).norm(dim=1) / y.norm(dim=1)
-        finite = residual[torch.isfinite(residual)].numpy()
-        out[f"{i}:Linear"] = _summary(finite)
+        y = arriving - (0 if decoder[i].bias is None else decoder[i].bias.detach().to(dtype))
+        residual = (y - layer_input @ w.T).norm(dim=1) / y.norm(dim=1)
+        out[f"{i}:Linear"] = _summary(residual[torch.isfinite(residual)].numpy())
     return out
 
 
 def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
     """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
-    chain = _chain(decoder, eps, dtype)
-    arriving = arriving_values(decoder, x, eps, dtype)
     out = {}
-    for step in chain:
-        if isinstance(step, TanhInverse):
-            h = step.clamp(arriving[step.source_index])
-            slope = (1 / (1 - h * h)).flatten()
-            out[f"{step.source_index}:Tanh"] = _summary(slope[torch.isfinite(slope)].numpy())
+    for step, arriving, _ in InverseChain(decoder).trace(x, dtype=dtype, eps=eps):
+        if step.kind.name == "tanh":
+            slope = step.kind.inverse_slope(None, step.kind.clamp(arriving, step.eps)).flatten()
+            out[f"{step.index}:Tanh"] = _summary(slope[torch.isfinite(slope)].numpy())
     return out
 
 
@@ -174,17 +159,14 @@ def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict
 
 
 def _realizable_row(decoder, z, invert) -> dict:
-    """x = D(z) in float64, inverted by `invert(decoder64, x)`; latent recovery."""
-    dec = decoder_in(decoder, torch.float64)
-    with torch.no_grad():
-        x = dec(z.double())
-    rec = latent_recovery(invert(dec, x), z.double())
+    """x = D(z) in float64, inverted by `invert(decoder, x)`; latent recovery."""
+    rec = latent_recovery(invert(decoder, realizable(decoder, z, torch.float64)), z.double())
     return {f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")}
 
 
-def fix_inverters(eps_best: float, delta: float, eps: float = 1e-3) -> dict:
+def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS) -> dict:
     """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations."""
-    from .methods import layerwise_constrained
+    from ..inversion.methods import layerwise_constrained
 
     def layerwise(**flags):
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
@@ -198,37 +180,33 @@ def fix_inverters(eps_best: float, delta: float, eps: float = 1e-3) -> dict:
     }
 
 
-def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best: float, delta: float,
-                  squeeze_range) -> dict:
-    """Every fix on the same real and realizable images: one row of numbers per fix."""
-    rows = {}
-    for name, invert in fix_inverters(eps_best, delta).items():
-        z_hat = invert(model.decoder, x.reshape(len(x), -1).double())
-        rows[name] = {**_real_row(model.decoder, z_hat, x, labels, probe),
-                      **_realizable_row(model.decoder, z_prior, invert)}
-    lo, hi = squeeze_range
-
-    def squeezed_chain(dec, images):  # targets live in [lo, hi]: no Sigmoid clamp is needed
-        with torch.no_grad():
-            return build_inverse(dec, eps=1e-3, eps_sigmoid=0.0, dtype=torch.float64)(images.double())
-
-    x_squeezed = lo + (hi - lo) * x.reshape(len(x), -1).double()
-    rows[f"squeezed targets [{lo:g}, {hi:g}]"] = {
-        **_real_row(squeezed_model.decoder, squeezed_chain(decoder_in(squeezed_model.decoder, torch.float64), x_squeezed),
-                    x, labels, None, squeeze_range),
-        **_realizable_row(squeezed_model.decoder, z_prior, squeezed_chain)}
-    with torch.no_grad():
-        means = model.encode(x)[0]
-    rows["encoder mean (reference)"] = {**_real_row(model.decoder, means.double(), x, labels, probe),
-                                        **_realizable_row(model.decoder, z_prior, _encoder_inverter(model))}
-    return rows
+def _squeezed_chain(decoder, images):
+    # Targets live in [lo, hi] inside (0, 1): the Sigmoid inverse needs no clamp, the Tanh ones keep theirs.
+    return InverseChain(decoder).invert(images, dtype=torch.float64, eps=ORIGINAL_EPS, eps_sigmoid=0.0)
 
 
 def _encoder_inverter(model):
-    def invert(dec, x):
+    def invert(decoder, x):
         with torch.no_grad():
             return model.encode(x.float())[0].double()
     return invert
+
+
+def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best: float, delta: float,
+                  squeeze_range) -> dict:
+    """Every fix on the same real and realizable images: one row of numbers per fix."""
+    lo, hi = squeeze_range
+    flat = x.reshape(len(x), -1).double()
+    cases = [(name, model.decoder, invert, flat, probe, None)
+             for name, invert in fix_inverters(eps_best, delta).items()]
+    cases += [(f"squeezed targets [{lo:g}, {hi:g}]", squeezed_model.decoder, _squeezed_chain, lo + (hi - lo) * flat,
+               None, squeeze_range),
+              ("encoder mean (reference)", model.decoder, _encoder_inverter(model), x, probe, None)]
+    rows = {}
+    for name, decoder, invert, images, row_probe, squeezed in cases:
+        rows[name] = {**_real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed),
+                      **_realizable_row(decoder, z_prior, invert)}
+    return rows
 
 
 def conclusion(fixes: dict, test_pixels: dict, domain_frame) -> str:

@@ -1,15 +1,16 @@
-"""Where a run's files live: reports/<run>/ and the params' paths relative to it."""
+"""Where a run's files live: reports/<run>/ and the config's paths relative to it."""
 from __future__ import annotations
 
-import copy
 import json
 import math
-import os
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .params import load_params, run_name
+from ..core.config import Config, run_name
+from ..core.files import atomic_write
+from ..core.training import check_training_options
+from .checks import load_checked_config
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -27,9 +28,9 @@ def project_root(start: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Run:
-    """A params file bound to its run folder."""
+    """A validated config bound to its run folder."""
 
-    params: dict
+    config: Config
     root: Path  # project root
     dir: Path  # reports/<run>/
 
@@ -43,19 +44,23 @@ class Run:
 
     @property
     def checkpoints(self) -> Path:
-        return self._resolve(self.params["train"]["model_path"])
+        """train.model_path: where training writes model_<epoch>.pt."""
+        return self._resolve(self.config.train.model_path)
 
     @property
     def progress(self) -> Path:
-        return self._resolve(self.params["train"]["progress_path"])
+        """train.progress_path: the loss figure at each checkpoint, as the original saved it."""
+        return self._resolve(self.config.train.progress_path)
 
     @property
     def model_file(self) -> Path:
-        return self._resolve(self.params["test"]["model_path"])
+        """test.model_path: the checkpoint notebooks 02-05 evaluate and invert."""
+        return self._resolve(self.config.test.model_path)
 
     @property
     def results(self) -> Path:
-        return self._resolve(self.params["test"]["results_path"])
+        """test.results_path: the folder holding figures/ and metrics/."""
+        return self._resolve(self.config.test.results_path)
 
     @property
     def figures(self) -> Path:
@@ -67,7 +72,7 @@ class Run:
 
     @property
     def data_root(self) -> Path:
-        p = Path(self.params["data"]["root"])
+        p = Path(self.config.data.root)
         return p if p.is_absolute() else self.root / p
 
     def figure(self, name: str) -> Path:
@@ -88,29 +93,30 @@ def variant(run: Run, name: str, train_updates: dict) -> Run:
     """The same run with some train settings changed, living in reports/<run>/variants/<name>/.
 
     Notebooks use it for a model trained differently (say, squeezed targets), cached and resumable
-    like the main run.
+    like the main run. The changed config is validated again (ParamsError naming the key).
     """
-    params = copy.deepcopy(run.params)
-    params["train"].update(train_updates)
-    return Run(params=params, root=run.root, dir=run.dir / "variants" / name)
+    config = run.config.replace(train=train_updates)
+    check_training_options(config.train)  # the architecture is unchanged and was checked already
+    return Run(config=config, root=run.root, dir=run.dir / "variants" / name)
 
 
 def open_run(params_file: str | Path, reports_root: str | Path = "reports", root: str | Path | None = None) -> Run:
-    """Validate the params file and bind it to reports_root/<params stem>/ (relative to the project)."""
+    """Validate the params file (every check) and bind it to reports_root/<params stem>/ (relative to the project)."""
     root = project_root(root)
     params_file = Path(params_file)
     if not params_file.is_absolute():
         params_file = root / params_file
-    params = load_params(params_file)
+    config = load_checked_config(params_file)
     reports_root = Path(reports_root)
     if not reports_root.is_absolute():
         reports_root = root / reports_root
-    return Run(params=params, root=root, dir=reports_root / run_name(params_file))
+    return Run(config=config, root=root, dir=reports_root / run_name(params_file))
 
 
 def _plain(value):
-    """JSON-safe copy: numpy/torch scalars to floats, inf/nan to strings JSON can hold."""
-    if isinstance(value, dict):
+    """JSON-safe copy: numpy/torch scalars to floats, inf/nan to strings JSON can hold, a config's
+    read-only mappings to dicts."""
+    if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
@@ -123,11 +129,4 @@ def _plain(value):
 
 def write_json(path: str | Path, values: dict) -> Path:
     """Write JSON atomically so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(_plain(values), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(_plain(values), indent=2, sort_keys=True) + "\n")

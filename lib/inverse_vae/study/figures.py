@@ -8,7 +8,8 @@ import numpy as np
 import seaborn as sns
 
 
-def _save(fig, path: str | Path | None):
+def save(fig, path: str | Path | None):
+    """Write `fig` as PNG at `path` (nothing when path is None); every figure of the study goes here."""
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
@@ -23,7 +24,7 @@ def loss_progress(history: dict, path: str | Path | None = None):
         ax.set(title=title, xlabel="Epochs", ylabel="Loss (original convention)")
         ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def scatter_by_digit(points: np.ndarray, labels: np.ndarray, title: str, path=None, ax=None):
@@ -35,7 +36,7 @@ def scatter_by_digit(points: np.ndarray, labels: np.ndarray, title: str, path=No
                     legend="full", s=6, linewidth=0, ax=ax)
     ax.set_title(title)
     ax.legend(title="digit", markerscale=2, fontsize=8, loc="best")
-    return _save(fig or ax.figure, path)
+    return save(fig or ax.figure, path)
 
 
 def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path=None, scale: float = 0.55):
@@ -53,7 +54,7 @@ def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path
         if row_titles:
             axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=7)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def bars(values: dict, title: str, ylabel: str, path=None):
@@ -61,7 +62,7 @@ def bars(values: dict, title: str, ylabel: str, path=None):
     ax.bar([str(k) for k in values], list(values.values()), color=sns.color_palette("bright", len(values)))
     ax.set(title=title, ylabel=ylabel)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, float], path=None):
@@ -74,7 +75,7 @@ def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, flo
         ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation|", ylabel="count")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def heatmaps(maps: dict[str, np.ndarray], path=None, cmap="magma"):
@@ -85,7 +86,7 @@ def heatmaps(maps: dict[str, np.ndarray], path=None, cmap="magma"):
         ax.set(title=title, xticks=[], yticks=[])
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def curves(x, series: dict[str, list], xlabel: str, ylabel: str, title: str, path=None, logx=False, logy=False, ax=None):
@@ -101,7 +102,7 @@ def curves(x, series: dict[str, list], xlabel: str, ylabel: str, title: str, pat
     if logy:
         ax.set_yscale("log")
     ax.legend(fontsize=8)
-    return _save(fig or ax.figure, path)
+    return save(fig or ax.figure, path)
 
 
 def overlaid_histograms(groups: dict[str, np.ndarray], xlabel: str, title: str, path=None, bins=120, ax=None):
@@ -114,4 +115,60 @@ def overlaid_histograms(groups: dict[str, np.ndarray], xlabel: str, title: str, 
         ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5, label=label)
     ax.set(xlabel=xlabel, ylabel="density", title=title)
     ax.legend(fontsize=8)
-    return _save(fig or ax.figure, path)
+    return save(fig or ax.figure, path)
+
+
+def embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], path=None):
+    """2-D embeddings side by side, each {title: (points (N, 2), digit labels (N,))}."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    for ax, (title, (points, labels)) in zip(axes[0], panels.items()):
+        scatter_by_digit(points[:, :2], labels, title, ax=ax)
+    return save(fig, path)
+
+
+def clamp_sweep(sweep, path=None):
+    """Notebook 04's sweep of the clamp margin eps: real-image BCE, and realizable recovery.
+
+    `sweep` is a DataFrame indexed by eps (0 = no clamp, drawn at 1e-9 on the log axis).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    eps_axis = [e if e > 0 else 1e-9 for e in sweep.index]
+    curves(eps_axis, {"real images: BCE of D(ẑ)": sweep["real_bce"].tolist()}, "eps (1e-9 = no clamp)",
+           "BCE per pixel", "Real test images", logx=True, ax=axes[0])
+    curves(eps_axis, {f"{a} success@{t}": sweep[f"realizable_{a}_success_{t}"].tolist()
+                      for a in ("float32", "float64") for t in ("1e-4", "1e-6")},
+           "eps (1e-9 = no clamp)", "share recovered", "Realizable images", logx=True, ax=axes[1])
+    return save(fig, path)
+
+
+def atanh_domain(arriving: dict[str, dict[int, np.ndarray]], tanh_layers: list[int], path=None):
+    """Per Tanh layer (image side first): the values reaching its inverse, per regime, with (-1, 1) shaded."""
+    fig, axes = plt.subplots(1, len(tanh_layers), figsize=(6 * len(tanh_layers), 4), squeeze=False)
+    for ax, i in zip(axes[0], sorted(tanh_layers, reverse=True)):
+        overlaid_histograms({regime: values[i] for regime, values in arriving.items()}, "value reaching atanh",
+                            f"into the inverse of layer {i} (Tanh), original clamps", ax=ax)
+        ax.axvspan(-1, 1, color="0.9", zorder=0)
+    return save(fig, path)
+
+
+def singular_values(svals: dict[str, np.ndarray], path=None):
+    """Singular values of each Linear weight, against their relative rank, log scale."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, v in svals.items():
+        ax.semilogy(np.arange(1, len(v) + 1) / len(v), v, label=label)
+    ax.set(xlabel="rank / number of singular values", ylabel="singular value",
+           title="Singular values of the decoder's weights")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def quality_vs_time(points: dict[str, list[tuple[float, float]]], n_images: int, path=None):
+    """Each method's mean BCE per pixel along its iterations, against seconds (one point: one-shot)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, pts in points.items():
+        s, b = zip(*pts)
+        ax.plot(s, b, marker="o" if len(pts) == 1 else None, ms=6, label=name)
+    ax.set(xscale="log", yscale="log", xlabel="seconds (whole set)", ylabel="mean BCE per pixel of D(ẑ)",
+           title=f"Quality versus time on {n_images} test images")
+    ax.legend(fontsize=7)
+    return save(fig, path)

@@ -1,43 +1,28 @@
 """Save checkpoints atomically; load them (ours or the original train.py's) without running code.
 
 A checkpoint is the original layout: a dict with `epoch`, `model_state_dict`,
-`optimizer_state_dict`, `history`, `lr_scheduler_state_dict` (this study adds `params`).
+`optimizer_state_dict`, `history`, `lr_scheduler_state_dict` (this study adds `train_seconds`).
 Loading always uses `weights_only=True`: tensors and plain containers only, nothing executed.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from .config import Config
+from .files import atomic_write
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state` to `path` via a temporary file and an atomic rename.
-
-    A crash or kill during the write leaves any previous file at `path` intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `state` to `path` atomically: a crash or kill during the write leaves any previous file intact."""
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
@@ -99,10 +84,10 @@ def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path
     model.load_state_dict(state_dict)
 
 
-def load_model(params: dict, path: str | Path, device: str | torch.device = "cpu"):
-    """Build the params' VAE and load the checkpoint's weights into it (eval mode)."""
+def load_model(config: Config, path: str | Path, device: str | torch.device = "cpu"):
+    """Build the config's VAE and load the checkpoint's weights into it (eval mode)."""
     from .model import build_model
 
-    model = build_model(params)
+    model = build_model(config)
     load_state_into(model, load_checkpoint(path)["model_state_dict"], path)
     return model.to(device).eval()

@@ -10,13 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..constants import IMAGE_SIZE, RECOVERY_TARGETS
+from ..inversion.chain import DTYPES, decoder_in, realizable
+from ..inversion.methods import run_method
+from ..metrics import latent_recovery, per_image_metrics, relative_errors
 from .evaluate import probe_accuracy
-from .inverse import latent_recovery, relative_errors
-from .inversion import ARITHMETICS, decoder_in
-from .methods import METHODS, run_method
-from .metrics import per_image_metrics
-
-PIXELS = 28 * 28
 
 
 def _run(name: str, model, x: torch.Tensor, overrides: dict, **extra):
@@ -49,9 +47,8 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
 def realizable_comparison(names, model, z: torch.Tensor, overrides: dict) -> tuple[dict, dict]:
     """Per method and arithmetic of the decoder's output: latent recovery (methods in float64)."""
     table, errors = {}, {}
-    for arithmetic, dtype in ARITHMETICS.items():
-        with torch.no_grad():
-            x = decoder_in(model.decoder, dtype)(z.to(dtype))
+    for arithmetic, dtype in DTYPES.items():
+        x = realizable(model.decoder, z, dtype)
         for name in names:
             r = _run(name, model, x, overrides, dtype=torch.float64)
             table.setdefault(name, {})[arithmetic] = {**latent_recovery(r.z, z.double()), "seconds": r.seconds}
@@ -61,8 +58,7 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict) -> tup
 
 def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Tensor:
     """x = D(z) + n with ||n|| = level * ||x|| per image, clipped to [0, 1] (float64)."""
-    with torch.no_grad():
-        x = decoder_in(decoder, torch.float64)(z.double())
+    x = realizable(decoder, z, torch.float64)
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
     return (x + n).clamp(0, 1)
@@ -106,15 +102,11 @@ def identifiability(decoder, z: torch.Tensor, missed: torch.Tensor) -> dict:
     return {"missed": summary(missed), "recovered": summary(~missed)}
 
 
-# The recovery each arithmetic of the decoder's output is judged by: (metric key, threshold).
-TARGETS = {"float32": ("success_1e-4", 1e-4), "float64": ("success_1e-6", 1e-6)}
-
-
 def best_realizable(names, realizable: dict, errors: dict, decoder, z: torch.Tensor) -> tuple[dict, dict]:
     """Per arithmetic: the method recovering most prior samples, and the decoder Jacobian's
     identifiability at the samples that method still misses vs those it recovers."""
     best_by, identifiable = {}, {}
-    for arithmetic, (key, threshold) in TARGETS.items():
+    for arithmetic, (key, threshold) in RECOVERY_TARGETS.items():
         best = max(names, key=lambda n: realizable[n][arithmetic][key])
         best_by[arithmetic] = {"method": best, key: realizable[best][arithmetic][key]}
         identifiable[arithmetic] = identifiability(decoder, z, errors[(best, arithmetic)] >= threshold)
@@ -141,7 +133,7 @@ def findings(verdict: dict | None, best_by: dict, realizable: dict) -> list[str]
                      f"of Adam with 10 restarts in {1 / verdict['speedup_vs_adam10']:.3g}x its time "
                      f"({verdict['speedup_vs_adam10']:.1f}x faster).")
     for arithmetic, b in best_by.items():
-        key = TARGETS[arithmetic][0]
+        key = RECOVERY_TARGETS[arithmetic][0]
         lines.append(f"From {arithmetic} outputs the best method, {b['method']}, recovers {b[key]:.2%} of prior "
                      f"samples ({key}).")
     gd, lw = realizable.get("optimize_adam"), realizable.get("layerwise_constrained")
@@ -165,10 +157,7 @@ def curves_per_pixel(results: dict) -> dict:
     """Quality-versus-time curves: (seconds, mean BCE per pixel) along each method's history."""
     out = {}
     for name, r in results.items():
-        pts = [(h["seconds"], h["bce"] / PIXELS) for h in r.history if h.get("bce") is not None]
+        pts = [(h["seconds"], h["bce"] / IMAGE_SIZE) for h in r.history if h.get("bce") is not None]
         out[name] = pts or [(r.seconds, float("nan"))]
     return out
 
-
-def known_methods() -> list[str]:
-    return list(METHODS)

@@ -9,8 +9,8 @@ from sklearn.manifold import TSNE
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .losses import negative_elbo_nats, original_loss
-from .metrics import per_image_metrics
+from ..core.losses import negative_elbo_nats, original_loss
+from ..metrics import per_image_metrics
 
 
 @torch.no_grad()
@@ -58,11 +58,10 @@ def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
 
 def fit_probe(run, model):
     """The study's probe: trained on the encoder means of the run's training split."""
-    from .splits import train_val_images
+    from ..core.splits import train_val_images
 
     (x_train, y_train), _ = train_val_images(run)
-    return linear_probe(encode_means(model, x_train), y_train, run.params["evaluate"]["probe_max_iter"],
-                        run.params["seed"])
+    return linear_probe(encode_means(model, x_train), y_train, run.config.evaluate.probe_max_iter, run.config.seed)
 
 
 def probe_accuracy(probe, z, y) -> float:

@@ -21,13 +21,14 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
+from .files import atomic_write
 
 # The four uncompressed files torchvision reads, with the MD5s of the official data.
 MNIST_FILES = {
@@ -104,32 +105,16 @@ def verify_mnist(raw_dir: str | Path) -> Path:
 # ---------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, data, expected_md5: str | None = None) -> None:
-    """Write bytes-like `data` to `path` via a temp file in the same folder and os.replace.
-
-    A crash never leaves a half-written file under the final name; with expected_md5 the
-    temp file is checked before the rename, so a wrong file never lands either.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if expected_md5 is not None:
-            actual = md5sum(tmp)
-            if actual != expected_md5:
-                raise DataError(
-                    f"converted MNIST file {path.name} has MD5 {actual}, expected {expected_md5}: "
-                    f"the source data is not the official MNIST; nothing was written to {path.parent}"
-                )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the data is not secret
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def _md5_check(path: Path, expected_md5: str | None):
+    """A verify hook for atomic_write: a converted file with the wrong MD5 never lands."""
+    def verify(tmp: Path) -> None:
+        actual = md5sum(tmp)
+        if actual != expected_md5:
+            raise DataError(
+                f"converted MNIST file {path.name} has MD5 {actual}, expected {expected_md5}: "
+                f"the source data is not the official MNIST; nothing was written to {path.parent}"
+            )
+    return None if expected_md5 is None else verify
 
 
 def write_idx(path: str | Path, array: np.ndarray, expected_md5: str | None = None) -> Path:
@@ -146,8 +131,7 @@ def write_idx(path: str | Path, array: np.ndarray, expected_md5: str | None = No
         raise ValueError(f"write_idx needs 1 to 3 dimensions, got shape {array.shape} for {path}")
     header = struct.pack(f">I{array.ndim}I", 0x00000800 | array.ndim, *array.shape)
     path = Path(path)
-    _atomic_write(path, header + np.ascontiguousarray(array).tobytes(), expected_md5)
-    return path
+    return atomic_write(path, header + np.ascontiguousarray(array).tobytes(), _md5_check(path, expected_md5))
 
 
 # ---------------------------------------------------------------------------- restricted unpickling

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import StudyError
-from .params import load_params, run_name
-from .paths import project_root
+from ..errors import StudyError
+from .checks import load_checked_config
+from .paths import open_run, project_root
+from .plan import check_needs
 
 KERNEL = "inverse-vae"  # registered by the set-up scripts; falls back to this interpreter
 
@@ -48,7 +49,7 @@ def run_study(params_files: list[str], only: list[str] | None = None, reports_ro
     """Validate every params file first (nothing written on a bad one), then run the notebooks."""
     root = project_root(root)
     for p in params_files:
-        load_params(p if Path(p).is_absolute() else root / p)
+        load_checked_config(p if Path(p).is_absolute() else root / p)
     notebooks = study_notebooks(root)
     if only:
         notebooks = [nb for nb in notebooks if nb.name[:2] in only or nb.stem in only]
@@ -56,10 +57,10 @@ def run_study(params_files: list[str], only: list[str] | None = None, reports_ro
             raise StudyError(f"--only {','.join(only)}: no notebook in notebooks/ matches")
     outputs = []
     for p in params_files:
-        run_dir = Path(reports_root) / run_name(p)
-        run_dir = run_dir if run_dir.is_absolute() else root / run_dir
+        run = open_run(p, reports_root, root)
         for nb in notebooks:
-            outputs.append(execute(nb, p, run_dir / nb.name, reports_root, root, log))
+            check_needs(nb.stem, run)  # after the notebooks before it ran: 01 makes what 02 needs
+            outputs.append(execute(nb, p, run.dir / nb.name, reports_root, root, log))
     return outputs
 
 

@@ -1,0 +1,542 @@
+"""Load and validate a study params file into a frozen, typed Config (a leaf: no torch, no model code).
+
+The original config.yaml schema is accepted unchanged; the sections this study adds (``seed``,
+``data``, ``evaluate``, ``invert``, ``methods``, ``failure``) are optional and filled with
+defaults. Validation stops at the first problem with one line that names the key
+(``train.optim.learning_rate: ...``). What needs the network itself (layer names against the
+allow-list, sizes that chain, an invertible decoder, optimizer keywords, method names) is
+checked where that code lives; ``inverse_vae.runs.checks.check_config`` runs all of it.
+
+Field names are the params file's key names, so ``config.train.optim.learning_rate`` is
+``train: optim: learning_rate`` in the YAML. Lists become tuples and mappings read-only views.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..constants import OPTIMIZERS, SCHEDULERS
+from ..errors import ParamsError
+
+DEVICES = ("cuda", "mps", "cpu", "auto")
+RECONSTRUCTION_LOSSES = ("bceloss", "mseloss")
+REGULARIZATION_LOSSES = ("regularizationloss",)
+CUDA_GRAPH_MODES = ("auto", "on", "off")
+
+
+# --- small field checkers: each returns an error message or None --------------------------
+
+def _int(minimum: int | None = None) -> Callable[[Any], str | None]:
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"must be an integer, got {type(v).__name__} {v!r}"
+        if minimum is not None and v < minimum:
+            return f"must be >= {minimum}, got {v}"
+        return None
+    return check
+
+
+def _float(positive: bool = False, minimum: float | None = None, maximum: float | None = None):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"must be a number, got {type(v).__name__} {v!r}"
+        if positive and not v > 0:
+            return f"must be > 0, got {v}"
+        if minimum is not None and v < minimum:
+            return f"must be >= {minimum}, got {v}"
+        if maximum is not None and v > maximum:
+            return f"must be <= {maximum}, got {v}"
+        return None
+    return check
+
+
+def _str(choices=None, lower: bool = False):
+    def check(v):
+        if not isinstance(v, str) or not v:
+            return f"must be a non-empty string, got {v!r}"
+        if choices is not None and (v.lower() if lower else v) not in choices:
+            return f"unknown value {v!r}; allowed: {', '.join(choices)}"
+        return None
+    return check
+
+
+def _optional(check):
+    return lambda v: None if v is None else check(v)
+
+
+def _mapping_or_none(v):
+    return None if v is None or isinstance(v, dict) else f"must be a mapping of keyword arguments, got {v!r}"
+
+
+def _loss_list(v):
+    if not isinstance(v, list) or len(v) != 2 or not all(isinstance(s, str) for s in v):
+        return f"must be a list of two names [reconstruction, regularization], got {v!r}"
+    rec, reg = (s.lower() for s in v)
+    if rec not in RECONSTRUCTION_LOSSES:
+        return f"unknown reconstruction loss {v[0]!r}; allowed: {', '.join(RECONSTRUCTION_LOSSES)}"
+    if reg not in REGULARIZATION_LOSSES:
+        return f"unknown regularization loss {v[1]!r}; allowed: {', '.join(REGULARIZATION_LOSSES)}"
+    return None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # YAML's true/false are ints to Python
+
+
+def _unit_interval_pair(v):
+    if not isinstance(v, list) or len(v) != 2 or not all(_is_number(t) for t in v) or not 0 <= v[0] < v[1] <= 1:
+        return f"must be [lo, hi] with 0 <= lo < hi <= 1, got {v!r}"
+    return None
+
+
+def _cuda_graph_mode(v):
+    if isinstance(v, bool):  # YAML reads a bare on/off as true/false
+        return None
+    return _str(CUDA_GRAPH_MODES)(v)
+
+
+def _name_list(v):
+    # Only the shape: which names exist is the inversion code's to say (runs.checks.check_methods).
+    if not isinstance(v, list) or not v or not all(isinstance(n, str) for n in v):
+        return f"must be a non-empty list of method names, got {v!r}"
+    return None
+
+
+def _method_overrides(v):
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(o, dict) for o in v.values()):
+        return f"must map method names to option mappings, got {v!r}"
+    return None
+
+
+def _positive_list(v):
+    if not isinstance(v, list) or not v or not all(_is_number(t) and t > 0 for t in v):
+        return f"must be a non-empty list of positive numbers, got {v!r}"
+    return None
+
+
+def _layer_list(v):
+    return None if isinstance(v, list) and v else f"must be a non-empty list of layers, got {v!r}"
+
+
+REQUIRED = object()  # marks keys of the original schema, which a file must give
+
+# The schema: nested dicts of (checker, default). REQUIRED keys come from the original config.
+SCHEMA: dict[str, Any] = {
+    "device": (_str(DEVICES, lower=True), REQUIRED),
+    "train": {
+        "batch_size": (_int(1), REQUIRED),
+        "train_epochs": (_int(1), REQUIRED),
+        "loss": (_loss_list, REQUIRED),
+        "optim": {
+            "name": (_str(tuple(OPTIMIZERS), lower=True), REQUIRED),
+            "learning_rate": (_float(positive=True), REQUIRED),
+            "others": (_mapping_or_none, None),
+        },
+        "lr_scheduler": {
+            "name": (_str(tuple(SCHEDULERS), lower=True), REQUIRED),
+            "others": (_mapping_or_none, None),
+        },
+        "alpha": (_float(minimum=0.0), REQUIRED),
+        "model_path": (_str(), REQUIRED),
+        "progress_path": (_str(), REQUIRED),
+        "plot_epochs": (_int(1), REQUIRED),
+        # Added by this study: train towards lo + (hi - lo) * x instead of x (null: x itself).
+        "target_range": (_optional(_unit_interval_pair), None),
+        # Added by this study: capture the training step as a CUDA graph (auto: on CUDA with adam).
+        "cuda_graph": (_cuda_graph_mode, "auto"),
+    },
+    "model": {
+        "architecture": {
+            "encoder": {
+                "conv": (_layer_list, REQUIRED),
+                "mean": (_layer_list, REQUIRED),
+                "log_var": (_layer_list, REQUIRED),
+            },
+            "decoder": (_layer_list, REQUIRED),
+        },
+    },
+    "test": {
+        "batch_size": (_int(1), REQUIRED),
+        "n_components": (_int(1), REQUIRED),
+        "model_path": (_str(), REQUIRED),
+        "results_path": (_str(), REQUIRED),
+    },
+    # --- sections added by this study ---
+    "seed": (_int(0), 0),
+    "data": {
+        "root": (_str(), "data"),  # relative to the project root
+        "train_subset": (_optional(_int(1)), None),  # first N of the 60k training images
+        "test_subset": (_optional(_int(1)), None),  # first N of the 10k test images
+        "val_fraction": (_float(minimum=0.01, maximum=0.5), 0.1),
+    },
+    "evaluate": {
+        "tsne_samples": (_optional(_int(10)), None),  # None: the whole test set
+        "probe_max_iter": (_int(10), 1000),
+    },
+    "invert": {
+        "n_prior": (_int(1), 10000),  # realizable regime: z ~ N(0, I) samples
+        "examples_per_digit": (_int(1), 3),  # columns per digit in the image grids
+    },
+    "methods": {
+        "names": (_optional(_name_list), None),  # None: every configuration in methods.METHODS
+        "real_subset": (_optional(_int(1)), None),  # first N test images (None: all)
+        "realizable_n": (_int(1), 1000),  # prior samples for the realizable comparison
+        "noise_levels": (_positive_list, [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
+        "noise_draws": (_int(1), 200),
+        "noise_names": (_optional(_name_list), None),
+        "overrides": (_method_overrides, None),  # {method name: {option: value}}, e.g. fewer steps
+    },
+    "failure": {
+        "squeeze_range": (_unit_interval_pair, [0.1, 0.9]),  # the squeezed-targets variant
+        "delta": (_float(positive=True, maximum=0.5), 1e-3),  # box |h| <= 1 - delta of constrained solves
+        "fixes_subset": (_optional(_int(1)), None),  # images (real and realizable) for the fixes; None: all
+    },
+}
+
+
+# --- the schema walk -----------------------------------------------------------------------
+
+def _closest(key: str, allowed) -> str:
+    match = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _validate(node: Any, schema: dict, where: str) -> dict:
+    """Check `node` against `schema`; return a copy with defaults filled in."""
+    if not isinstance(node, dict):
+        raise ParamsError(f"{where or 'params'}: must be a mapping, got {node!r}")
+    for key in node:
+        if key not in schema:
+            name = f"{where}.{key}" if where else str(key)
+            raise ParamsError(f"{name}: unknown key{_closest(str(key), schema)}")
+    return {key: _validate_key(node, key, spec, f"{where}.{key}" if where else key)
+            for key, spec in schema.items()}
+
+
+def _validate_key(node: dict, key: str, spec, name: str):
+    if isinstance(spec, dict):
+        if key in node:
+            return _validate(node[key], spec, name)
+        if _has_required(spec):
+            raise ParamsError(f"{name}: missing section")
+        return _validate({}, spec, name)
+    check, default = spec
+    if key not in node:
+        if default is REQUIRED:
+            raise ParamsError(f"{name}: missing key")
+        return copy.deepcopy(default)
+    problem = check(node[key])
+    if problem:
+        raise ParamsError(f"{name}: {problem}")
+    return node[key]
+
+
+def _has_required(schema: dict) -> bool:
+    return any(_has_required(s) if isinstance(s, dict) else s[1] is REQUIRED for s in schema.values())
+
+
+def _normalize(params: dict) -> dict:
+    """One spelling per value: lower-cased names, cuda_graph as on/off rather than a YAML boolean."""
+    params["device"] = params["device"].lower()
+    train = params["train"]
+    for section in ("optim", "lr_scheduler"):
+        train[section]["name"] = train[section]["name"].lower()
+    train["loss"] = [name.lower() for name in train["loss"]]
+    if isinstance(train["cuda_graph"], bool):
+        train["cuda_graph"] = "on" if train["cuda_graph"] else "off"
+    return params
+
+
+# --- read-only values ----------------------------------------------------------------------
+
+def freeze(value: Any) -> Any:
+    """Lists to tuples and mappings to read-only views, all the way down."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of freeze: plain dicts and lists, ready for JSON, YAML or a torch constructor."""
+    if isinstance(value, LayerSpec):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _empty() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
+# --- the typed tree ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One entry of a layer list, `{Linear: {args: [784, 512], bias: False}}`; built by core.layers."""
+
+    name: str
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=_empty)
+
+    def to_dict(self) -> dict:
+        options = {"args": thaw(self.args)} if self.args else {}
+        options.update(thaw(self.kwargs))
+        return {self.name: options or None}
+
+
+LayerList = tuple[LayerSpec, ...]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str  # lower-cased, a key of constants.OPTIMIZERS
+    learning_rate: float
+    others: Mapping[str, Any] | None  # keyword arguments of the torch optimizer
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    name: str  # lower-cased, a key of constants.SCHEDULERS
+    others: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int
+    train_epochs: int
+    loss: tuple[str, str]  # lower-cased [reconstruction, regularization], as the original lists them
+    optim: OptimConfig
+    lr_scheduler: SchedulerConfig
+    alpha: float
+    model_path: str
+    progress_path: str
+    plot_epochs: int
+    target_range: tuple[float, float] | None
+    cuda_graph: str  # auto, on or off
+
+    @property
+    def reconstruction_loss(self) -> str:
+        """'bceloss' or 'mseloss': the first of the original's two loss names."""
+        return self.loss[0]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """model.architecture.encoder: the shared trunk (conv) and the two heads, as layer lists."""
+
+    conv: LayerList
+    mean: LayerList
+    log_var: LayerList
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    encoder: EncoderConfig
+    decoder: LayerList
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """model: only the architecture, as in the original config."""
+
+    architecture: ArchitectureConfig
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    __test__ = False  # a config section, not a pytest test class
+
+    batch_size: int
+    n_components: int
+    model_path: str
+    results_path: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str
+    train_subset: int | None
+    test_subset: int | None
+    val_fraction: float
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """evaluate (notebook 02): t-SNE sample size (None: the whole test set) and the probe's iterations."""
+
+    tsne_samples: int | None
+    probe_max_iter: int
+
+
+@dataclass(frozen=True)
+class InvertConfig:
+    """invert (notebook 03): the size of the run's prior sample, and the image grids' width."""
+
+    n_prior: int
+    examples_per_digit: int
+
+
+@dataclass(frozen=True)
+class MethodsConfig:
+    names: tuple[str, ...] | None
+    real_subset: int | None
+    realizable_n: int
+    noise_levels: tuple[float, ...]
+    noise_draws: int
+    noise_names: tuple[str, ...] | None
+    overrides: Mapping[str, Mapping[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class FailureConfig:
+    squeeze_range: tuple[float, float]
+    delta: float
+    fixes_subset: int | None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated params file. Derive a changed one with `replace`, never by mutation."""
+
+    device: str
+    seed: int
+    train: TrainConfig
+    model: ModelConfig
+    test: TestConfig
+    data: DataConfig
+    evaluate: EvaluateConfig
+    invert: InvertConfig
+    methods: MethodsConfig
+    failure: FailureConfig
+    source: str | None = None  # the params file it was read from, if any
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts and lists in the params file's own schema (no `source`)."""
+        return _plain_section(self)
+
+    def replace(self, **updates) -> Config:
+        """A copy with some keys changed, validated again like a file.
+
+        Sections merge key by key (`replace(train={"train_epochs": 4})` keeps the rest of train);
+        a value that is not a section, such as `others` or a layer list, is replaced whole.
+        """
+        merged = _merge(self.to_dict(), updates, SCHEMA)
+        return validate_config(merged, source=self.source)
+
+
+def _plain_section(section) -> dict:
+    out = {}
+    for f in dataclasses.fields(section):
+        if f.name == "source":
+            continue
+        value = getattr(section, f.name)
+        out[f.name] = _plain_section(value) if dataclasses.is_dataclass(value) else thaw(value)
+    return out
+
+
+def _merge(base: dict, updates: Mapping, schema: dict) -> dict:
+    """`base` with `updates` laid over it, recursing only into the schema's sections."""
+    out = dict(base)
+    for key, value in updates.items():
+        spec = schema.get(key)
+        if isinstance(spec, dict) and isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            out[key] = _merge(base[key], value, spec)
+        else:
+            out[key] = thaw(value)
+    return out
+
+
+# --- layer lists ---------------------------------------------------------------------------
+
+def parse_layers(blocks: list, where: str = "layers") -> LayerList:
+    """A layer list of the params file -> LayerSpecs. Checks the form only; names are core.layers'."""
+    return tuple(_parse_layer(block, f"{where}[{i}]") for i, block in enumerate(blocks))
+
+
+def _parse_layer(block, where: str) -> LayerSpec:
+    """A block is a one-key mapping {Name: None | {args: [...], other kwargs}}."""
+    if not isinstance(block, dict) or len(block) != 1 or not isinstance(next(iter(block)), str):
+        raise ParamsError(f"{where}: a layer must be a one-key mapping like {{Linear: {{args: [784, 512]}}}}, "
+                          f"got {block!r}")
+    name, options = next(iter(block.items()))
+    if options is not None and not isinstance(options, dict):
+        raise ParamsError(f"{where}.{name}: options must be a mapping (args: [...], bias: ...), got {options!r}")
+    options = dict(options or {})
+    args = options.pop("args", [])
+    if not isinstance(args, list):
+        raise ParamsError(f"{where}.{name}.args: must be a list, got {args!r}")
+    return LayerSpec(name, freeze(args), freeze(options))
+
+
+# --- from validated dicts to the tree ------------------------------------------------------
+
+def _build(cls, node: dict, where: str):
+    """Instantiate the dataclass `cls` from a validated section, following its field types."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in node:
+            continue
+        name = f"{where}.{f.name}" if where else f.name
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = _build(kind, node[f.name], name)
+        elif kind == LayerList:
+            values[f.name] = parse_layers(node[f.name], name)
+        else:
+            values[f.name] = freeze(node[f.name])
+    return cls(**values)
+
+
+def validate_config(raw: Any, source: str | None = None) -> Config:
+    """Validate a parsed params mapping (defaults filled in) into a Config."""
+    params = _normalize(_validate(raw, SCHEMA, ""))
+    return _build(Config, {**params, "source": source}, "")
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ParamsError(f"{path}: invalid YAML{at}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a text file") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a params YAML file. Raises ParamsError with one line starting with the path.
+
+    The schema only: runs.checks.load_checked_config adds the checks that need the model code.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    try:
+        return validate_config(raw, source=str(path))
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+
+
+def run_name(params_path: str | Path) -> str:
+    """The run's folder name under reports/: the params file's stem (default.yaml -> default)."""
+    return Path(params_path).stem

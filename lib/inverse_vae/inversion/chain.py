@@ -1,0 +1,197 @@
+"""Layer-by-layer inversion of a fully connected decoder: one object, one call.
+
+The decoder is an ``nn.Sequential`` of layers from :data:`table.KINDS`. Its inverse chain
+undoes them in reverse order: each activation by its inverse (clamped for Sigmoid and Tanh, as
+the original project did) and each Linear by the Moore-Penrose pseudo-inverse of its weight.
+The pseudo-inverse recovers the layer input exactly only when the weight has full column rank,
+so a Linear that is not injective is refused rather than silently solved in the least-norm sense.
+
+:class:`InverseChain` is built once from a decoder and owns its pseudo-inverses (computed in
+float64, cast per dtype on first use): it is a snapshot of the weights at construction, so
+build a new one after changing them. :func:`realizable` makes the images x = D(z) that the
+chain can recover exactly.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..constants import ARITHMETICS, ORIGINAL_EPS
+from ..errors import StudyError
+from .table import LayerKind, Plain, kind_of, layer_tag, plain_layer
+
+__all__ = ["DTYPES", "InverseChain", "Step", "TraceStep", "decoder_in", "forward_trace", "realizable"]
+
+# The study's arithmetics by name, as torch dtypes.
+DTYPES = {name: getattr(torch, name) for name in ARITHMETICS}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the inverse chain: it undoes decoder layer `index`."""
+
+    index: int
+    name: str  # inv{index}_{Type}
+    type_name: str  # the decoder layer's class name
+    kind: LayerKind
+    eps: float = 0.0  # clamp margin of a bounded activation's inverse (0: no clamp)
+
+
+class TraceStep(NamedTuple):
+    step: Step
+    arriving: torch.Tensor  # the value reaching the step (before its clamp)
+    output: torch.Tensor
+
+
+def _pinv64(weight: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """float64 pseudo-inverse and 2-norm condition number of a full-column-rank weight."""
+    w = weight.detach().to(torch.float64)
+    s = torch.linalg.svdvals(w)
+    tol = max(w.shape) * torch.finfo(torch.float64).eps * float(s[0]) if s.numel() else 0.0
+    rank = int((s > tol).sum())
+    if rank < w.shape[1]:
+        raise StudyError(f"rank {rank} < {w.shape[1]} inputs, so pinv cannot recover its input")
+    return torch.linalg.pinv(w), float(s[0] / s[-1])
+
+
+class InverseChain:
+    """The inverse of one decoder. Raises StudyError for anything it cannot invert exactly."""
+
+    def __init__(self, decoder: nn.Sequential):
+        if not isinstance(decoder, nn.Sequential):
+            raise StudyError(f"decoder must be an nn.Sequential, got {type(decoder).__name__}")
+        if len(decoder) == 0:
+            raise StudyError("decoder is an empty nn.Sequential")
+        self.steps: list[Step] = []
+        self._plain: dict[int, Plain] = {}  # activations: their parameters (dtype-free)
+        self._linear: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # index -> (pinv64, bias)
+        self.cond: dict[int, float] = {}  # index -> condition number of the Linear's weight
+        self._cast: dict[tuple, dict[int, tuple]] = {}  # (dtype, device) -> index -> (pinv, bias) cast
+        self.device = next((p.device for p in decoder.parameters()), torch.device("cpu"))
+        for index in reversed(range(len(decoder))):
+            layer = decoder[index]
+            kind = kind_of(index, layer)
+            if kind.is_linear:
+                self._add_linear(index, layer)
+            else:
+                self._plain[index] = plain_layer(index, layer, torch.float64)
+            self.steps.append(Step(index, f"inv{index}_{type(layer).__name__}", type(layer).__name__, kind))
+        self.in_features = next(
+            (pinv.shape[1] for pinv, _ in (self._linear[s.index] for s in self.steps if s.kind.is_linear)), None)
+
+    def _add_linear(self, index: int, layer: nn.Linear) -> None:
+        try:
+            pinv, self.cond[index] = _pinv64(layer.weight)
+        except StudyError as exc:
+            raise StudyError(f"{layer_tag(index, layer)} {layer.in_features}->{layer.out_features} "
+                             f"is not injective: {exc}") from None
+        bias = None if layer.bias is None else layer.bias.detach().clone()
+        self._linear[index] = (pinv, bias)
+
+    def pinv(self, index: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pinv(W) cast to dtype, bias in dtype) of decoder layer `index`, cast once per dtype."""
+        cast = self._cast.setdefault((dtype, self.device), {})
+        if index not in cast:
+            pinv, bias = self._linear[index]
+            cast[index] = (pinv.to(dtype), None if bias is None else bias.to(dtype).clone())
+        return cast[index]
+
+    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None,
+                   eps_tanh: float | None = None) -> list[Step]:
+        """The steps with their clamp margins: eps for Sigmoid and Tanh inverses (0 or None: no
+        clamp); eps_sigmoid / eps_tanh override it per activation (None inherits eps, 0 disables)."""
+        per_kind = {"sigmoid": eps if eps_sigmoid is None else eps_sigmoid,
+                    "tanh": eps if eps_tanh is None else eps_tanh}
+        steps = []
+        for step in self.steps:
+            if step.kind.output_range is None:
+                steps.append(step)
+                continue
+            try:
+                margin = step.kind.check_eps(per_kind.get(step.kind.name, eps))
+            except StudyError as exc:
+                raise StudyError(f"decoder layer {step.index} ({step.type_name}): {exc}") from None
+            steps.append(Step(step.index, step.name, step.type_name, step.kind, margin))
+        return steps
+
+    def _input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """x flattened to (N, D) and moved to dtype and the decoder's device."""
+        if not dtype.is_floating_point:
+            raise StudyError(f"inverse dtype must be floating point, got {dtype}")
+        if x.dim() < 2:
+            raise StudyError(f"expected a batch of shape (N, ...), got shape {tuple(x.shape)}")
+        x = x.reshape(x.shape[0], -1)
+        if self.in_features is not None and x.shape[1] != self.in_features:
+            raise StudyError(f"x has {x.shape[1]} features per sample but the decoder outputs {self.in_features}")
+        return x.to(dtype=dtype, device=self.device)
+
+    def apply(self, step: Step, h: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """One step on h; inplace: an activation's inverse computed in h's memory (same numbers)."""
+        if step.kind.is_linear:
+            pinv, bias = self.pinv(step.index, h.dtype)
+            if bias is not None:
+                h = h - bias
+            return nn.functional.linear(h, pinv)
+        plain = self._plain[step.index]
+        if inplace:
+            return step.kind.invert_in_place(plain, step.kind.clamp_(h, step.eps) if step.kind.output_range else h)
+        return step.kind.inverse(plain, step.kind.clamp(h, step.eps) if step.kind.output_range else h)
+
+    def invert(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
+               eps_sigmoid: float | None = None, eps_tanh: float | None = None, inplace: bool = True) -> torch.Tensor:
+        """z_hat from images x (N, 1, 28, 28) or (N, 784), computed in dtype.
+
+        inplace: each activation inverse works in the memory of the step before it (never in
+        x's): bit for bit the out-of-place result, and about a fifth faster on the CPU for
+        10,000 images, three fewer large allocations to page in.
+        """
+        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh)
+        h = self._input(x, dtype)
+        with torch.no_grad():
+            for step in steps:
+                owned = h.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+                h = self.apply(step, h, inplace and owned)
+        return h
+
+    def trace(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
+              eps_sigmoid: float | None = None, eps_tanh: float | None = None) -> list[TraceStep]:
+        """(step, value arriving, output) for every step; the last output is invert(x)."""
+        h = self._input(x, dtype)
+        trace = []
+        with torch.no_grad():
+            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh):
+                out = self.apply(step, h)
+                trace.append(TraceStep(step, h, out))
+                h = out
+        return trace
+
+
+def decoder_in(decoder: nn.Sequential, dtype: torch.dtype) -> nn.Sequential:
+    """A copy of the decoder computing in `dtype` (the model itself stays float32)."""
+    return copy.deepcopy(decoder).to(dtype).eval()
+
+
+def realizable(decoder: nn.Sequential, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x = D(z) computed in dtype (by a copy of the decoder in dtype): images the chain can invert."""
+    dec = decoder_in(decoder, dtype)
+    param = next(dec.parameters(), None)
+    with torch.no_grad():
+        return dec(z.to(dtype=dtype, device=None if param is None else param.device))
+
+
+def forward_trace(decoder: nn.Sequential, z: torch.Tensor, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Output of every decoder layer (so pre-activations too), in dtype (default: the decoder's)."""
+    if dtype is not None:
+        decoder = decoder_in(decoder, dtype)
+    param = next(decoder.parameters(), None)
+    h = z if param is None else z.to(dtype=param.dtype, device=param.device)
+    outputs = []
+    with torch.no_grad():
+        for layer in decoder:
+            h = layer(h)
+            outputs.append(h)
+    return outputs

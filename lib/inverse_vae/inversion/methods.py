@@ -1,0 +1,261 @@
+"""Ways to find a latent z whose decoding D(z) matches an image x, behind one call shape.
+
+Every method takes a batch of images, (N, 784) or (N, 1, 28, 28), treats all of them at
+once, computes on the decoder's device in the decoder's dtype unless ``dtype=`` is given, and
+returns a :class:`MethodResult` timed around the whole call, with a history of the objective
+for quality-vs-time plots (see timing.py).
+
+* :func:`closed_form`: the pseudo-inverse chain (logit/atanh clamped by eps).
+* :func:`layerwise_constrained`: one convex, box-constrained least-squares problem per layer,
+  saturated units as one-sided constraints (after Lei et al. 2019), via :func:`box_least_squares`.
+* :func:`encoder`: the VAE encoder's mean.
+* :func:`optimize`: search in latent space from random or given starts (solvers.py).
+* :func:`hybrid`: a start (an earlier result or latents) refined by LM or Adam.
+
+:data:`METHODS` names the configurations the notebook compares; :func:`run_method` runs one.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..constants import ORIGINAL_EPS
+from ..errors import StudyError
+from .chain import InverseChain
+from .plain import bce, image_bce, images, plain_layers
+from .solvers import box_least_squares, optimize
+from .table import Plain
+from .timing import MethodResult, timed
+
+__all__ = [
+    "METHODS",
+    "MethodResult",
+    "MethodSpec",
+    "box_least_squares",
+    "closed_form",
+    "encoder",
+    "hybrid",
+    "image_bce",
+    "layerwise_constrained",
+    "optimize",
+    "run_method",
+]
+
+
+# --------------------------------------------------------------------------
+# Closed form and encoder
+
+
+def closed_form(decoder: nn.Sequential, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
+                dtype: torch.dtype | None = None, chain: InverseChain | None = None) -> MethodResult:
+    """The pseudo-inverse chain (logit/atanh clamped by eps, pinv per Linear).
+
+    The pseudo-inverses are computed, and timed, in the call unless chain (the decoder's
+    InverseChain, built beforehand) is given.
+    """
+    layers, dtype, device = plain_layers(decoder, dtype)
+    x = images(layers, x, dtype, device)
+
+    def body(rec):
+        z = (InverseChain(decoder) if chain is None else chain).invert(x, dtype=dtype, eps=eps)
+        rec.record(0, lambda: bce(layers, z, x))
+        return z, 0, {"eps": eps}
+
+    return timed(device, body)
+
+
+def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = None) -> MethodResult:
+    """The VAE encoder's mean, model.encode(x)[0]."""
+    if not hasattr(model, "encode") or not hasattr(model, "decoder"):
+        raise StudyError(f"encoder needs the VAE model (with encode and decoder), got {type(model).__name__}")
+    layers, dtype, device = plain_layers(model.decoder, dtype)
+    x = images(layers, x, dtype, device)
+
+    def body(rec):
+        net = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
+        with torch.no_grad():
+            z = net.encode(x)[0]
+        rec.record(0, lambda: bce(layers, z, x))
+        return z, 0, {}
+
+    return timed(device, body)
+
+
+# --------------------------------------------------------------------------
+# Layer-wise constrained inversion
+
+
+def _preceding_box(layers: list[Plain], index: int, delta: float):
+    """Box for the input of Linear layers[index]: the range of the activation feeding it, shrunk by delta."""
+    for layer in reversed(layers[:index]):
+        if layer.kind.output_range is not None:
+            low, high = layer.kind.output_range
+            return (low + delta, high - delta)
+        if not layer.kind.is_identity:
+            return None  # an unbounded activation (LeakyReLU) or a Linear
+    return None  # the latent itself
+
+
+def _invert_activation(layer: Plain, y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+                       margin: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pre-activation targets from outputs y, clamped margin inside the range; with one_sided,
+    values at the clamp become one-sided constraints.
+
+    All activations here are increasing, so a one-sided constraint on y carries over to the
+    pre-activation in the same direction.
+    """
+    if layer.kind.output_range is not None:
+        low, high = layer.kind.box(margin, y.dtype)
+        if one_sided:
+            lower = lower | (y >= high)
+            upper = upper | (y <= low)
+        y = y.clamp(low, high)
+    return layer.kind.inverse(layer, y), lower, upper
+
+
+def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: float = 1e-3, eps: float = ORIGINAL_EPS,
+                          iters: int = 300, tol: float = 1e-10, one_sided_hidden: bool = True,
+                          one_sided_pixels: bool = True, boxed: bool = True,
+                          dtype: torch.dtype | None = None) -> MethodResult:
+    """One convex problem per layer, walking back from the image (after Lei et al. 2019).
+
+    Pixels within eps of 0 or 1 give one-sided constraints on their logit (x <= eps:
+    a <= logit(eps); x >= 1 - eps: a >= logit(1 - eps)), the others equations a = logit(x).
+    Each Linear's input is then found by :func:`box_least_squares`, boxed to the range of
+    the activation feeding it shrunk by delta (unbounded for z). With one_sided_hidden, units
+    the solver leaves on the box boundary count as saturated and constrain the layer below
+    one-sidedly too (otherwise they are equations at atanh(1 - delta), as in a plain chain).
+    one_sided_pixels=False (pixels clamped to [eps, 1 - eps] as equations) and boxed=False (no box:
+    the solution is clipped before atanh, as the original chain does) switch off the two fixes
+    separately, for ablations.
+    info["hidden"]: the recovered activations, latent side first; info["stages"]: per layer.
+    """
+    if not 0 < delta < 0.5 or not 0 < eps < 0.5:
+        raise StudyError(f"delta and eps must be in (0, 0.5), got delta={delta!r}, eps={eps!r}")
+    layers, dtype, device = plain_layers(decoder, dtype)
+    x = images(layers, x, dtype, device)
+
+    def body(rec):
+        y, margin, one_sided = x, eps, one_sided_pixels
+        lower = upper = torch.zeros_like(x, dtype=torch.bool)
+        hidden, stages, total = [], [], 0
+        for index in reversed(range(len(layers))):
+            layer = layers[index]
+            if not layer.kind.is_linear:
+                y, lower, upper = _invert_activation(layer, y, lower, upper, margin, one_sided)
+                continue
+            box = _preceding_box(layers, index, delta) if boxed else None
+            targets = y if layer.bias is None else y - layer.bias
+            y, k = box_least_squares(layer.weight, targets, box, lower_mask=lower, upper_mask=upper,
+                                     iters=iters, tol=tol)
+            total += k
+            stages.append({"layer": index, "iterations": k, "one_sided": float((lower | upper).double().mean()),
+                           "seconds": rec.elapsed()})
+            lower = upper = torch.zeros_like(y, dtype=torch.bool)
+            if index > 0:
+                hidden.insert(0, y)
+            margin, one_sided = delta, one_sided_hidden
+        rec.record(total, lambda: bce(layers, y, x))
+        return y, total, {"hidden": hidden, "stages": stages, "delta": delta, "eps": eps,
+                          "one_sided_hidden": one_sided_hidden, "one_sided_pixels": one_sided_pixels,
+                          "boxed": boxed}
+
+    return timed(device, body)
+
+
+# --------------------------------------------------------------------------
+# Hybrids
+
+
+def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | torch.Tensor, refine: str = "lm",
+           **refine_options) -> MethodResult:
+    """Refine a start with optimize(method=refine, init=start); seconds include the start's.
+
+    Start rows that are not finite (closed form without clamp) start from 0, the prior mean.
+    """
+    if isinstance(start, MethodResult):
+        z0, start_seconds, start_history = start.z, start.seconds, start.history
+    elif isinstance(start, torch.Tensor):
+        z0, start_seconds, start_history = start, 0.0, []
+    else:
+        raise StudyError(f"start must be a MethodResult or a tensor of latents, got {type(start).__name__}")
+    if z0.dim() != 2:
+        raise StudyError(f"start latents must be (N, d), got {tuple(z0.shape)}")
+    finite = torch.isfinite(z0).all(1, keepdim=True)
+    refined = optimize(decoder, x, method=refine, init=torch.where(finite, z0, 0.0), **refine_options)
+    history = [{**h, "phase": "start"} for h in start_history]
+    history += [{**h, "seconds": h["seconds"] + start_seconds, "phase": "refine"} for h in refined.history]
+    info = {**refined.info, "start_seconds": start_seconds, "start_nonfinite": int((~finite).sum())}
+    return MethodResult(refined.z, start_seconds + refined.seconds, refined.iterations, history, info)
+
+
+# --------------------------------------------------------------------------
+# Named configurations
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A named configuration: which function, its options, and (for hybrids) the start's name."""
+
+    function: str  # "closed_form", "layerwise_constrained", "encoder", "optimize" or "hybrid"
+    options: Mapping = field(default_factory=dict)
+    start: str | None = None
+    summary: str = ""
+    realizable_only: bool = False  # relies on x being in the decoder's range (e.g. retries until exact)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "closed_form": MethodSpec("closed_form", {"eps": ORIGINAL_EPS}, summary="pseudo-inverse chain, clamp eps 1e-3"),
+    "layerwise_constrained": MethodSpec("layerwise_constrained", {"delta": 1e-3, "eps": ORIGINAL_EPS},
+                                        summary="box-constrained least squares per layer"),
+    "encoder": MethodSpec("encoder", summary="VAE encoder mean"),
+    "optimize_adam": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 1},
+                                summary="Adam on BCE, 1000 steps, one N(0, I) start"),
+    "optimize_adam_10restarts": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 10},
+                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts"),
+    "optimize_lbfgs": MethodSpec("optimize", {"method": "lbfgs", "steps": 200},
+                                 summary="per-image L-BFGS on BCE, one N(0, I) start"),
+    "optimize_lm": MethodSpec("optimize", {"method": "lm", "steps": 100},
+                              summary="Levenberg-Marquardt on pixel least squares, one N(0, I) start"),
+    "hybrid_layerwise_lm_retry": MethodSpec(
+        "hybrid", {"refine": "lm", "steps": 300, "retry_above": 1e-8, "retries": 8}, start="layerwise_constrained",
+        summary="for realizable x only: layer-wise + LM, images left above cost 1e-8 retried from 8 N(0, I) starts",
+        realizable_only=True),
+    "hybrid_encoder_lm": MethodSpec("hybrid", {"refine": "lm", "steps": 100}, start="encoder",
+                                    summary="encoder mean refined by LM"),
+    "hybrid_layerwise_lm": MethodSpec("hybrid", {"refine": "lm", "steps": 100}, start="layerwise_constrained",
+                                      summary="layer-wise constrained solution refined by LM"),
+    "hybrid_encoder_adam": MethodSpec("hybrid", {"refine": "adam", "steps": 200, "lr": 0.01}, start="encoder",
+                                      summary="encoder mean refined by 200 Adam steps"),
+}
+
+
+def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model: nn.Module | None = None,
+               **overrides) -> MethodResult:
+    """Run the configuration METHODS[name] with overrides; decoder None means model.decoder.
+
+    For a hybrid, overrides go to the refinement (dtype to the start as well).
+    """
+    spec = METHODS.get(name)
+    if spec is None:
+        raise StudyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    if decoder is None:
+        if model is None:
+            raise StudyError(f"method {name!r} needs a decoder or a model")
+        decoder = model.decoder
+    options = {**spec.options, **overrides}
+    if spec.function == "encoder" and model is None:
+        raise StudyError(f"method {name!r} needs model= (the VAE, for its encoder)")
+    if spec.function == "hybrid":
+        start_overrides = {"dtype": overrides["dtype"]} if "dtype" in overrides else {}
+        start = run_method(spec.start, decoder, x, model, **start_overrides)
+        return hybrid(decoder, x, start=start, **options)
+    if spec.function == "encoder":
+        return encoder(model, x, **options)
+    function = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained,
+                "optimize": optimize}[spec.function]
+    return function(decoder, x, **options)

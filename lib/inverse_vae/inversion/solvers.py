@@ -1,0 +1,390 @@
+"""The solvers behind the named methods: box-constrained least squares for the layer-wise solve,
+and search in latent space (Adam, per-image L-BFGS, Levenberg-Marquardt) driven by
+:func:`optimize` with batched restarts and retries (Bora et al. 2017).
+
+Every solver works on all images at once (no per-image Python loop; chunks only bound memory).
+Objectives: BCE plus prior for Adam/L-BFGS, half the squared pixel error plus prior for LM.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import StudyError
+from .plain import bce, forward, forward_jacobian, images, latent_dim, plain_layers
+from .table import box_bounds
+from .timing import MethodResult, Recorder, best_restart, timed
+
+__all__ = ["box_least_squares", "optimize"]
+
+
+# --------------------------------------------------------------------------
+# Box-constrained least squares (the layer-wise solve)
+
+def _hinged(residual: torch.Tensor, lower: torch.Tensor | None, upper: torch.Tensor | None) -> torch.Tensor:
+    """Residual W h - t with one-sided rows zeroed where their inequality holds."""
+    if lower is not None:  # rows with W h >= t: only a shortfall counts
+        residual = torch.where(lower, residual.clamp(max=0), residual)
+    if upper is not None:  # rows with W h <= t: only an excess counts
+        residual = torch.where(upper, residual.clamp(min=0), residual)
+    return residual
+
+
+def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
+                      lower_mask: torch.Tensor | None = None, upper_mask: torch.Tensor | None = None,
+                      iters: int = 300, tol: float = 1e-10,
+                      init: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """min_h 1/2 sum_rows rho(W h - t) s.t. h in the box, for every row of targets (N, m) at once.
+
+    rho is r^2 on equation rows; on rows in lower_mask (W h >= t) only r < 0 counts, on rows
+    in upper_mask (W h <= t) only r > 0 (squared hinge). bound: None, b for |h| <= b, or
+    (low, high). Batched FISTA with step 1/L, L = ||W||_2^2, and adaptive momentum restart,
+    started from the clamped least-squares solution unless init is given. A sample stops
+    when its step is below tol * (1 + ||h||) (tol floored at a few ulps: below that the
+    step is rounding noise). Returns (h (N, n), iterations run).
+    """
+    if W.dim() != 2 or targets.dim() != 2 or targets.shape[1] != W.shape[0]:
+        raise StudyError(f"box_least_squares needs W (m, n) and targets (N, m), got {tuple(W.shape)} "
+                         f"and {tuple(targets.shape)}")
+    for name, mask in (("lower_mask", lower_mask), ("upper_mask", upper_mask)):
+        if mask is not None and mask.shape != targets.shape:
+            raise StudyError(f"{name} shape {tuple(mask.shape)} does not match targets {tuple(targets.shape)}")
+    dtype = targets.dtype
+    W = W.to(dtype=dtype, device=targets.device)
+    box = box_bounds(bound, dtype)
+
+    def project(h):
+        return h if box is None else h.clamp(*box)
+
+    w64 = W.double()
+    lipschitz = float(torch.linalg.matrix_norm(w64, 2)) ** 2
+    if init is None:
+        init = targets @ torch.linalg.pinv(w64).to(dtype).T
+    tol = max(tol, 4 * torch.finfo(dtype).eps)
+
+    out = project(init.to(dtype)).clone()
+    rows = torch.arange(targets.shape[0], device=targets.device)
+    h, y, t = out.clone(), out.clone(), torch.ones_like(out[:, 0])
+    tgt, low, up = targets, lower_mask, upper_mask
+    iterations = 0
+    while iterations < iters and rows.numel():
+        iterations += 1
+        grad = _hinged(y @ W.T - tgt, low, up) @ W
+        h_new = project(y - grad / lipschitz)
+        step = h_new - h
+        # Restart momentum where it points uphill (O'Donoghue & Candes' gradient scheme).
+        restart = ((y - h_new) * step).sum(1) > 0
+        t_new = torch.where(restart, 1.0, (1 + torch.sqrt(1 + 4 * t * t)) / 2)
+        beta = torch.where(restart, 0.0, (t - 1) / t_new)
+        y, h, t = h_new + beta[:, None] * step, h_new, t_new
+        done = step.norm(dim=1) <= tol * (1 + h.norm(dim=1))
+        if done.any():
+            out[rows[done]] = h[done]
+            keep = ~done
+            rows, h, y, t, tgt = rows[keep], h[keep], y[keep], t[keep], tgt[keep]
+            low = None if low is None else low[keep]
+            up = None if up is None else up[keep]
+    out[rows] = h
+    return out, iterations
+
+
+
+
+# --------------------------------------------------------------------------
+# Iterative search in latent space
+
+
+def _objective(layers, z, x, prior_weight: float) -> torch.Tensor:
+    """Per-image BCE + prior_weight * ||z||^2 / 2."""
+    value = bce(layers, z, x)
+    if prior_weight:
+        value = value + 0.5 * prior_weight * (z * z).sum(1)
+    return value
+
+
+def _adam(layers, z0, x, rec, *, steps, lr, prior_weight, record_every):
+    """Adam on the summed objective: exact per image, since Adam's update is elementwise."""
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        objective = _objective(layers, z, x, prior_weight)
+        objective.sum().backward()
+        if step % record_every == 0:
+            value, current = objective.detach(), z.detach().clone()
+            rec.record(step, lambda current=current: bce(layers, current, x), lambda value=value: value)
+        opt.step()
+    z = z.detach()
+    with torch.no_grad():
+        final = _objective(layers, z, x, prior_weight)
+    rec.record(steps, lambda: bce(layers, z, x), lambda: final)
+    return z, steps, final, {}
+
+
+def _value_and_grad(layers, z, x, prior_weight):
+    z = z.detach().requires_grad_(True)
+    value = _objective(layers, z, x, prior_weight)
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    return value.detach(), grad
+
+
+def _two_loop(grad, S, Y, valid):
+    """L-BFGS direction -H grad per sample from pairs S, Y (n, m, d), oldest first; valid (n, m)."""
+    sy = (S * Y).sum(2)
+    rho = torch.where(valid, 1 / torch.where(valid, sy, 1.0), 0.0)
+    q, alphas = grad.clone(), []
+    for i in reversed(range(S.shape[1])):
+        alpha = rho[:, i] * (S[:, i] * q).sum(1)
+        q = q - alpha[:, None] * Y[:, i]
+        alphas.append(alpha)
+    yy = (Y[:, -1] * Y[:, -1]).sum(1)
+    gamma = torch.where(valid[:, -1], sy[:, -1] / torch.where(valid[:, -1], yy, 1.0), 1.0)
+    r = gamma[:, None] * q
+    for i, alpha in zip(range(S.shape[1]), reversed(alphas)):
+        beta = rho[:, i] * (Y[:, i] * r).sum(1)
+        r = r + (alpha - beta)[:, None] * S[:, i]
+    return -r
+
+
+def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, xtol=None,
+           max_backtracks=30):
+    """L-BFGS per image, batched: each image has its own curvature pairs and Armijo backtracking.
+
+    (torch.optim.LBFGS on the summed objective would share one curvature model and one line
+    search across all images, which is slow and not per image.) No learning rate: the first step
+    of an image is scaled to length 1 in latent space, later ones start at the quasi-Newton step.
+    An image stops when its step is below xtol * (||z|| + xtol) or no step lowers its objective:
+    BCE's minimum is far from 0, so rounding of the objective, not the gradient, ends the
+    search, at a relative precision of order sqrt(machine epsilon) (LM goes further).
+    """
+    n, d = z0.shape
+    xtol = xtol if xtol is not None else torch.finfo(z0.dtype).eps ** (2 / 3)
+    z = z0.clone()
+    value, grad = _value_and_grad(layers, z, x, prior_weight)
+    S = torch.zeros(n, memory, d, dtype=z.dtype, device=z.device)
+    Y = torch.zeros_like(S)
+    valid = torch.zeros(n, memory, dtype=torch.bool, device=z.device)
+    active = torch.ones(n, dtype=torch.bool, device=z.device)
+    done_at = steps
+    for it in range(steps):
+        direction = _two_loop(grad, S, Y, valid)
+        slope = (direction * grad).sum(1)
+        uphill = slope >= 0  # a bad curvature model: fall back to steepest descent
+        direction = torch.where(uphill[:, None], -grad, direction)
+        slope = torch.where(uphill, -(grad * grad).sum(1), slope)
+        first = ~valid.any(1)
+        t = torch.where(first, 1 / grad.norm(dim=1).clamp_min(1e-30), 1.0)
+        pending = active.clone()
+        with torch.no_grad():
+            for _ in range(max_backtracks):
+                trial = _objective(layers, z + t[:, None] * direction, x, prior_weight)
+                pending &= ~(trial <= value + 1e-4 * t * slope)
+                if not pending.any():
+                    break
+                t = torch.where(pending, t / 2, t)
+        moved = active & ~pending
+        z_new = torch.where(moved[:, None], z + t[:, None] * direction, z)
+        value_new, grad_new = _value_and_grad(layers, z_new, x, prior_weight)
+        s, y = z_new - z, grad_new - grad
+        keep = moved & ((s * y).sum(1) > 1e-10 * (y * y).sum(1).sqrt() * s.norm(dim=1))
+        S = torch.where(keep[:, None, None], torch.cat([S[:, 1:], s[:, None]], 1), S)
+        Y = torch.where(keep[:, None, None], torch.cat([Y[:, 1:], y[:, None]], 1), Y)
+        valid = torch.where(keep[:, None], torch.cat([valid[:, 1:], keep[:, None]], 1), valid)
+        z, value, grad = z_new, torch.where(moved, value_new, value), torch.where(moved[:, None], grad_new, grad)
+        active &= moved & (s.norm(dim=1) > xtol * (z.norm(dim=1) + xtol))
+        if (it + 1) % record_every == 0:
+            current, obj = z.clone(), value.clone()
+            rec.record(it + 1, lambda current=current: bce(layers, current, x), lambda obj=obj: obj)
+        if not active.any():
+            done_at = it + 1
+            break
+    rec.record(done_at, lambda: bce(layers, z, x), lambda: value)
+    return z, done_at, value, {"converged": ~active}
+
+
+def _lm_terms(layers, z, x, prior_weight, chunk):
+    """Per sample: cost 1/2||D(z) - x||^2 (+ prior), J^T J (n, d, d) and J^T r (n, d), in chunks."""
+    costs, normals, grads = [], [], []
+    for zc, xc in zip(z.split(chunk), x.split(chunk)):
+        y, jac_t = forward_jacobian(layers, zc)
+        r = y - xc
+        costs.append(0.5 * (r * r).sum(1))
+        normals.append(jac_t @ jac_t.mT)
+        grads.append((jac_t @ r[:, :, None])[:, :, 0])
+    cost, normal, grad = torch.cat(costs), torch.cat(normals), torch.cat(grads)
+    if prior_weight:  # the prior as extra residuals sqrt(w) z
+        cost = cost + 0.5 * prior_weight * (z * z).sum(1)
+        normal = normal + prior_weight * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+        grad = grad + prior_weight * z
+    return cost, normal, grad
+
+
+def _lm_cost(layers, z, x, prior_weight, chunk):
+    with torch.no_grad():
+        cost = torch.cat([0.5 * ((forward(layers, zc) - xc) ** 2).sum(1)
+                          for zc, xc in zip(z.split(chunk), x.split(chunk))])
+    return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
+
+
+def _lm_step(normal, grad, lam, damping="levenberg"):
+    """Solve (J^T J + lam D) dz = -J^T r per sample, in float64 (d x d, cheap).
+
+    D is mean(diag(J^T J)) I ("levenberg", default) or diag(J^T J) ("marquardt"). Levenberg's
+    is the default because Marquardt's scaling gives a saturated latent direction (a tiny
+    diagonal entry) almost no damping, so steps along it keep failing and the sample creeps
+    instead of converging. A floor keeps D positive where the decoder ignores a latent direction.
+    """
+    normal, grad = normal.double(), grad.double()
+    diag = torch.diagonal(normal, dim1=1, dim2=2)
+    floor = 1e-12 * diag.amax(1, keepdim=True) + torch.finfo(torch.float64).tiny
+    scale = diag.mean(1, keepdim=True).expand_as(diag) if damping == "levenberg" else diag
+    damped = normal + torch.diag_embed(lam.double()[:, None] * scale.clamp_min(floor) + floor)
+    step, _ = torch.linalg.solve_ex(damped, -grad)
+    return step
+
+
+def _lm(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, lam0=1e-3, xtol=None,
+        max_rejects=8, damping="levenberg"):
+    """Levenberg-Marquardt on r = D(z) - x, per sample damping, only unconverged samples computed.
+
+    Pixel-space residuals weigh a saturated pixel by its vanishing Jacobian row, instead of
+    blowing it up as logit does. A sample accepts a step that lowers its cost (lambda / 3),
+    else rejects it (lambda * 4); it stops after an accepted step shorter than
+    xtol * (||z|| + xtol), or after max_rejects rejections in a row (its cost is at rounding
+    level).
+    """
+    if damping not in ("levenberg", "marquardt"):
+        raise StudyError(f"LM damping must be 'levenberg' or 'marquardt', got {damping!r}")
+    xtol = xtol if xtol is not None else torch.finfo(z0.dtype).eps ** (2 / 3)
+    z = z0.clone()
+    n = z.shape[0]
+    with torch.no_grad():
+        cost, normal, grad = _lm_terms(layers, z, x, prior_weight, chunk)
+        lam = torch.full((n,), lam0, dtype=torch.float64, device=z.device)
+        rejects = torch.zeros(n, dtype=torch.long, device=z.device)
+        active = torch.arange(n, device=z.device)
+        it = 0
+        while it < steps and active.numel():
+            it += 1
+            step = _lm_step(normal[active], grad[active], lam[active], damping).to(z.dtype)
+            trial = z[active] + step
+            trial_cost = _lm_cost(layers, trial, x[active], prior_weight, chunk)
+            ok = trial_cost < cost[active]  # False for nan
+            accepted, rejected = active[ok], active[~ok]
+            z[accepted], cost[accepted] = trial[ok], trial_cost[ok]
+            lam[accepted] = (lam[accepted] / 3).clamp_min(1e-15)
+            lam[rejected] *= 4
+            rejects[accepted] = 0
+            rejects[rejected] += 1
+            small = ok & (step.norm(dim=1) <= xtol * (z[active].norm(dim=1) + xtol))
+            active = active[~(small | (rejects[active] >= max_rejects))]
+            refresh = active[torch.isin(active, accepted)]  # moved and still running: new J
+            if refresh.numel():
+                _, normal[refresh], grad[refresh] = _lm_terms(layers, z[refresh], x[refresh], prior_weight, chunk)
+            if it % record_every == 0:
+                snapshot, values = z.clone(), cost.clone()
+                rec.record(it, lambda snapshot=snapshot: bce(layers, snapshot, x), lambda values=values: values)
+    rec.record(it, lambda: bce(layers, z, x), lambda: cost)
+    converged = torch.ones(n, dtype=torch.bool, device=z.device)
+    converged[active] = False
+    return z, it, cost, {"converged": converged, "lambda": lam}
+
+
+_SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm}
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100}
+_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1}
+
+
+def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
+    """(restarts * N, d) starts: N(0, I) from a seeded CPU generator (same on every device).
+
+    init (N, d) replaces the first restart; init (restarts, N, d) replaces them all.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    z0 = torch.randn(restarts, n, d, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    if init is not None:
+        init = torch.as_tensor(init).to(dtype=dtype, device=device)
+        if init.shape == (n, d):
+            z0[0] = init
+        elif init.shape == (restarts, n, d):
+            z0 = init.clone()
+        else:
+            raise StudyError(f"init must have shape ({n}, {d}) or ({restarts}, {n}, {d}), got {tuple(init.shape)}")
+        if not torch.isfinite(z0).all():
+            raise StudyError("init contains inf or nan")
+    return z0.reshape(restarts * n, d)
+
+
+def _best_of(solver, layers, z0, x, restarts: int, rec: Recorder, **solver_options) -> tuple[dict, int, torch.Tensor]:
+    """Run solver on (restarts * N) starts; per image, the values at its best restart.
+
+    Returns ({"z", "objective", "bce", "restart", solver extras...} each (N, ...), iterations,
+    objective of every restart (restarts, N)).
+    """
+    xs = x.repeat(restarts, 1)
+    z, iterations, objective, extra = solver(layers, z0, xs, rec, **solver_options)
+    with torch.no_grad():
+        per_image_bce = bce(layers, z, xs)
+    restart = torch.arange(restarts, device=z.device).repeat_interleave(x.shape[0])
+    values = {"z": z, "bce": per_image_bce, "restart": restart, **extra}
+    best = best_restart(objective, restarts, *values.values())
+    return {"objective": best[0], **dict(zip(values, best[1:]))}, iterations, objective.reshape(restarts, -1)
+
+
+def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", steps: int | None = None,
+             lr: float | None = None, restarts: int = 1, prior_weight: float = 0.0, init: torch.Tensor | None = None,
+             seed: int = 0, dtype: torch.dtype | None = None, record_every: int | None = None,
+             retry_above: float | None = None, retries: int = 8, **options) -> MethodResult:
+    """Search z per image from restarts starts (all batched), keeping each image's best restart.
+
+    method "adam": Adam (lr, default 0.01) on BCE + prior_weight ||z||^2 / 2, a fixed number of steps;
+    "lbfgs": per-image L-BFGS on the same objective; "lm": Levenberg-Marquardt on
+    1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2. Starts are N(0, I) (seeded), or init.
+    retry_above: images whose best objective stays above it (a local minimum, when x is
+    known to be realizable) get `retries` fresh N(0, I) starts, batched, and keep the best.
+    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory,
+    xtol, max_backtracks). info: per-image "objective", "bce", "restart" chosen (retry
+    starts numbered after the first restarts), "retried"; "objective_restarts" (R, N).
+    """
+    if method not in _SOLVERS:
+        raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")
+    if lr is not None and method != "adam":
+        raise StudyError(f"lr sets Adam's step size; {method} chooses its own steps")
+    steps = _DEFAULT_STEPS[method] if steps is None else int(steps)
+    record_every = _DEFAULT_RECORD_EVERY[method] if record_every is None else int(record_every)
+    if steps < 0 or restarts < 1 or retries < 1 or record_every < 1 or prior_weight < 0:
+        raise StudyError(f"need steps >= 0, restarts >= 1, retries >= 1, record_every >= 1, prior_weight >= 0; "
+                         f"got {steps}, {restarts}, {retries}, {record_every}, {prior_weight}")
+    layers, dtype, device = plain_layers(decoder, dtype)
+    x = images(layers, x, dtype, device)
+    n, d = x.shape[0], latent_dim(layers)
+    solver = _SOLVERS[method]
+    solver_options = dict(steps=steps, prior_weight=prior_weight, record_every=record_every, **options)
+    if method == "adam":
+        solver_options["lr"] = 0.01 if lr is None else lr
+
+    def body(rec):
+        z0 = _initial_latents(init, restarts, n, d, seed, dtype, device)
+        best, iterations, per_restart = _best_of(solver, layers, z0, x, restarts, rec, **solver_options)
+        retried = torch.zeros(n, dtype=torch.bool, device=device)
+        if retry_above is not None:
+            retried = ~(best["objective"] <= retry_above)  # nan too
+        if retried.any():
+            rows = retried.nonzero()[:, 0]
+            z0 = _initial_latents(None, retries, rows.numel(), d, seed + 1, dtype, device)
+            rec.muted = True  # the history follows all images, not the retried subset
+            again, more, _ = _best_of(solver, layers, z0, x[rows], retries, rec, **solver_options)
+            rec.muted = False
+            again["restart"] = again["restart"] + restarts
+            better = again["objective"] < best["objective"][rows]
+            for key, value in again.items():
+                best[key][rows[better]] = value[better]
+            iterations += more
+            rec.record(iterations, lambda: best["bce"], lambda: best["objective"], restarts=1)
+        info = {"method": method, "restarts": restarts, "prior_weight": prior_weight, **best,
+                "retried": retried, "objective_restarts": per_restart}
+        return info.pop("z"), iterations, info
+
+    return timed(device, body, restarts)
+
+

@@ -1,0 +1,210 @@
+"""The one table of decoder layers the study can invert, and of those it refuses (with the reason).
+
+Every user of a layer's mathematics reads it from here: the params allow-list (which decoder
+layers a config may name), the pseudo-inverse chain (inverse, clamp), the solvers (forward,
+derivative, box bounds) and the failure attribution (range, saturation, clamp). Supporting a
+new layer kind is one entry in :data:`KINDS`.
+
+Functions of an entry take the layer as a :class:`Plain` (its tensors in the working dtype)
+so that a LeakyReLU's slope or a Linear's weight reaches them without an nn.Module.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import StudyError
+
+__all__ = ["KINDS", "REFUSED", "LayerKind", "Plain", "box_bounds", "kind_of", "plain_layer"]
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Plain:
+    """A decoder layer as plain tensors in one dtype, detached: what solvers and inverses compute with."""
+
+    kind: LayerKind
+    weight: Tensor | None = None  # Linear only, (out, in)
+    bias: Tensor | None = None  # Linear with bias only
+    slope: float = 0.0  # LeakyReLU's negative slope
+
+    def forward(self, a: Tensor) -> Tensor:
+        return self.kind.forward(self, a)
+
+
+def _same(p: Plain, t: Tensor) -> Tensor:
+    return t
+
+
+def _no_reason(layer: nn.Module) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """How the study computes with one decoder layer type.
+
+    forward(p, a) -> y; inverse(p, y) -> a on the open range; inverse_(p, y) the same numbers in
+    y's memory; derivative(p, a, y) -> f'(a) elementwise (None: f' = 1, nothing to scale);
+    inverse_slope(p, y) -> (f^-1)'(y), how much an error in y is amplified; output_range the open
+    interval (low, high) of a bounded activation (None: unbounded); slope(layer) reads the
+    parameter the functions need; refuse(layer) says why an instance cannot be inverted.
+    A Linear's inverse is its pseudo-inverse, which the chain computes (is_linear).
+    """
+
+    name: str
+    forward: Callable[[Plain, Tensor], Tensor] = _same
+    inverse: Callable[[Plain, Tensor], Tensor] = _same
+    inverse_: Callable[[Plain, Tensor], Tensor] | None = None
+    derivative: Callable[[Plain, Tensor, Tensor], Tensor] | None = None
+    inverse_slope: Callable[[Plain, Tensor], Tensor] | None = None
+    output_range: tuple[float, float] | None = None
+    slope: Callable[[nn.Module], float] = lambda layer: 0.0
+    refuse: Callable[[nn.Module], str | None] = _no_reason
+    is_linear: bool = False
+
+    @property
+    def is_identity(self) -> bool:
+        return self.forward is _same
+
+    def invert_in_place(self, p: Plain, y: Tensor) -> Tensor:
+        return (self.inverse_ or self.inverse)(p, y)
+
+    # --- clamp: the original chain's eps margin, bounds computed in the input's dtype
+
+    def check_eps(self, eps: float | None) -> float:
+        """eps as a float (None: 0, no clamp), refused outside [0, half the range)."""
+        eps = 0.0 if eps is None else float(eps)
+        low, high = self.output_range
+        if not 0.0 <= eps < (high - low) / 2:
+            raise StudyError(f"{self.name} inverse eps must be in [0, {(high - low) / 2:g}), got {eps!r}")
+        return eps
+
+    def clamp_bounds(self, eps: float, dtype: torch.dtype) -> tuple[float, float]:
+        """[low + eps, high - eps] as Python floats exactly representable in dtype.
+
+        Computed in dtype arithmetic (not rounded from float64) so the bounds are the values a
+        float32 (or float64) tensor can actually hold next to the range's ends.
+        """
+        low, high = self.output_range
+        eps_t = torch.tensor(eps, dtype=dtype)
+        return float(torch.tensor(low, dtype=dtype) + eps_t), float(torch.tensor(high, dtype=dtype) - eps_t)
+
+    def clamp(self, y: Tensor, eps: float) -> Tensor:
+        return y if eps == 0.0 else y.clamp(*self.clamp_bounds(eps, y.dtype))
+
+    def clamp_(self, y: Tensor, eps: float) -> Tensor:
+        return y if eps == 0.0 else y.clamp_(*self.clamp_bounds(eps, y.dtype))
+
+    def saturated(self, y: Tensor) -> Tensor:
+        """Per sample: some unit at (or beyond) the range's ends, where information is lost."""
+        low, high = self.output_range
+        return ((y <= low) | (y >= high)).flatten(1).any(1)
+
+    def clamped(self, y: Tensor, eps: float) -> Tensor:
+        """Per sample: some unit lies where the clamp changes it."""
+        if eps == 0.0:
+            return torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+        lo, hi = self.clamp_bounds(eps, y.dtype)
+        return ((y < lo) | (y > hi)).flatten(1).any(1)
+
+    # --- box: the solvers' margin, rounded from float64 to dtype
+
+    def box(self, margin: float, dtype: torch.dtype) -> tuple[float, float]:
+        """The output range shrunk by margin on both sides, as dtype values (see box_bounds)."""
+        low, high = self.output_range
+        return box_bounds((low + margin, high - margin), dtype)
+
+
+def box_bounds(bound, dtype: torch.dtype) -> tuple[float, float] | None:
+    """(low, high) from None (unbounded), a half-width b (|h| <= b) or a pair, as dtype values."""
+    if bound is None:
+        return None
+    low, high = (-bound, bound) if isinstance(bound, (int, float)) else bound
+    low, high = (float(torch.tensor(v, dtype=dtype)) for v in (low, high))
+    if not low < high:
+        raise StudyError(f"box bounds must satisfy low < high, got ({low}, {high})")
+    return low, high
+
+
+def _leaky_slope(layer: nn.Module) -> float:
+    return float(layer.negative_slope)
+
+
+def _leaky_refuse(layer: nn.Module) -> str | None:
+    if not layer.negative_slope > 0:
+        return f"negative_slope {layer.negative_slope!r} is not > 0, so it is not injective"
+    return None
+
+
+def _flatten_refuse(layer: nn.Module) -> str | None:
+    # Flatten(1, -1) leaves a 2-D (N, D) activation unchanged; other dims reshape.
+    if (layer.start_dim, layer.end_dim) != (1, -1):
+        return f"Flatten(start_dim={layer.start_dim}, end_dim={layer.end_dim}) is not a no-op on (N, D) input"
+    return None
+
+
+_IDENTITY = LayerKind("identity")
+
+# Forward layer type -> how the study computes with it. One entry per supported kind.
+KINDS: dict[type[nn.Module], LayerKind] = {
+    nn.Linear: LayerKind("linear", forward=lambda p, a: F.linear(a, p.weight, p.bias), is_linear=True),
+    nn.Tanh: LayerKind(
+        "tanh", forward=lambda p, a: torch.tanh(a), output_range=(-1.0, 1.0),
+        inverse=lambda p, y: torch.atanh(y), inverse_=lambda p, y: y.atanh_(),
+        derivative=lambda p, a, y: 1 - y * y, inverse_slope=lambda p, y: 1 / (1 - y * y)),
+    nn.Sigmoid: LayerKind(
+        "sigmoid", forward=lambda p, a: torch.sigmoid(a), output_range=(0.0, 1.0),
+        inverse=lambda p, y: torch.logit(y), inverse_=lambda p, y: y.logit_(),
+        derivative=lambda p, a, y: y * (1 - y), inverse_slope=lambda p, y: 1 / (y * (1 - y))),
+    nn.LeakyReLU: LayerKind(
+        "leaky_relu", forward=lambda p, a: F.leaky_relu(a, p.slope),
+        # Divide rather than multiply by 1/slope: one rounding instead of two.
+        inverse=lambda p, y: torch.where(y >= 0, y, y / p.slope),
+        derivative=lambda p, a, y: torch.where(a >= 0, 1.0, p.slope).to(a.dtype),
+        inverse_slope=lambda p, y: torch.where(y >= 0, 1.0, 1 / p.slope).to(y.dtype),
+        slope=_leaky_slope, refuse=_leaky_refuse),
+    nn.Identity: _IDENTITY,
+    nn.Flatten: LayerKind("identity", refuse=_flatten_refuse),
+}
+
+# Why common layers are refused; any other unknown layer gets a generic reason.
+REFUSED: dict[type[nn.Module], str] = {
+    nn.ReLU: "not injective (every negative input maps to 0)",
+    nn.ReLU6: "not injective (clips to [0, 6])",
+    nn.Hardtanh: "not injective (clips to its range)",
+    nn.Hardsigmoid: "not injective (clips to [0, 1])",
+    nn.GELU: "not injective (not monotonic below 0)",
+    nn.SiLU: "not injective (not monotonic below 0)",
+    nn.Softplus: "invertible in principle but not supported by this study",
+}
+
+
+def layer_tag(index: int, layer: nn.Module) -> str:
+    return f"decoder layer {index} ({type(layer).__name__})"
+
+
+def kind_of(index: int, layer: nn.Module) -> LayerKind:
+    """The table entry of decoder layer `index`; StudyError naming it and the reason if refused."""
+    kind = KINDS.get(type(layer))
+    if kind is None:
+        reason = REFUSED.get(type(layer), "only " + ", ".join(t.__name__ for t in KINDS) + " are supported")
+        raise StudyError(f"{layer_tag(index, layer)} has no inverse: {reason}")
+    reason = kind.refuse(layer)
+    if reason is not None:
+        raise StudyError(f"{layer_tag(index, layer)}: {reason}")
+    return kind
+
+
+def plain_layer(index: int, layer: nn.Module, dtype: torch.dtype) -> Plain:
+    """Decoder layer `index` as a Plain in dtype (weights detached and cast: never the parameters)."""
+    kind = kind_of(index, layer)
+    if kind.is_linear:
+        bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+        return Plain(kind, layer.weight.detach().to(dtype), bias)
+    return Plain(kind, slope=kind.slope(layer))

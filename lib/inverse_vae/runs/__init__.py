@@ -1,0 +1,1 @@
+"""Run plumbing: run folders under reports/, the papermill runner, the reports index."""

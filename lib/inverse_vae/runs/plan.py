@@ -1,0 +1,71 @@
+"""What each notebook of the study needs before it runs and what it writes into reports/<run>/.
+
+The runner checks a notebook's needs before starting it (one line naming the notebook to run
+first), and each notebook prints its own entry in its first cell, so a reader of an executed
+report sees where its inputs came from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StudyError
+
+
+@dataclass(frozen=True)
+class Notebook:
+    name: str
+    needs_checkpoint: bool  # the run's trained model, test.model_path
+    writes: tuple[str, ...]  # relative to the run folder
+    shares: tuple[str, ...] = ()  # cache entries it reads or makes (runs.cache)
+
+
+PLAN = {nb.name: nb for nb in (
+    Notebook("01_train", False, ("checkpoints/model_<epoch>.pt", "train_progress/<epoch>_epochs.png",
+                                 "figures/loss.png", "metrics/01_train.json")),
+    Notebook("02_evaluate", True, ("figures/per_digit_bce.png", "figures/reconstruction.png",
+                                   "figures/random_generation.png", "figures/latent_tsne_pca.png",
+                                   "metrics/02_evaluate.json"), ("probe",)),
+    Notebook("03_invert", True, ("figures/preactivations_prior.png", "figures/tsne_recovered_vs_encoder.png",
+                                 "figures/real_inversion_grid.png", "metrics/03_invert.json"), ("prior", "probe")),
+    Notebook("04_failure_analysis", True, ("variants/squeezed/checkpoints/", "figures/zero_one_maps.png",
+                                           "figures/clamp_sweep.png", "figures/atanh_domain.png",
+                                           "figures/singular_values.png", "metrics/04_failure_analysis.json"),
+             ("prior", "probe")),
+    Notebook("05_inverse_methods", True, ("figures/quality_vs_time.png", "figures/methods_grid.png",
+                                          "figures/noise_robustness.png", "metrics/05_inverse_methods.json"),
+             ("prior", "probe")),
+)}
+
+
+def entry(name: str) -> Notebook:
+    if name not in PLAN:
+        raise StudyError(f"notebook {name!r} is not in the study's plan (runs/plan.py); known: {', '.join(PLAN)}")
+    return PLAN[name]
+
+
+def _shown(path: Path, *bases: Path) -> str:
+    """`path` relative to the first base that holds it (reports show no machine's absolute paths)."""
+    for base in bases:
+        if path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return str(path)
+
+
+def check_needs(name: str, run) -> None:
+    """Refuse, in one line, to start a notebook whose inputs are missing."""
+    if entry(name).needs_checkpoint and not run.model_file.is_file():
+        raise StudyError(f"{name} needs the trained model {_shown(run.model_file, run.root)}: "
+                         f"run notebooks/01_train.ipynb first (run_all.sh runs the notebooks in order)")
+
+
+def describe(name: str, run) -> str:
+    """Markdown: what this notebook reads and writes, for its first cell."""
+    nb = entry(name)
+    needs = [f"the trained model `{_shown(run.model_file, run.dir, run.root)}` (from 01_train)"] if nb.needs_checkpoint \
+        else ["MNIST (fetched and MD5-checked if missing)"]
+    if nb.shares:
+        needs.append("the run's shared " + " and ".join(f"`cache/{s}.npz`" for s in nb.shares)
+                     + " (made by the first notebook that needs it)")
+    writes = ", ".join(f"`{w}`" for w in nb.writes)
+    return f"**Run** `{run.name}` · **reads** {'; '.join(needs)} · **writes** {writes}"

@@ -1,4 +1,9 @@
-"""Small seeded decoders for unit tests: 4 -> 16 -> 32 -> out, Tanh, Tanh, Sigmoid, bias-free."""
+"""The decoders the unit tests invert, in one place.
+
+small_decoder: torch's default initialization, 4 -> 16 -> 32 -> out, Tanh, Tanh, Sigmoid,
+bias-free, every weight scaled (large scales saturate units). seeded_decoder: any sizes, weights
+drawn N(0, 1/fan_in) from a generator of its own (so other tests' draws do not move them).
+"""
 import torch
 from torch import nn
 
@@ -12,3 +17,21 @@ def small_decoder(scale: float = 1.0, seed: int = 0, out: int = 50) -> nn.Sequen
         for layer in dec[::2]:
             layer.weight.mul_(scale)
     return dec
+
+
+def seeded_decoder(sizes, *, scale: float = 1.0, bias: bool = False, bias_std: float | None = None,
+                   hidden=nn.Tanh, seed: int = 0, dtype=torch.float64) -> nn.Sequential:
+    """Linear/hidden/.../Linear/Sigmoid through `sizes`; pre-activations of order `scale`.
+
+    With bias, biases are N(0, bias_std^2) (drawn after each layer's weight), or 0 when bias_std is None.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(fan_in, fan_out, bias=bias)
+        with torch.no_grad():
+            linear.weight.copy_(scale * torch.randn(fan_out, fan_in, generator=gen) / fan_in**0.5)
+            if bias:
+                linear.bias.copy_(bias_std * torch.randn(fan_out, generator=gen)) if bias_std else linear.bias.zero_()
+        layers += [linear, nn.Sigmoid() if i == len(sizes) - 2 else hidden()]
+    return nn.Sequential(*layers).to(dtype)

@@ -397,3 +397,16 @@ def test_unwritable_data_folder_is_one_clear_line(tmp_path):
         data.fetch_mnist(not_a_folder, log=lambda s: None)
     msg = str(e.value)
     assert "\n" not in msg and "cannot be created or written" in msg and "data.root" in msg
+
+
+def test_a_folder_in_place_of_a_raw_file_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    # Before: counted missing, then the download's rename onto the folder raised IsADirectoryError.
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    write_good_files(raw, monkeypatch)
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    (raw / "t10k-images-idx3-ubyte").mkdir()
+    monkeypatch.setattr(data, "_torchvision_download", lambda root, log: pytest.fail("must refuse before fetching"))
+    for call in (lambda: data.fetch_mnist(tmp_path / "root", log=lambda s: None), lambda: data.verify_mnist(raw)):
+        with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is a folder.*remove it") as e:
+            call()
+        assert "\n" not in str(e.value)

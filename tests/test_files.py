@@ -1,9 +1,17 @@
-"""The one atomic writer: whole files or nothing, no temporary file left behind."""
+"""The one atomic writer: whole files or nothing, no temporary file left behind; a failed write is
+one line naming the file; the temporary files of killed writers are cleaned."""
+import errno
 import json
+import os
+import time
 
 import pytest
+import torch
 
-from inverse_vae.core.files import atomic_write
+from inverse_vae.core import files
+from inverse_vae.core.checkpoints import save_checkpoint
+from inverse_vae.core.files import WriteError, atomic_write, clean_stale_temps
+from inverse_vae.errors import StudyError
 from inverse_vae.runs.paths import write_json
 
 
@@ -50,3 +58,63 @@ def test_write_json_takes_a_configs_read_only_values(tmp_path, root):
     methods = load_config(root / "params" / "smoke.yaml").methods
     path = write_json(tmp_path / "m.json", {"overrides": methods.overrides, "levels": methods.noise_levels})
     assert json.loads(path.read_text())["overrides"]["optimize_lm"] == {"steps": 10}
+
+
+def _raise(code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return fail
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "the disk is full"), (errno.EIO, "Input/output error")])
+def test_a_failed_fsync_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, code, cause):
+    path = write_json(tmp_path / "metrics" / "01_train.json", {"a": 1})
+    monkeypatch.setattr(files.os, "fsync", _raise(code))
+    with pytest.raises(WriteError) as e:
+        write_json(path, {"a": 2})
+    message = str(e.value)
+    assert str(path) in message and cause in message and "\n" not in message
+    assert isinstance(e.value, StudyError) and isinstance(e.value, OSError)  # old handlers still apply
+    assert json.loads(path.read_text()) == {"a": 1} and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint({"epoch": 1}, tmp_path / "model_1.pt")
+    monkeypatch.setattr(torch, "save", _raise(errno.ENOSPC))
+    with pytest.raises(WriteError, match=r"model_1\.pt: the disk is full"):
+        save_checkpoint({"epoch": 2}, path)
+    assert torch.load(path)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["model_1.pt"]
+
+
+def test_a_read_only_folder_is_one_line(tmp_path, monkeypatch):
+    # Tests run as root, which chmod does not stop: the refusal is simulated where the file is created.
+    monkeypatch.setattr(files.tempfile, "mkstemp", _raise(errno.EACCES))
+    with pytest.raises(WriteError, match=r"cannot write .*page\.html: permission denied"):
+        atomic_write(tmp_path / "page.html", "<p>")
+
+
+def test_a_figure_can_be_saved_atomically(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = atomic_write(tmp_path / "f.png", lambda f: fig.savefig(f, format="png", dpi=20))
+    plt.close(fig)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_clean_stale_temps_removes_only_old_temporaries_of_the_writer(tmp_path):
+    old = time.time() - 3600
+    (tmp_path / "checkpoints").mkdir()
+    orphan = tmp_path / "checkpoints" / ".model_4.pt.a1b2_c3d.tmp"  # mkstemp's name for model_4.pt
+    fresh = tmp_path / ".01_train.ipynb.zz99yy88.tmp"  # a write in flight elsewhere
+    foreign = tmp_path / ".notes.tmp"  # not a name atomic_write makes
+    for p in (orphan, fresh, foreign):
+        p.write_bytes(b"partial")
+    for p in (orphan, foreign):
+        os.utime(p, (old, old))
+    assert clean_stale_temps(tmp_path) == [orphan]
+    assert not orphan.exists() and fresh.exists() and foreign.exists()

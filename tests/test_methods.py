@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from decoders import seeded_decoder
 from torch import nn
 
 from inverse_vae.errors import StudyError
@@ -33,18 +34,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_decoder(scale=0.5, *, sizes=SIZES, seed=0, bias=False, dtype=torch.float64):
-    """Seeded Linear/Tanh/.../Linear/Sigmoid decoder; scale sets how far units saturate."""
-    gen = torch.Generator().manual_seed(seed)
-    layers = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(fan_in, fan_out, bias=bias)
-        with torch.no_grad():
-            linear.weight.copy_(scale * torch.randn(fan_out, fan_in, generator=gen) / fan_in**0.5)
-            if bias:
-                linear.bias.zero_()
-        layers += [linear, nn.Sigmoid() if i == len(sizes) - 2 else nn.Tanh()]
-    return nn.Sequential(*layers).to(dtype)
+def make_decoder(scale=0.5, *, sizes=SIZES, **options):
+    """Seeded Linear/Tanh/.../Linear/Sigmoid decoder; scale sets how far units saturate (biases 0)."""
+    return seeded_decoder(sizes, scale=scale, **options)
 
 
 def latents(n=64, dim=SIZES[0], seed=1, dtype=torch.float64):

@@ -1,4 +1,5 @@
-"""A model_90.pt in the original train.py's layout inverts through notebook 03 when params name it."""
+"""A model_90.pt in the original train.py's layout, copied into the run folder, inverts through notebook 03
+when params name it."""
 import json
 
 import torch
@@ -15,14 +16,15 @@ def test_original_checkpoint_inverts_through_notebook_03(root, tmp_path, write_p
     model = build_model(load_config(smoke))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=50, gamma=0.1)
-    checkpoint = tmp_path / "pretrained" / "model_90.pt"
-    checkpoint.parent.mkdir()
+    # A user's file is copied into the run folder: params paths may not leave reports/<run>/.
+    checkpoint = tmp_path / "reports" / "original_ckpt" / "pretrained" / "model_90.pt"
+    checkpoint.parent.mkdir(parents=True)
     torch.save({"epoch": 90, "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
                 "history": {"train": [0.2], "validation": [0.2]},
                 "lr_scheduler_state_dict": scheduler.state_dict()}, checkpoint)
 
     raw = yaml.safe_load(smoke.read_text())
-    raw["test"]["model_path"] = str(checkpoint)  # absolute: outside the run folder, as a user's file is
+    raw["test"]["model_path"] = "pretrained/model_90.pt"
     raw["invert"]["n_prior"] = 100
     raw["data"].update(test_subset=200)
     params = write_params(raw, "original_ckpt")

@@ -39,12 +39,12 @@ def test_run_all_exits_2_on_bad_params_and_writes_nothing(default_raw, write_par
 
 def test_run_all_names_the_failing_notebook(tmp_path, default_raw, write_params):
     raw = copy.deepcopy(default_raw)
-    damaged = tmp_path / "elsewhere" / "model_90.pt"  # present, so the runner starts 02, but no checkpoint
-    damaged.parent.mkdir()
-    damaged.write_bytes(b"\x00" * 64)
-    raw["test"]["model_path"] = str(damaged)
-    params = write_params(raw, "failing_run")
     reports = tmp_path / "reports"
+    damaged = reports / "failing_run" / "elsewhere" / "model_90.pt"  # present, so 02 starts, but no checkpoint
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"\x00" * 64)
+    raw["test"]["model_path"] = "elsewhere/model_90.pt"
+    params = write_params(raw, "failing_run")
     done = subprocess.run([sys.executable, "-m", "inverse_vae", "run-notebooks", str(params), "--only", "02",
                            "--reports-root", str(reports)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2

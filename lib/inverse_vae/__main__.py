@@ -1,6 +1,7 @@
 """Command line: check-params, fetch-data, run-notebooks, make-goldens and index.
 
-Bad input ends with one line on stderr and exit code 2.
+Bad input, and a file that cannot be written or read (full disk, read-only folder), end with one
+line on stderr and exit code 2; warnings (a run left out of the index) are lines on stderr too.
 """
 from __future__ import annotations
 
@@ -70,6 +71,10 @@ def main(argv=None) -> int:
         args.run(args)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment, not a bug: one line rather than a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -28,6 +28,8 @@ def relative_errors(z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
     A sample with ||z|| = 0 gets 0 if z_hat is exactly 0, else inf.
     """
+    if not isinstance(z_hat, torch.Tensor) or not isinstance(z, torch.Tensor):
+        raise StudyError(f"z_hat and z must be tensors, got {type(z_hat).__name__} and {type(z).__name__}")
     if z_hat.shape != z.shape or z.dim() < 1:
         raise StudyError(f"z_hat shape {tuple(z_hat.shape)} does not match z shape {tuple(z.shape)}")
     z_hat = z_hat.detach().to(torch.float64).reshape(z.shape[0], -1)

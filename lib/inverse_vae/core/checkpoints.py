@@ -1,42 +1,146 @@
 """Save checkpoints atomically; load them (ours or the original train.py's) without running code.
 
 A checkpoint is the original layout: a dict with `epoch`, `model_state_dict`,
-`optimizer_state_dict`, `history`, `lr_scheduler_state_dict` (this study adds `train_seconds`).
-Loading always uses `weights_only=True`: tensors and plain containers only, nothing executed.
+`optimizer_state_dict`, `history`, `lr_scheduler_state_dict`. This study adds keys beside them,
+which the original's files lack and need not have: `train_seconds`, `params_fingerprint` (the
+params that shaped the weights, see `params_fingerprint`) and `tensor_digest` (SHA-256 of every
+tensor, see `tensor_digest`). Loading always uses `weights_only=True`: tensors and plain
+containers only, nothing executed; then the digest (when present) is checked, and every weight
+must be a finite floating-point number.
 """
 from __future__ import annotations
 
+import codecs
+import errno
+import hashlib
 import pickle
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..errors import CheckpointError
 from .config import Config
-from .files import atomic_write
+from .files import WriteError, atomic_write
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
+# The params that shape the weights of epoch k: config.to_dict() less what only says where files go
+# or how often they are written (model_path, progress_path, plot_epochs), how the same steps run
+# (cuda_graph), and train_epochs, which only says where training stops: every epoch is seeded by
+# (seed, epoch) and no scheduler reads it, so model_90.pt of a 90-epoch run is epoch 90 of a 120-epoch
+# one. data.root and device are left out too (the data is MD5-checked; a device changes rounding only).
+FINGERPRINT_SECTIONS = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
+FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.cuda_graph",
+                        "train.train_epochs")
+DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
+
+
+def params_fingerprint(config: Config) -> dict[str, Any]:
+    """{dotted params key: value} for every key of FINGERPRINT_SECTIONS (mappings flattened, lists whole)."""
+    return {key: value for key, value in sorted(_flatten(config.to_dict(), "").items())
+            if _under(key, FINGERPRINT_SECTIONS) and not _under(key, FINGERPRINT_EXCLUDED)}
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def _flatten(node: dict, prefix: str) -> dict[str, Any]:
+    out = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        out.update(_flatten(value, f"{name}.") if isinstance(value, dict) and value else {name: value})
+    return out
+
+
+def fingerprint_changes(state: dict, config: Config) -> list[str] | None:
+    """The params keys whose values differ between the checkpoint and `config`; None when it has no fingerprint."""
+    saved = state.get("params_fingerprint")
+    if not isinstance(saved, dict):
+        return None  # the original train.py's files and this study's older ones: unknown
+    current = params_fingerprint(config)
+    return sorted(k for k in saved.keys() | current.keys() if saved.get(k, _ABSENT) != current.get(k, _ABSENT))
+
+
+_ABSENT = object()
+
+
+def tensor_digest(state: dict) -> str:
+    """SHA-256 over the name, dtype, shape and bytes of every tensor under DIGESTED, in a fixed order.
+
+    torch.load does not check the zip's CRCs, so a flipped byte inside tensor data loads silently
+    as another weight; this digest, written beside the tensors, catches it.
+    """
+    h = hashlib.sha256()
+    for name, tensor in _tensors({k: state[k] for k in DIGESTED if k in state}, ""):
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _tensors(node: Any, name: str):
+    if isinstance(node, torch.Tensor):
+        yield name, node
+    elif isinstance(node, dict):
+        for key in sorted(node, key=str):
+            yield from _tensors(node[key], f"{name}/{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _tensors(value, f"{name}/{i}")
+
+
+class CheckpointWriteError(CheckpointError, WriteError):
+    """A checkpoint the disk could not take: a CheckpointError, and a WriteError (an OSError) like any failed write."""
+
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state` to `path` atomically: a crash or kill during the write leaves any previous file intact."""
-    return atomic_write(path, lambda f: torch.save(state, f))
+    """Write `state`, with its `tensor_digest`, to `path` atomically: a crash, a kill or a full disk
+    during the write leaves any previous file intact."""
+    path = Path(path)
+    state = {**state, "tensor_digest": tensor_digest(state)}
+    try:
+        return atomic_write(path, lambda f: torch.save(state, f))
+    except OSError as exc:  # atomic_write's WriteError (its cause holds the errno), or a raw one
+        if getattr(exc.__cause__, "errno", None) not in NO_SPACE and exc.errno not in NO_SPACE:
+            raise
+        raise CheckpointWriteError(_no_space(path)) from None
+    except RuntimeError as exc:
+        # torch's zip writer reports a short write, which a full disk causes, as "[enforce fail at
+        # inline_container.cc:...] unexpected pos ..." (or "file write failed"), without the errno.
+        if "unexpected pos" not in str(exc) and "write failed" not in str(exc):
+            raise
+        raise CheckpointWriteError(_no_space(path)) from None
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(path: Path) -> str:
+    return (f"{path}: the disk is full (no space left on device), the checkpoint was not written; earlier "
+            f"checkpoints are intact: free some space and rerun (training resumes from the last one)")
 
 
 def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
     return Path(model_dir) / f"model_{epoch}.pt"
 
 
-def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Path | None:
-    """The checkpoint with the highest epoch in `model_dir` (at most `max_epoch`), or None."""
+def checkpoints_newest_first(model_dir: str | Path, max_epoch: int | None = None) -> list[Path]:
+    """The model_<epoch>.pt files in `model_dir` (epochs at most `max_epoch`), the highest epoch first."""
     found = []
     for p in Path(model_dir).glob("model_*.pt"):
         m = CHECKPOINT_NAME.match(p.name)
         if m and (max_epoch is None or int(m.group(1)) <= max_epoch):
             found.append((int(m.group(1)), p))
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Path | None:
+    """The checkpoint with the highest epoch in `model_dir` (at most `max_epoch`), or None."""
+    found = checkpoints_newest_first(model_dir, max_epoch)
+    return found[0] if found else None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -44,25 +148,78 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Returns a dict that has at least `model_state_dict`. A bare state dict (name -> tensor)
     is accepted too. Never executes code from the file: anything that is not a tensor or a
-    plain container is refused.
+    plain container is refused. So is a file whose tensors no longer match its `tensor_digest`
+    (where it has one), and weights that are not finite floating-point numbers.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run notebooks/01_train.ipynb (or ./run_all.sh) first")
+    state = _as_checkpoint(_read(path, map_location), path)
+    _check_digest(state, path)  # before the weights: a flipped byte is damage, whatever value it made
+    _check_weights(state["model_state_dict"], path)
+    return state
+
+
+# What torch.load raises on a truncated or foreign file (a text file gives KeyError, random bytes IndexError...).
+UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+              AttributeError, UnicodeDecodeError)
+
+
+def _read(path: Path, map_location) -> Any:
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain containers "
-                              f"(nothing from it was executed): {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, *UNREADABLE) as exc:
+        if _is_text(path):  # the weights-only unpickler reads text as opcodes: whatever it says is noise
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
+                                  f"it is a text file") from None
+        if isinstance(exc, pickle.UnpicklingError):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain containers "
+                                  f"(nothing from it was executed): {first}") from None
         raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
                               f"{type(exc).__name__}") from None
+
+
+def _is_text(path: Path) -> bool:
+    """Whether the file starts like text: UTF-8 without NUL bytes (torch's zip and pickle files never do)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # not final: a character cut at 4096 is fine
+    except UnicodeDecodeError:
+        return False
+    return bool(head) and b"\0" not in head
+
+
+def _as_checkpoint(obj: Any, path: Path) -> dict:
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"model_state_dict": obj}
     raise CheckpointError(f"{path}: not a VAE checkpoint (no 'model_state_dict' and not a state dict)")
+
+
+def _check_digest(state: dict, path: Path) -> None:
+    saved = state.get("tensor_digest")
+    if saved is not None and saved != tensor_digest(state):
+        raise CheckpointError(f"{path}: damaged, its tensors no longer match the digest written with them "
+                              f"(altered or corrupted on disk); retrain or copy it again")
+
+
+def _check_weights(weights: dict, path: Path) -> None:
+    """Every weight a finite real float: load_state_dict would silently cast integers into the model."""
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: {key} is a {type(value).__name__}, not a tensor")
+        if key.endswith("num_batches_tracked"):  # BatchNorm's step counter, an integer by design
+            continue
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path}: {key} holds {value.dtype} values; a model's weights are real "
+                                  f"floating-point numbers")
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise CheckpointError(f"{path}: {key} holds {bad} non-finite values (inf or nan): training diverged "
+                                  f"before it was written, or the file was altered")
 
 
 def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -32,13 +33,25 @@ RECONSTRUCTION_LOSSES = ("bceloss", "mseloss")
 REGULARIZATION_LOSSES = ("regularizationloss",)
 CUDA_GRAPH_MODES = ("auto", "on", "off")
 
+# A refusal quotes at most this many characters of the bad value: one readable line, whatever the file holds.
+MAX_QUOTED = 60
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
+
+
+def _short(value: Any) -> str:
+    """repr(value) cut to MAX_QUOTED characters (repr also escapes newlines, so the line stays one)."""
+    return _cut(repr(value))
+
 
 # --- small field checkers: each returns an error message or None --------------------------
 
 def _int(minimum: int | None = None) -> Callable[[Any], str | None]:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, int):
-            return f"must be an integer, got {type(v).__name__} {v!r}"
+            return f"must be an integer, got {type(v).__name__} {_short(v)}"
         if minimum is not None and v < minimum:
             return f"must be >= {minimum}, got {v}"
         return None
@@ -48,7 +61,9 @@ def _int(minimum: int | None = None) -> Callable[[Any], str | None]:
 def _float(positive: bool = False, minimum: float | None = None, maximum: float | None = None):
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"must be a number, got {type(v).__name__} {v!r}"
+            return f"must be a number, got {type(v).__name__} {_short(v)}"
+        if not math.isfinite(v):  # .nan and .inf slip past the comparisons below (nan > 0 is merely false)
+            return f"must be a finite number, got {v}"
         if positive and not v > 0:
             return f"must be > 0, got {v}"
         if minimum is not None and v < minimum:
@@ -62,10 +77,23 @@ def _float(positive: bool = False, minimum: float | None = None, maximum: float 
 def _str(choices=None, lower: bool = False):
     def check(v):
         if not isinstance(v, str) or not v:
-            return f"must be a non-empty string, got {v!r}"
+            return f"must be a non-empty string, got {_short(v)}"
         if choices is not None and (v.lower() if lower else v) not in choices:
-            return f"unknown value {v!r}; allowed: {', '.join(choices)}"
+            return f"unknown value {_short(v)}; allowed: {', '.join(choices)}"
         return None
+    return check
+
+
+def _bool(v):
+    # Strict: a quoted 'no' is a non-empty string, which Python (and so torch) would take as true.
+    return None if isinstance(v, bool) else f"must be true or false, got {type(v).__name__} {_short(v)}"
+
+
+def _int_list(minimum: int):
+    def check(v):
+        if not isinstance(v, list) or not v:
+            return f"must be a non-empty list of integers, got {_short(v)}"
+        return next((f"[{i}] {problem}" for i, t in enumerate(v) if (problem := _int(minimum)(t))), None)
     return check
 
 
@@ -74,17 +102,17 @@ def _optional(check):
 
 
 def _mapping_or_none(v):
-    return None if v is None or isinstance(v, dict) else f"must be a mapping of keyword arguments, got {v!r}"
+    return None if v is None or isinstance(v, dict) else f"must be a mapping of keyword arguments, got {_short(v)}"
 
 
 def _loss_list(v):
     if not isinstance(v, list) or len(v) != 2 or not all(isinstance(s, str) for s in v):
-        return f"must be a list of two names [reconstruction, regularization], got {v!r}"
+        return f"must be a list of two names [reconstruction, regularization], got {_short(v)}"
     rec, reg = (s.lower() for s in v)
     if rec not in RECONSTRUCTION_LOSSES:
-        return f"unknown reconstruction loss {v[0]!r}; allowed: {', '.join(RECONSTRUCTION_LOSSES)}"
+        return f"unknown reconstruction loss {_short(v[0])}; allowed: {', '.join(RECONSTRUCTION_LOSSES)}"
     if reg not in REGULARIZATION_LOSSES:
-        return f"unknown regularization loss {v[1]!r}; allowed: {', '.join(REGULARIZATION_LOSSES)}"
+        return f"unknown regularization loss {_short(v[1])}; allowed: {', '.join(REGULARIZATION_LOSSES)}"
     return None
 
 
@@ -94,7 +122,7 @@ def _is_number(v) -> bool:
 
 def _unit_interval_pair(v):
     if not isinstance(v, list) or len(v) != 2 or not all(_is_number(t) for t in v) or not 0 <= v[0] < v[1] <= 1:
-        return f"must be [lo, hi] with 0 <= lo < hi <= 1, got {v!r}"
+        return f"must be [lo, hi] with 0 <= lo < hi <= 1, got {_short(v)}"
     return None
 
 
@@ -107,7 +135,7 @@ def _cuda_graph_mode(v):
 def _name_list(v):
     # Only the shape: which names exist is the inversion code's to say (runs.checks.check_methods).
     if not isinstance(v, list) or not v or not all(isinstance(n, str) for n in v):
-        return f"must be a non-empty list of method names, got {v!r}"
+        return f"must be a non-empty list of method names, got {_short(v)}"
     return None
 
 
@@ -115,19 +143,45 @@ def _method_overrides(v):
     if v is None:
         return None
     if not isinstance(v, dict) or not all(isinstance(o, dict) for o in v.values()):
-        return f"must map method names to option mappings, got {v!r}"
+        return f"must map method names to option mappings, got {_short(v)}"
     return None
 
 
 def _positive_list(v):
     if not isinstance(v, list) or not v or not all(_is_number(t) and t > 0 for t in v):
-        return f"must be a non-empty list of positive numbers, got {v!r}"
+        return f"must be a non-empty list of positive numbers, got {_short(v)}"
     return None
 
 
 def _layer_list(v):
-    return None if isinstance(v, list) and v else f"must be a non-empty list of layers, got {v!r}"
+    return None if isinstance(v, list) and v else f"must be a non-empty list of layers, got {_short(v)}"
 
+
+# Keywords of torch layers and optimizers that are flags: strict booleans, since a quoted 'no' is a
+# non-empty string that torch takes as true (bias: 'no' builds a layer with a bias).
+FLAGS = frozenset({"bias", "inplace", "affine", "track_running_stats", "elementwise_affine", "amsgrad",
+                   "nesterov", "maximize", "capturable", "differentiable", "cycle_momentum", "three_phase"})
+OPTIONAL_FLAGS = frozenset({"foreach", "fused"})  # may also be null: torch then picks the implementation
+
+# Scheduler keywords torch accepts but then fails on (StepLR step_size 0: ZeroDivisionError after the
+# first epoch) or obeys silently (a negative step_size decays at every epoch); unlisted ones are torch's.
+SCHEDULER_OPTIONS = {
+    "steplr": {"step_size": _int(1), "gamma": _float(positive=True)},
+    "multisteplr": {"milestones": _int_list(1), "gamma": _float(positive=True)},
+    "cosineannealinglr": {"T_max": _int(1), "eta_min": _float(minimum=0.0)},
+    "cycliclr": {"step_size_up": _int(1), "step_size_down": _optional(_int(1)), "gamma": _float(positive=True)},
+    "exponentiallr": {"gamma": _float(positive=True)},
+}
+
+# Layer sizes are bounded so a typo such as [512, 100000000000] is refused before torch allocates it
+# (check-params builds each layer to try it). Positional arguments name the sizes in this order.
+MAX_FEATURES = 65_536
+MAX_LAYER_WEIGHTS = 1 << 26  # 256 MiB of float32: far above any MNIST VAE, far below exhausting memory
+SIZE_ARGUMENTS = {"Linear": ("in_features", "out_features"), "BatchNorm1d": ("num_features",),
+                  "LayerNorm": ("normalized_shape",)}
+
+# Deeper than any params file needs (a layer's args sit 8 levels down); bounds the YAML composer's recursion.
+MAX_DEPTH = 32
 
 REQUIRED = object()  # marks keys of the original schema, which a file must give
 
@@ -171,6 +225,8 @@ SCHEMA: dict[str, Any] = {
         "n_components": (_int(1), REQUIRED),
         "model_path": (_str(), REQUIRED),
         "results_path": (_str(), REQUIRED),
+        # Added by this study: let notebooks 02-05 use a checkpoint of an epoch before train_epochs.
+        "allow_intermediate": (_bool, False),
     },
     # --- sections added by this study ---
     "seed": (_int(0), 0),
@@ -215,11 +271,11 @@ def _closest(key: str, allowed) -> str:
 def _validate(node: Any, schema: dict, where: str) -> dict:
     """Check `node` against `schema`; return a copy with defaults filled in."""
     if not isinstance(node, dict):
-        raise ParamsError(f"{where or 'params'}: must be a mapping, got {node!r}")
+        raise ParamsError(f"{where or 'params'}: must be a mapping, got {_short(node)}")
     for key in node:
         if key not in schema:
             name = f"{where}.{key}" if where else str(key)
-            raise ParamsError(f"{name}: unknown key{_closest(str(key), schema)}")
+            raise ParamsError(f"{_cut(name)}: unknown key{_closest(str(key), schema)}")
     return {key: _validate_key(node, key, spec, f"{where}.{key}" if where else key)
             for key, spec in schema.items()}
 
@@ -347,8 +403,15 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
+    """model.architecture: the encoder's three layer lists and the decoder's, which the study inverts."""
+
     encoder: EncoderConfig
     decoder: LayerList
+
+    def parts(self) -> dict[str, LayerList]:
+        """Every layer list by its key under model.architecture, in the order the model builds them."""
+        e = self.encoder
+        return {"encoder.conv": e.conv, "encoder.mean": e.mean, "encoder.log_var": e.log_var, "decoder": self.decoder}
 
 
 @dataclass(frozen=True)
@@ -366,10 +429,13 @@ class TestConfig:
     n_components: int
     model_path: str
     results_path: str
+    allow_intermediate: bool  # accept a test.model_path checkpoint from before train.train_epochs
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    """data: where MNIST lives (relative to the project), subsets for quick runs, the validation share."""
+
     root: str
     train_subset: int | None
     test_subset: int | None
@@ -394,6 +460,8 @@ class InvertConfig:
 
 @dataclass(frozen=True)
 class MethodsConfig:
+    """methods (notebook 05): which methods, on how many images, under which noise; per-method overrides."""
+
     names: tuple[str, ...] | None
     real_subset: int | None
     realizable_n: int
@@ -473,15 +541,36 @@ def _parse_layer(block, where: str) -> LayerSpec:
     """A block is a one-key mapping {Name: None | {args: [...], other kwargs}}."""
     if not isinstance(block, dict) or len(block) != 1 or not isinstance(next(iter(block)), str):
         raise ParamsError(f"{where}: a layer must be a one-key mapping like {{Linear: {{args: [784, 512]}}}}, "
-                          f"got {block!r}")
+                          f"got {_short(block)}")
     name, options = next(iter(block.items()))
+    where = f"{where}.{_cut(name)}"
     if options is not None and not isinstance(options, dict):
-        raise ParamsError(f"{where}.{name}: options must be a mapping (args: [...], bias: ...), got {options!r}")
+        raise ParamsError(f"{where}: options must be a mapping (args: [...], bias: ...), got {_short(options)}")
     options = dict(options or {})
     args = options.pop("args", [])
     if not isinstance(args, list):
-        raise ParamsError(f"{where}.{name}.args: must be a list, got {args!r}")
+        raise ParamsError(f"{where}.args: must be a list, got {_short(args)}")
+    _check_sizes(name, args, options, where)
     return LayerSpec(name, freeze(args), freeze(options))
+
+
+def _check_sizes(name: str, args: list, options: dict, where: str) -> None:
+    """Bound a layer's size arguments (positional or keyword) before anything is built from them."""
+    names = SIZE_ARGUMENTS.get(name, ())
+    given = [(f"args[{i}] ({key})", key, value) for i, (key, value) in enumerate(zip(names, args))]
+    given += [(key, key, options[key]) for key in names if key in options]
+    for label, _, value in given:
+        for size in value if isinstance(value, list) else [value]:  # LayerNorm's shape may be a list
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_FEATURES:
+                raise ParamsError(f"{where}.{label}: must be an integer from 1 to {MAX_FEATURES:,}, got {_short(size)}")
+    sizes = {key: value for _, key, value in given}
+    if name == "Linear" and len(sizes) == 2 and sizes["in_features"] * sizes["out_features"] > MAX_LAYER_WEIGHTS:
+        raise ParamsError(f"{where}: {sizes['in_features']} x {sizes['out_features']} weights; "
+                          f"a layer may have at most {MAX_LAYER_WEIGHTS:,}")
+    if name == "Linear" and len(args) > 2 and (len(args) > 3 or not isinstance(args[2], bool)):
+        # nn.Linear's third positional argument is bias: strict like the keyword (a quoted 'no' is true).
+        raise ParamsError(f"{where}.args: must be [in, out] or [in, out, bias] with bias true or false, "
+                          f"got {_short(args)}")
 
 
 # --- from validated dicts to the tree ------------------------------------------------------
@@ -506,15 +595,82 @@ def _build(cls, node: dict, where: str):
 
 def validate_config(raw: Any, source: str | None = None) -> Config:
     """Validate a parsed params mapping (defaults filled in) into a Config."""
+    _check_values(raw, "")
     params = _normalize(_validate(raw, SCHEMA, ""))
+    _check_scheduler_options(params["train"]["lr_scheduler"])
     return _build(Config, {**params, "source": source}, "")
+
+
+def _check_values(node: Any, where: str) -> None:
+    """Anywhere in the file, `others` and layer options included: numbers finite, flags real booleans."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            name = f"{where}.{key}" if where else str(key)
+            if (key in FLAGS and not isinstance(value, bool)) or \
+                    (key in OPTIONAL_FLAGS and not isinstance(value, (bool, type(None)))):
+                raise ParamsError(f"{_cut(name)}: must be true or false, got {type(value).__name__} {_short(value)}")
+            _check_values(value, name)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_values(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        # YAML's .nan and .inf are floats, and slip past every range check (nan > 0 is merely false).
+        raise ParamsError(f"{_cut(where)}: must be a finite number, got {node}")
+
+
+def _check_scheduler_options(scheduler: dict) -> None:
+    limits = SCHEDULER_OPTIONS.get(scheduler["name"], {})
+    for key, value in (scheduler["others"] or {}).items():
+        problem = limits[key](value) if key in limits else None
+        if problem:
+            raise ParamsError(f"train.lr_scheduler.others.{key}: {problem}")
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing what no params file needs and a hostile one could abuse.
+
+    Duplicate keys (YAML silently keeps the last one), anchors and aliases (an alias bomb expands
+    exponentially in memory) and nesting deeper than MAX_DEPTH (the composer recurses, so 100,000
+    nested lists end in a RecursionError) each become one YAMLError with the line.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed "
+                                              "in a params file", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader's own construct_mapping refuses it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_short(key)} (YAML would "
+                                                        "silently keep the last one)", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_ParamsLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

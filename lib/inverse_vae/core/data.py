@@ -73,6 +73,9 @@ def _missing_files(raw_dir: Path) -> list[str]:
     missing = []
     for name, expected in MNIST_FILES.items():
         path = raw_dir / name
+        if path.exists() and not path.is_file():  # a folder (say, an unpacked archive) in the file's place
+            raise DataError(f"MNIST file {path} is a folder or other non-file, not the IDX file: "
+                            f"remove it and run fetch_mnist again")
         if not path.is_file():
             missing.append(name)
             continue

@@ -1,14 +1,62 @@
-"""The one way the study writes a file: whole or not at all (checkpoints, MNIST files, metrics, pages)."""
+"""The one way the study writes a file: whole or not at all (checkpoints, MNIST files, metrics, pages,
+figures, executed notebooks), and the clean-up of what a killed writer left behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ..errors import StudyError
+
 Content = bytes | str | Callable[[BinaryIO], None]
+
+# mkstemp's names: .<final name>.<8 random characters>.tmp, beside the final file.
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+# A writer touches its temporary file at every write; one silent this long is an orphan.
+STALE_AFTER_S = 60.0
+
+_CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "permission denied (a read-only folder?)",
+    errno.EPERM: "permission denied (a read-only folder?)",
+    errno.EROFS: "the file system is read-only",
+    errno.EISDIR: "a folder is in the way",
+}
+
+
+class WriteError(StudyError, OSError):
+    """A file the study could not write; the previous version, if any, is intact.
+
+    Also an OSError, so code that handled the raw error before still does.
+    """
+
+
+def os_error_line(path: str | Path, exc: OSError) -> str:
+    """One line naming the file and the cause of an OSError, with what to do."""
+    cause = _CAUSES.get(exc.errno, exc.strerror or str(exc) or type(exc).__name__)
+    return f"cannot write {path}: {cause}; nothing was half-written (a previous version is kept): fix it and run again"
+
+
+def temp_file(path: Path) -> tuple[int, Path]:
+    """(fd, path) of a new private temporary file beside `path`, named so clean_stale_temps finds it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def publish(tmp: Path, path: Path) -> Path:
+    """fsync a finished temporary file and rename it over `path` (one atomic step on POSIX)."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; nothing the study writes is secret
+    os.replace(tmp, path)
+    return path
 
 
 def atomic_write(path: str | Path, content: Content, verify: Callable[[Path], None] | None = None) -> Path:
@@ -18,25 +66,43 @@ def atomic_write(path: str | Path, content: Content, verify: Callable[[Path], No
     system), are fsynced, then os.replace puts them under the final name: a reader, a crash
     or a kill never sees half a file, and any previous file at `path` stays intact until then.
     `verify(temp_path)` may raise to refuse the bytes before they land. On any error, a
-    KeyboardInterrupt included, the temporary file is removed.
+    KeyboardInterrupt included, the temporary file is removed; an OSError (full disk,
+    read-only folder) becomes a WriteError naming the file. A figure: pass
+    `lambda f: fig.savefig(f, format="png", ...)`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_file(path)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-            f.flush()
-            os.fsync(f.fileno())
         if verify is not None:
-            verify(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; nothing the study writes is secret
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            verify(tmp)
+        return publish(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StudyError):
+            raise WriteError(os_error_line(path, exc)) from exc
         raise
-    return path
+
+
+def clean_stale_temps(folder: str | Path, before: float | None = None) -> list[Path]:
+    """Remove the temporary files killed writers left under `folder` (recursively); return them.
+
+    Only names atomic_write makes, and only files last modified before `before` (default: now)
+    minus STALE_AFTER_S, so a write still in flight in another process is never touched.
+    """
+    cutoff = (time.time() if before is None else before) - STALE_AFTER_S
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or a read-only folder: leave it
+            if TEMP_NAME.match(tmp.name) and tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed

@@ -65,9 +65,8 @@ def check_architecture(arch: ArchitectureConfig, where: str = "model.architectur
     build_model runs it before building the model, so a seed gives the weights it always gave.
     """
     enc, dec = arch.encoder, arch.decoder
-    for part, specs in (("encoder.conv", enc.conv), ("encoder.mean", enc.mean), ("encoder.log_var", enc.log_var)):
-        build_sequential(specs, f"{where}.{part}")
-    decoder = build_sequential(dec, f"{where}.decoder")
+    built = {part: build_sequential(specs, f"{where}.{part}") for part, specs in arch.parts().items()}
+    decoder = built["decoder"]
     hidden = _chain_features(enc.conv, IMAGE_SIZE, f"{where}.encoder.conv")
     latent = _chain_features(enc.mean, hidden, f"{where}.encoder.mean")
     latent_var = _chain_features(enc.log_var, hidden, f"{where}.encoder.log_var")

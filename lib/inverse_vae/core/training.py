@@ -8,6 +8,7 @@ graph and replayed (`train.cuda_graph`, see graphed.py); it draws the same rando
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,9 +18,17 @@ import torch
 from tqdm import tqdm
 
 from ..constants import OPTIMIZERS, SCHEDULERS
-from ..errors import ParamsError, TrainingError
-from .checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, load_state_into, save_checkpoint
-from .config import OptimConfig, SchedulerConfig, TrainConfig, thaw
+from ..errors import CheckpointError, ParamsError, TrainingError
+from .checkpoints import (
+    checkpoint_path,
+    checkpoints_newest_first,
+    fingerprint_changes,
+    load_checkpoint,
+    load_state_into,
+    params_fingerprint,
+    save_checkpoint,
+)
+from .config import Config, OptimConfig, SchedulerConfig, TrainConfig, thaw
 from .devices import resolve_device
 from .losses import original_loss
 from .model import build_model
@@ -131,8 +140,8 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     model = build_model(config).to(device)
     optimizer = make_optimizer(model.parameters(), t.optim, device, capturable=graphed)
     scheduler = make_scheduler(optimizer, t.lr_scheduler)
-    resume_from = latest_checkpoint(run.checkpoints, t.train_epochs)
-    history, start, earlier_seconds = _resume(resume_from, model, optimizer, scheduler)
+    resume_from, state = _resumable_checkpoint(run.checkpoints, config)
+    history, start, earlier_seconds = _resume(resume_from, state, model, optimizer, scheduler)
 
     x_train, x_val = train_images.to(device), val_images.to(device)
     objective = dict(alpha=t.alpha, kind=t.reconstruction_loss, target_range=t.target_range)
@@ -157,6 +166,7 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
                 "history": history,
                 "lr_scheduler_state_dict": scheduler.state_dict(),
                 "train_seconds": earlier_seconds + time.perf_counter() - started,  # across resumes
+                "params_fingerprint": params_fingerprint(config),  # what a resume must match
             }, checkpoint_path(run.checkpoints, epoch))
             if on_epoch is not None:
                 on_epoch(epoch, history)
@@ -169,11 +179,48 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
                        epoch_seconds=epoch_seconds, cuda_graph=graphed, model=model.eval())
 
 
-def _resume(checkpoint: Path | None, model, optimizer, scheduler) -> tuple[dict, int, float]:
-    """Load the checkpoint (if any) into the training objects: (history, first epoch to train, seconds so far)."""
+# What resuming reads from a checkpoint: the original layout (a bare state dict cannot be resumed).
+RESUME_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
+
+
+def _resumable_checkpoint(folder: Path, config: Config) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint (up to train_epochs) that loads, with its state; (None, None) to start fresh.
+
+    A damaged one (unreadable, digest mismatch, non-finite weights) is passed over with a warning for
+    the one before it; one trained with other params stops training (TrainingError naming the keys).
+    """
+    for path in checkpoints_newest_first(folder, config.train.train_epochs):
+        try:
+            state = load_checkpoint(path)
+            missing = [k for k in RESUME_KEYS if k not in state]
+            if missing:
+                raise CheckpointError(f"{path}: cannot resume from it, it lacks {', '.join(missing)}")
+        except CheckpointError as exc:
+            warnings.warn(f"{exc}; passing it over for the checkpoint before it (none left: training starts "
+                          f"afresh)", stacklevel=3)
+            continue
+        _check_same_params(path, state, config)
+        return path, state
+    return None, None
+
+
+def _check_same_params(path: Path, state: dict, config: Config) -> None:
+    """Refuse to resume weights trained with other params; warn when the checkpoint cannot tell."""
+    changed = fingerprint_changes(state, config)
+    if changed:
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise TrainingError(f"{path}: trained with other params (changed: {shown}), so training cannot resume "
+                            f"from it; to start fresh move {path.parent} aside, or use a new run name "
+                            f"(a copy of the params file under a new name)")
+    if changed is None and int(state["epoch"]) < config.train.train_epochs:
+        warnings.warn(f"{path}: has no params fingerprint (written by the original train.py or an older "
+                      f"version of this study); resuming it as if these params had trained it", stacklevel=4)
+
+
+def _resume(checkpoint: Path | None, state: dict | None, model, optimizer, scheduler) -> tuple[dict, int, float]:
+    """Load the checkpoint's state (if any) into the training objects: (history, first epoch to train, seconds so far)."""
     if checkpoint is None:
         return {"train": [], "validation": []}, 1, 0.0
-    state = load_checkpoint(checkpoint)
     load_state_into(model, state["model_state_dict"], checkpoint)
     load_optimizer_state(optimizer, state["optimizer_state_dict"])
     scheduler.load_state_dict(state["lr_scheduler_state_dict"])

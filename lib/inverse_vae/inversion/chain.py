@@ -22,6 +22,7 @@ from torch import nn
 
 from ..constants import ARITHMETICS, ORIGINAL_EPS
 from ..errors import StudyError
+from .plain import check_images
 from .table import LayerKind, Plain, kind_of, layer_tag, plain_layer
 
 __all__ = ["DTYPES", "InverseChain", "Step", "TraceStep", "decoder_in", "forward_trace", "realizable"]
@@ -119,14 +120,11 @@ class InverseChain:
         return steps
 
     def _input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """x flattened to (N, D) and moved to dtype and the decoder's device."""
+        """x flattened to (N, D) and moved to dtype and the decoder's device, refused (one line) when
+        it is not a non-empty batch of the decoder's outputs (plain.check_images)."""
         if not dtype.is_floating_point:
             raise StudyError(f"inverse dtype must be floating point, got {dtype}")
-        if x.dim() < 2:
-            raise StudyError(f"expected a batch of shape (N, ...), got shape {tuple(x.shape)}")
-        x = x.reshape(x.shape[0], -1)
-        if self.in_features is not None and x.shape[1] != self.in_features:
-            raise StudyError(f"x has {x.shape[1]} features per sample but the decoder outputs {self.in_features}")
+        x = check_images(x, self.in_features, self.steps[0].kind.output_range)
         return x.to(dtype=dtype, device=self.device)
 
     def apply(self, step: Step, h: torch.Tensor, inplace: bool = False) -> torch.Tensor:

@@ -3,7 +3,10 @@
 Every method takes a batch of images, (N, 784) or (N, 1, 28, 28), treats all of them at
 once, computes on the decoder's device in the decoder's dtype unless ``dtype=`` is given, and
 returns a :class:`MethodResult` timed around the whole call, with a history of the objective
-for quality-vs-time plots (see timing.py).
+for quality-vs-time plots (see timing.py). Input that is not a non-empty tensor batch of the
+decoder's outputs in its range ([0, 1]) is refused in one line (plain.check_images); an image
+with a non-finite pixel, or whose final objective is not finite, gets a nan latent (counted in
+``nonfinite`` by metrics.latent_recovery), never a start passed off as recovered.
 
 * :func:`closed_form`: the pseudo-inverse chain (logit/atanh clamped by eps).
 * :func:`layerwise_constrained`: one convex, box-constrained least-squares problem per layer,
@@ -26,7 +29,7 @@ from torch import nn
 from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
-from .plain import bce, image_bce, images, plain_layers
+from .plain import bce, image_bce, images, nan_where_unusable, plain_layers
 from .solvers import box_least_squares, optimize
 from .table import Plain
 from .timing import MethodResult, timed
@@ -50,6 +53,12 @@ __all__ = [
 # Closed form and encoder
 
 
+def _unusable_to_nan(result: MethodResult, x: torch.Tensor) -> MethodResult:
+    """The result with nan latents for images that have a non-finite pixel (after the clock stopped)."""
+    result.z = nan_where_unusable(result.z, x)
+    return result
+
+
 def closed_form(decoder: nn.Sequential, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
                 dtype: torch.dtype | None = None, chain: InverseChain | None = None) -> MethodResult:
     """The pseudo-inverse chain (logit/atanh clamped by eps, pinv per Linear).
@@ -65,7 +74,7 @@ def closed_form(decoder: nn.Sequential, x: torch.Tensor, *, eps: float | None = 
         rec.record(0, lambda: bce(layers, z, x))
         return z, 0, {"eps": eps}
 
-    return timed(device, body)
+    return _unusable_to_nan(timed(device, body), x)
 
 
 def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = None) -> MethodResult:
@@ -82,7 +91,7 @@ def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = No
         rec.record(0, lambda: bce(layers, z, x))
         return z, 0, {}
 
-    return timed(device, body)
+    return _unusable_to_nan(timed(device, body), x)
 
 
 # --------------------------------------------------------------------------
@@ -164,7 +173,7 @@ def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: flo
                           "one_sided_hidden": one_sided_hidden, "one_sided_pixels": one_sided_pixels,
                           "boxed": boxed}
 
-    return timed(device, body)
+    return _unusable_to_nan(timed(device, body), x)
 
 
 # --------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 solver computes from it: the forward pass, its Jacobian, the BCE against images."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +11,8 @@ from torch import nn
 from ..errors import StudyError
 from .table import Plain, plain_layer
 
-__all__ = ["bce", "forward", "forward_jacobian", "image_bce", "images", "latent_dim", "plain_layers"]
+__all__ = ["bce", "check_images", "forward", "forward_jacobian", "image_bce", "images", "latent_dim",
+           "nan_where_unusable", "output_range", "plain_layers"]
 
 
 def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Plain], torch.dtype, torch.device]:
@@ -60,16 +63,66 @@ def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(forward(layers, z).clamp(0, 1), x, reduction="none").sum(1)
 
 
-def images(layers: list[Plain], x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """x as (N, D) in the working dtype and device, checked against the decoder's output size."""
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] == 0:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise StudyError(f"expected a non-empty batch of images (N, ...), got {shape}")
+def _slack(dtype: torch.dtype) -> float:
+    """How far past its range's ends a decoder's own output may round: a few ulps (none for integers)."""
+    return 16 * torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+
+
+def _value_range(x: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of x ignoring nan (a nan image is not refused: its latent comes back nan)."""
+    if x.dtype == torch.bool:
+        x = x.to(torch.uint8)
+    low, high = (float(v) for v in torch.aminmax(x))  # one pass: this runs inside timed methods
+    if math.isnan(low) or math.isnan(high):
+        rest = x[~torch.isnan(x)]
+        low, high = (float(v) for v in torch.aminmax(rest)) if rest.numel() else (0.0, 0.0)
+    return low, high
+
+
+def check_images(x, features: int | None, output_range: tuple[float, float] | None,
+                 what: str = "images") -> torch.Tensor:
+    """x as (N, features), refused in one StudyError line unless it is a non-empty tensor batch of
+    the decoder's output size with values in the decoder's output range (the Sigmoid's [0, 1], up
+    to rounding). A decoder with an unbounded output (Linear, LeakyReLU) gets no range check.
+    Never changes a value: validation only."""
+    if not isinstance(x, torch.Tensor):
+        raise StudyError(f"{what} must be a torch.Tensor (N, ...), got {type(x).__name__}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise StudyError(f"expected a non-empty batch of {what} (N, ...), got shape {tuple(x.shape)}")
     x = x.reshape(x.shape[0], -1)
+    if features is not None and x.shape[1] != features:
+        raise StudyError(f"{what} have {x.shape[1]} features (pixels) per sample but the decoder outputs {features}")
+    if output_range is not None and x.numel():
+        low, high = _value_range(x)
+        slack = _slack(x.dtype)
+        if low < output_range[0] - slack or high > output_range[1] + slack:
+            hint = " (pixels in 0-255? divide by 255)" if high > 2 else ""
+            raise StudyError(f"{what} must lie in [{output_range[0]:g}, {output_range[1]:g}], the decoder's output "
+                             f"range, got values from {low:g} to {high:g}{hint}")
+    return x
+
+
+def output_range(layers: list[Plain]) -> tuple[float, float] | None:
+    """The range of the decoder's output: its last layer's, if that is a bounded activation."""
+    return layers[-1].kind.output_range
+
+
+def images(layers: list[Plain], x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """x as (N, D) in the working dtype and device, checked (check_images) against the decoder."""
     out = next(layer.weight.shape[0] for layer in reversed(layers) if layer.kind.is_linear)
-    if x.shape[1] != out:
-        raise StudyError(f"images have {x.shape[1]} pixels but the decoder outputs {out}")
-    return x.to(dtype=dtype, device=device)
+    return check_images(x, out, output_range(layers)).to(dtype=dtype, device=device)
+
+
+def nan_where_unusable(z: torch.Tensor, x: torch.Tensor, objective: torch.Tensor | None = None) -> torch.Tensor:
+    """z with the rows of images that have a non-finite pixel (or a non-finite final objective) set
+    to nan: such a row found nothing, and must be counted non-finite, not as a recovered latent.
+    Returns z itself (same numbers) when every row is usable."""
+    bad = ~torch.isfinite(x).all(1)
+    if objective is not None:
+        bad = bad | ~torch.isfinite(objective)
+    if not bad.any():
+        return z
+    return torch.where(bad[:, None], torch.full_like(z, math.nan), z)
 
 
 def latent_dim(layers: list[Plain]) -> int:

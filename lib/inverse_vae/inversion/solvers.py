@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import StudyError
-from .plain import bce, forward, forward_jacobian, images, latent_dim, plain_layers
+from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers
 from .table import box_bounds
 from .timing import MethodResult, Recorder, best_restart, timed
 
@@ -385,6 +385,7 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
                 "retried": retried, "objective_restarts": per_restart}
         return info.pop("z"), iterations, info
 
-    return timed(device, body, restarts)
-
-
+    result = timed(device, body, restarts)
+    # A non-finite objective (a nan pixel) leaves the start where it was: report nan, not a latent.
+    result.z = nan_where_unusable(result.z, x, result.info["objective"])
+    return result

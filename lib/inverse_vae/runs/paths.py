@@ -1,16 +1,28 @@
-"""Where a run's files live: reports/<run>/ and the config's paths relative to it."""
+"""Where a run's files live: reports/<run>/ and the config's paths relative to it; the lock that
+keeps two runners out of one run folder."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import Config, run_name
-from ..core.files import atomic_write
+from ..core.files import TEMP_NAME, atomic_write, clean_stale_temps, os_error_line
 from ..core.training import check_training_options
-from .checks import load_checked_config
+from ..errors import ParamsError, StudyError
+from .checks import load_checked_config, path_problem
+
+LOCK_NAME = ".lock"
+
+
+class RunBusy(StudyError):
+    """Another process is running notebooks into the same run folder."""
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -26,6 +38,27 @@ def project_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no project root (pyproject.toml beside params/) above {here}")
 
 
+class _ParamsPath:
+    """A path the params give (section.key), resolved inside the run folder when read from a Run.
+
+    checks.py refuses a path that leaves the folder up front; a config changed afterwards (by
+    variant() or a test) is held to the same rule here.
+    """
+
+    def __init__(self, key: str, doc: str):
+        self.section, self.field = key.split(".")
+        self.__doc__ = f"{key}: {doc}"
+
+    def __get__(self, run: Run | None, owner=None):
+        if run is None:
+            return self
+        p = getattr(getattr(run.config, self.section), self.field)
+        problem = path_problem(p)
+        if problem:
+            raise ParamsError(f"run {run.name}: {self.section}.{self.field}: {problem}")
+        return run.dir / p
+
+
 @dataclass(frozen=True)
 class Run:
     """A validated config bound to its run folder."""
@@ -34,33 +67,14 @@ class Run:
     root: Path  # project root
     dir: Path  # reports/<run>/
 
-    def _resolve(self, p: str) -> Path:
-        p = Path(p)
-        return p if p.is_absolute() else self.dir / p
+    checkpoints = _ParamsPath("train.model_path", "where training writes model_<epoch>.pt")
+    progress = _ParamsPath("train.progress_path", "the loss figure at each checkpoint, as the original saved it")
+    model_file = _ParamsPath("test.model_path", "the checkpoint notebooks 02-05 evaluate and invert")
+    results = _ParamsPath("test.results_path", "the folder holding figures/ and metrics/")
 
     @property
     def name(self) -> str:
         return self.dir.name
-
-    @property
-    def checkpoints(self) -> Path:
-        """train.model_path: where training writes model_<epoch>.pt."""
-        return self._resolve(self.config.train.model_path)
-
-    @property
-    def progress(self) -> Path:
-        """train.progress_path: the loss figure at each checkpoint, as the original saved it."""
-        return self._resolve(self.config.train.progress_path)
-
-    @property
-    def model_file(self) -> Path:
-        """test.model_path: the checkpoint notebooks 02-05 evaluate and invert."""
-        return self._resolve(self.config.test.model_path)
-
-    @property
-    def results(self) -> Path:
-        """test.results_path: the folder holding figures/ and metrics/."""
-        return self._resolve(self.config.test.results_path)
 
     @property
     def figures(self) -> Path:
@@ -110,7 +124,70 @@ def open_run(params_file: str | Path, reports_root: str | Path = "reports", root
     reports_root = Path(reports_root)
     if not reports_root.is_absolute():
         reports_root = root / reports_root
-    return Run(config=config, root=root, dir=reports_root / run_name(params_file))
+    run = Run(config=config, root=root, dir=reports_root / run_name(params_file))
+    _tidy(run.dir)
+    return run
+
+
+def _tidy(run_dir: Path) -> None:
+    """Remove what killed writers left in a run folder, unless a runner holds it (it tidied when it
+    started, and its notebooks, which open the run too, must never wait for their own runner)."""
+    if not any(TEMP_NAME.match(p.name) for p in run_dir.rglob(".*.tmp")):
+        return  # the common case: no lock file is created for nothing
+    with contextlib.suppress(StudyError), run_lock(run_dir):
+        pass
+
+
+_HELD: dict[Path, int] = {}  # run folders this process holds -> depth, so holding again never waits
+
+
+def _acquire(run_dir: Path) -> int:
+    """An fd holding run_dir/.lock exclusively (with this pid written in it), or RunBusy."""
+    lock = run_dir / LOCK_NAME
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StudyError(os_error_line(lock, exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunBusy(f"{run_dir}: another run of {run_dir.name!r} is writing into this folder (process {holder}, "
+                      f"lock {LOCK_NAME}); wait for it to finish, or stop it") from None
+    with contextlib.suppress(OSError):  # the pid only improves the message above
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold reports/<run>/.lock for the block: a second process asking for it gets RunBusy at once.
+
+    flock is released by the kernel when the process dies, so a killed runner never leaves a stale
+    lock. On first acquisition the folder's orphaned temporary files (older than now) are removed.
+    Re-entrant within a process. The notebooks a runner starts only ever try it without waiting
+    (open_run's tidy-up), so a runner never deadlocks on its own kernels.
+    """
+    key = Path(run_dir).resolve()
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield key
+        finally:
+            _HELD[key] -= 1
+        return
+    started = time.time()
+    fd = _acquire(key)
+    _HELD[key] = 1
+    try:
+        clean_stale_temps(key, before=started)
+        yield key
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the flock
 
 
 def _plain(value):

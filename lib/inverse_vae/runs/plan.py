@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StudyError
+from ..core.checkpoints import fingerprint_changes, load_checkpoint
+from ..errors import CheckpointError, StudyError
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,43 @@ def _shown(path: Path, *bases: Path) -> str:
 
 
 def check_needs(name: str, run) -> None:
-    """Refuse, in one line, to start a notebook whose inputs are missing."""
-    if entry(name).needs_checkpoint and not run.model_file.is_file():
-        raise StudyError(f"{name} needs the trained model {_shown(run.model_file, run.root)}: "
+    """Refuse, in one line, to start a notebook whose inputs are missing or are not the run's model.
+
+    test.model_path must hold the run's final epoch (train.train_epochs) unless test.allow_intermediate,
+    and, where the checkpoint records them, the params it was trained with must be the run's. A
+    checkpoint that cannot be read is left to the notebook, whose load says what is wrong with it.
+    """
+    if not entry(name).needs_checkpoint:
+        return
+    shown = _shown(run.model_file, run.root)
+    if not run.model_file.is_file():
+        raise StudyError(f"{name} needs the trained model {shown}: "
                          f"run notebooks/01_train.ipynb first (run_all.sh runs the notebooks in order)")
+    try:
+        state = load_checkpoint(run.model_file)
+    except CheckpointError:
+        return
+    changed = fingerprint_changes(state, run.config)
+    _check_final_epoch(name, shown, state.get("epoch"), run.config, changed is not None)
+    if changed:
+        raise StudyError(f"{name}: test.model_path {shown} was trained with other params (changed: "
+                         f"{', '.join(changed[:6])}): rerun notebooks/01_train.ipynb, or use the params it was trained with")
+
+
+def _check_final_epoch(name: str, shown: str, epoch, config, ours: bool) -> None:
+    """Refuse another epoch than train.train_epochs, unless test.allow_intermediate.
+
+    Spared: a checkpoint without a params fingerprint (`ours` false) past train_epochs, which comes
+    from elsewhere (the original's model_90.pt evaluated with the smoke params), and one without an
+    epoch (a bare state dict): neither is an unfinished run of these params.
+    """
+    train_epochs = config.train.train_epochs
+    if not isinstance(epoch, int) or epoch == train_epochs or config.test.allow_intermediate:
+        return
+    if epoch < train_epochs or ours:
+        raise StudyError(f"{name}: test.model_path {shown} holds epoch {epoch}, not train.train_epochs "
+                         f"({train_epochs}): finish training (notebooks/01_train.ipynb) or point test.model_path "
+                         f"at model_{train_epochs}.pt, or set test.allow_intermediate: true to use it anyway")
 
 
 def describe(name: str, run) -> str:

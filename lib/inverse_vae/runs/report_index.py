@@ -1,11 +1,21 @@
-"""reports/index.html: one page linking every run's rendered notebooks and headline numbers."""
+"""reports/index.html: one page linking every run's rendered notebooks and headline numbers.
+
+A broken run (a notebook or metrics file that cannot be read, a page that cannot be written) is
+left out with a warning line; the others are still rendered.
+"""
 from __future__ import annotations
 
 import html
 import json
+import sys
 from pathlib import Path
 
 from ..core.files import atomic_write
+from ..errors import StudyError
+
+
+class BrokenRun(StudyError):
+    """A run folder the index cannot show; the message names the file."""
 
 # (metrics file, key path, label, format): the numbers a reader looks for first.
 HEADLINES = [
@@ -32,9 +42,35 @@ def _lookup(metrics: dict, keys: tuple[str, ...]):
     return metrics
 
 
+def _formatted(value, fmt: str) -> str:
+    """fmt applied to value; a value it does not fit ("nan", "inf": how metrics JSON holds them) as is."""
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _read_notebook(path: Path):
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError, nbformat.ValidationError) as exc:  # ValueError: not JSON, truncated
+        raise BrokenRun(f"{path.name} is not a readable notebook ({type(exc).__name__})") from None
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BrokenRun(f"metrics/{path.name} is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(values, dict):
+        raise BrokenRun(f"metrics/{path.name} holds no JSON object")
+    return values
+
+
 def render_notebooks(run_dir: Path) -> list[Path]:
     """Write NN_name.html beside each executed NN_name.ipynb (re-rendered when older)."""
-    import nbformat
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter()
@@ -42,27 +78,50 @@ def render_notebooks(run_dir: Path) -> list[Path]:
     for nb in sorted(run_dir.glob("[0-9][0-9]_*.ipynb")):
         page = nb.with_suffix(".html")
         if not page.exists() or page.stat().st_mtime < nb.stat().st_mtime:
-            body, _ = exporter.from_notebook_node(nbformat.read(nb, as_version=4))
+            body, _ = exporter.from_notebook_node(_read_notebook(nb))
             atomic_write(page, body)
         pages.append(page)
     return pages
 
 
-def write_index(reports: Path) -> Path:
+def _run_section(run_dir: Path, reports: Path) -> str | None:
+    """The run's heading, links and headline numbers; None when it has no executed notebook."""
+    pages = render_notebooks(run_dir)
+    if not pages:
+        return None
+    links = " · ".join(f'<a href="{html.escape(str(p.relative_to(reports)))}">{html.escape(p.stem)}</a>'
+                       for p in pages)
+    metrics = {}
+    numbers = []
+    for name, keys, label, fmt in HEADLINES:
+        f = run_dir / "metrics" / f"{name}.json"
+        if name not in metrics:
+            metrics[name] = _read_metrics(f) if f.is_file() else {}
+        value = _lookup(metrics[name], keys)
+        if value is not None:
+            numbers.append(f"<li>{html.escape(label)}: {html.escape(_formatted(value, fmt))}</li>")
+    return f"<h2>{html.escape(run_dir.name)}</h2><p>{links}</p><ul>{''.join(numbers)}</ul>"
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def write_index(reports: Path, warn=_warn) -> Path:
+    """Render every run under `reports` and write reports/index.html; a broken run is skipped with
+    warn("warning: ..."). Raises StudyError when `reports` is not a folder."""
+    reports = Path(reports)
+    if not reports.is_dir():
+        raise StudyError(f"reports folder {reports} not found: run ./run_all.sh (or run-notebooks) first")
     rows = []
     for run_dir in sorted(p for p in reports.iterdir() if p.is_dir()):
-        pages = render_notebooks(run_dir)
-        if not pages:
+        try:
+            row = _run_section(run_dir, reports)
+        except StudyError as exc:  # BrokenRun, or a page that could not be written (WriteError)
+            warn(f"warning: {run_dir.name} left out of the index: {exc}")
             continue
-        links = " · ".join(f'<a href="{html.escape(str(p.relative_to(reports)))}">{html.escape(p.stem)}</a>'
-                           for p in pages)
-        numbers = []
-        for name, keys, label, fmt in HEADLINES:
-            f = run_dir / "metrics" / f"{name}.json"
-            value = _lookup(json.loads(f.read_text()), keys) if f.is_file() else None
-            if value is not None:
-                numbers.append(f"<li>{html.escape(label)}: {html.escape(fmt.format(value))}</li>")
-        rows.append(f"<h2>{html.escape(run_dir.name)}</h2><p>{links}</p><ul>{''.join(numbers)}</ul>")
+        if row is not None:
+            rows.append(row)
     return atomic_write(reports / "index.html",
                         "<!doctype html><meta charset='utf-8'><title>Inverse-VAE study: reports</title>"
                         "<h1>Inverse-VAE study: reports</h1>" + "".join(rows) + "\n")

@@ -7,11 +7,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from ..core.files import atomic_write
+
 
 def save(fig, path: str | Path | None):
     """Write `fig` as PNG at `path` (nothing when path is None); every figure of the study goes here."""
-    if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    if path is not None:  # whole or not at all, like every file the study writes
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     return fig
 
 

@@ -74,6 +74,7 @@ def test_findings_follow_the_numbers():
     assert lines[0].startswith("On real images, hybrid_encoder_lm reaches a mean BCE 0.500x") and "10.0x faster" in lines[0]
     assert "recovers 100.00% of prior samples (success_1e-6)" in lines[1]
     assert "half confirmed here" in lines[2] and "hybrid_layerwise_lm_retry is what recovers z" in lines[2]
+    assert "half confirmed here" in findings(None, {}, rec(0.0, 0.002))[0]  # 2 of 1,000 is no success
     assert findings(None, {}, rec(0.1, 0.5))[0].endswith("is confirmed here.")
     assert findings(None, {}, rec(0.5, 0.1))[0].endswith("is not confirmed here.")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..constants import IMAGE_SIDE
 from ..errors import DataError
 from .files import atomic_write
 
@@ -275,14 +276,14 @@ def _images_to_uint8(x, what: str) -> np.ndarray:
     if x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] != 784:
         raise DataError(f"wheel {what} images: expected float (N, 784), got {x.dtype} {x.shape}; "
                         f"the wheel is not {WHEEL_SPEC}, delete it")
-    out = np.empty((len(x), 28, 28), dtype=np.uint8)
+    out = np.empty((len(x), IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
     for start in range(0, len(x), 10_000):  # in chunks: float temporaries of 50k images are big
         scaled = x[start:start + 10_000] * x.dtype.type(256)  # exact: a power-of-two scale
         pixels = np.rint(scaled)
         if pixels.min() < 0 or pixels.max() > 255 or np.abs(scaled - pixels).max() > 1e-3:
             raise DataError(f"wheel {what} images are not multiples of 1/256 in [0, 255/256]; "
                             f"the wheel is not {WHEEL_SPEC}, delete it")
-        out[start:start + 10_000] = pixels.reshape(-1, 28, 28)
+        out[start:start + 10_000] = pixels.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..constants import IMAGE_SIZE
 from ..errors import ParamsError, StudyError
 from ..inversion.chain import InverseChain
 from ..inversion.table import KINDS
@@ -18,7 +19,6 @@ from .config import ArchitectureConfig, LayerList, LayerSpec, thaw
 ENCODER_ONLY_LAYERS = (nn.ReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)
 ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (*KINDS, *ENCODER_ONLY_LAYERS)}
 
-IMAGE_SIZE = 28 * 28
 
 
 def _layer_class(spec: LayerSpec, where: str) -> type[nn.Module]:

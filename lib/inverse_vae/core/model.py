@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..constants import IMAGE_SIDE
 from .config import ArchitectureConfig, Config
 from .layers import build_sequential, check_architecture
 
@@ -28,7 +29,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, d) -> images (N, 1, 28, 28)."""
-        return self.decoder(z).reshape(z.shape[0], 1, 28, 28)
+        return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
 
     @staticmethod
     def sample(mean, log_var, generator: torch.Generator | None = None):

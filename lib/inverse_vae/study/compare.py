@@ -125,6 +125,11 @@ def fast_vs_adam10(real: dict) -> dict | None:
             "speedup_vs_adam10": adam10["seconds"] / real[best]["seconds"]}
 
 
+# A method "succeeds" at recovering z when it recovers most prior samples: a few samples of a
+# thousand either way (one start that happens to land) must not flip the verdict below.
+SUCCEEDS = 0.5
+
+
 def findings(verdict: dict | None, best_by: dict, realizable: dict) -> list[str]:
     """What the comparison shows, in sentences built from its numbers."""
     lines = []
@@ -139,9 +144,9 @@ def findings(verdict: dict | None, best_by: dict, realizable: dict) -> list[str]
     gd, lw = realizable.get("optimize_adam"), realizable.get("layerwise_constrained")
     if gd and lw:
         g, w = gd["float64"]["success_1e-6"], lw["float64"]["success_1e-6"]
-        if w > g:
+        if w >= SUCCEEDS > g:
             verdict_text = "confirmed here"
-        elif w == g == 0:
+        elif w < SUCCEEDS and g < SUCCEEDS:
             best = best_by.get("float64", {}).get("method")
             verdict_text = ("half confirmed here: gradient descent fails, but so does the layer-wise solve alone"
                             + (f"; {best} is what recovers z" if best else ""))

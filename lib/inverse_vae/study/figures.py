@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from ..constants import IMAGE_SIDE
 from ..core.files import atomic_write
 
 
@@ -52,7 +53,7 @@ def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if c < len(row):
-                ax.imshow(row[c].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+                ax.imshow(row[c].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1)
         if row_titles:
             axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=7)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)

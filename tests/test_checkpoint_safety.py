@@ -87,12 +87,23 @@ def test_checkpoints_record_the_params_fingerprint_and_a_tensor_digest(tiny_run)
         assert key in state  # the original layout, extra keys beside it
 
 
-def test_the_committed_checkpoint_without_fingerprint_still_loads_and_passes_the_runner():
+def test_the_committed_checkpoint_carries_the_default_params_fingerprint_and_passes_the_runner():
     run = open_run(ROOT / "params" / "default.yaml", root=ROOT)
     state = load_checkpoint(run.model_file)
-    assert state["epoch"] == 90 and "params_fingerprint" not in state
-    assert fingerprint_changes(state, run.config) is None  # unknown, accepted
+    assert state["epoch"] == 90 and "params_fingerprint" in state and "optimizer_state_dict" not in state  # compact
+    assert not fingerprint_changes(state, run.config)
     plan.check_needs("02_evaluate", run)
+
+
+def test_a_final_checkpoint_without_fingerprint_still_passes_the_runner(tiny_run):
+    # the original's train.py writes none: its fingerprint is unknown, and accepted
+    train(tiny_run, X, V, progress=False)
+    final = tiny_run.checkpoints / f"model_{tiny_run.config.train.train_epochs}.pt"
+    state = load_checkpoint(final)
+    state.pop("params_fingerprint")
+    torch.save(state, final)
+    assert fingerprint_changes(load_checkpoint(final), tiny_run.config) is None
+    plan.check_needs("02_evaluate", tiny_run)
 
 
 # --- resuming -----------------------------------------------------------------------------------

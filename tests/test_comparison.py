@@ -65,6 +65,15 @@ def test_findings_follow_the_numbers():
     verdict = fast_vs_adam10(real)
     assert verdict == {"method": "hybrid_encoder_lm", "bce_ratio_to_adam10": 0.5, "speedup_vs_adam10": 10.0}
     assert fast_vs_adam10({"encoder": {"bce": 1.0, "seconds": 1.0}}) is None
+    # Paired: Adam ran on the first 2 images only; the others are compared on those two, per image in time.
+    per_image = {"optimize_adam_10restarts": {"bce": np.array([0.4, 0.4])},
+                 "hybrid_encoder_lm": {"bce": np.array([0.1, 0.1, 9.0, 9.0])},
+                 "layerwise_constrained": {"bce": np.array([0.3, 0.3, 0.3, 0.3])}}
+    sized = {"optimize_adam_10restarts": {"bce": 0.4, "seconds": 20.0, "n": 2},
+             "hybrid_encoder_lm": {"bce": 4.55, "seconds": 4.0, "n": 4},
+             "layerwise_constrained": {"bce": 0.3, "seconds": 4.0, "n": 4}}
+    assert fast_vs_adam10(sized, per_image) == {"method": "hybrid_encoder_lm", "bce_ratio_to_adam10": 0.25,
+                                                "speedup_vs_adam10": 10.0, "n_paired": 2}
 
     def rec(gd, lw):
         return {"optimize_adam": {"float64": {"success_1e-6": gd}}, "layerwise_constrained": {"float64": {"success_1e-6": lw}}}
@@ -72,7 +81,7 @@ def test_findings_follow_the_numbers():
     best = {"float64": {"method": "hybrid_layerwise_lm_retry", "success_1e-6": 1.0}}
     lines = findings(verdict, best, rec(0.0, 0.0))
     assert lines[0].startswith("On real images, hybrid_encoder_lm reaches a mean BCE 0.500x") and "10.0x faster" in lines[0]
-    assert "recovers 100.00% of prior samples (success_1e-6)" in lines[1]
+    assert "recovers 100.0% of prior samples (success_1e-6)" in lines[1]
     assert "half confirmed here" in lines[2] and "hybrid_layerwise_lm_retry is what recovers z" in lines[2]
     assert "half confirmed here" in findings(None, {}, rec(0.0, 0.002))[0]  # 2 of 1,000 is no success
     assert findings(None, {}, rec(0.1, 0.5))[0].endswith("is confirmed here.")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or refresh .venv from requirements.lock, install the study editable, register its kernel.
+# Create or refresh .venv from requirements.lock, install the study editable with its [test] extra
+# (and so the command .venv/bin/inverse-vae), register its Jupyter kernel "inverse-vae".
 # Sourced by run_all.sh and run_tests.sh; safe to run again (does nothing when up to date).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,9 @@ if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements.lock
-  .venv/bin/python -m pip install --quiet --no-deps -e .
+  # The study, editable, with its test extra (pytest, nbval, ruff); -c keeps every version the lock's.
+  # This also creates the console script .venv/bin/inverse-vae.
+  .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
   .venv/bin/python -m ipykernel install --sys-prefix --name inverse-vae --display-name "Python (inverse-vae)" >/dev/null
   echo "$want" > "$stamp"
 fi

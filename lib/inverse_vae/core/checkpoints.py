@@ -1,12 +1,21 @@
 """Save checkpoints atomically; load them (ours or the original train.py's) without running code.
 
-A checkpoint is the original layout: a dict with `epoch`, `model_state_dict`,
-`optimizer_state_dict`, `history`, `lr_scheduler_state_dict`. This study adds keys beside them,
-which the original's files lack and need not have: `train_seconds`, `params_fingerprint` (the
-params that shaped the weights, see `params_fingerprint`) and `tensor_digest` (SHA-256 of every
-tensor, see `tensor_digest`). Loading always uses `weights_only=True`: tensors and plain
-containers only, nothing executed; then the digest (when present) is checked, and every weight
-must be a finite floating-point number.
+Layouts (`checkpoint_layout` tells them apart; `load_checkpoint` reads them all):
+
+* full: the original layout, a dict with `epoch`, `model_state_dict`, `optimizer_state_dict`,
+  `history`, `lr_scheduler_state_dict`, as the original train.py wrote it (its VAE with keys
+  `encoder_conv.*`, `encoder_mean.*`, `encoder_log_var.*`, `decoder.*`; its last commit's
+  deterministic autoencoder with `encoder.*`, `decoder.*`, weights rounded to 4 decimals). This
+  study's training writes it too, with keys beside them which the original's files lack and need
+  not have: `train_seconds`, `params_fingerprint` (the params that shaped the weights, see
+  `params_fingerprint`) and `tensor_digest` (SHA-256 of every tensor, see `tensor_digest`).
+* compact: a committed run's final checkpoint, weights and history: `epoch`, `model_state_dict`,
+  `history` and, where known, `params_fingerprint` and `train_seconds` (plus the digest); no
+  optimizer or scheduler state, so training cannot continue past it. `write_compact_checkpoint`.
+* weights: a bare state dict (name -> tensor), or a dict with `model_state_dict` and neither of the above.
+
+Loading always uses `weights_only=True`: tensors and plain containers only, nothing executed; then
+the digest (when present) is checked, and every weight must be a finite floating-point number.
 """
 from __future__ import annotations
 
@@ -36,6 +45,10 @@ FINGERPRINT_SECTIONS = ("train", "model", "seed", "data.train_subset", "data.val
 FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.cuda_graph",
                         "train.train_epochs")
 DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
+
+FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
+COMPACT_KEYS = ("epoch", "model_state_dict", "history")  # what a compact checkpoint must have
+COMPACT_EXTRAS = ("params_fingerprint", "train_seconds")  # what it keeps where the source has them
 
 
 def params_fingerprint(config: Config) -> dict[str, Any]:
@@ -144,12 +157,12 @@ def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Pa
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by this study or by the original train.py.
+    """Load a checkpoint written by this study or by the original train.py, in any layout (module docstring).
 
-    Returns a dict that has at least `model_state_dict`. A bare state dict (name -> tensor)
-    is accepted too. Never executes code from the file: anything that is not a tensor or a
-    plain container is refused. So is a file whose tensors no longer match its `tensor_digest`
-    (where it has one), and weights that are not finite floating-point numbers.
+    Returns a dict that has at least `model_state_dict` (a bare state dict comes back wrapped in one).
+    Never executes code from the file: anything that is not a tensor or a plain container is refused.
+    So is a file whose tensors no longer match its `tensor_digest` (where it has one), and weights
+    that are not finite floating-point numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -196,7 +209,7 @@ def _as_checkpoint(obj: Any, path: Path) -> dict:
         return obj
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {"model_state_dict": obj}
-    raise CheckpointError(f"{path}: not a VAE checkpoint (no 'model_state_dict' and not a state dict)")
+    raise CheckpointError(f"{path}: not a model checkpoint (no 'model_state_dict' and not a state dict)")
 
 
 def _check_digest(state: dict, path: Path) -> None:
@@ -222,6 +235,47 @@ def _check_weights(weights: dict, path: Path) -> None:
                                   f"before it was written, or the file was altered")
 
 
+def checkpoint_layout(state: dict) -> str:
+    """'full' (training can resume from it), 'compact' (weights and history only) or 'weights' (see the module)."""
+    if all(k in state for k in FULL_KEYS):
+        return "full"
+    if all(k in state for k in COMPACT_KEYS) and not any(k in state for k in FULL_KEYS if k not in COMPACT_KEYS):
+        return "compact"
+    return "weights"
+
+
+def compact_state(state: dict, source: str | Path = "checkpoint") -> dict:
+    """The compact layout of a checkpoint's state: COMPACT_KEYS, and COMPACT_EXTRAS where present.
+
+    The same tensor objects (nothing copied or converted); the optimizer and scheduler state are dropped.
+    """
+    missing = [k for k in COMPACT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{source}: cannot be written as a compact checkpoint, it lacks {', '.join(missing)}")
+    return {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
+
+
+def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None, config: Config | None = None) -> Path:
+    """Rewrite the checkpoint `source` in the compact layout (weights, history, params fingerprint; no
+    optimizer state) at `dest`, by default `source` itself. Returns the path written.
+
+    `source` is loaded as `load_checkpoint` does (digest and weights checked) and may be full or compact;
+    the weights written are its own, bit for bit, under a fresh digest; the write is atomic, so a
+    failure leaves `dest` as it was. `config`, the params that trained it, writes their fingerprint into
+    a checkpoint that has none (one written before fingerprints existed) and refuses one whose recorded
+    fingerprint differs. For committed runs: a third of the size of a full checkpoint (no Adam moments).
+    """
+    source = Path(source)
+    state = compact_state(load_checkpoint(source), source)
+    if config is not None:
+        changed = fingerprint_changes(state, config)
+        if changed:
+            raise CheckpointError(f"{source}: trained with other params than the config given (changed: "
+                                  f"{', '.join(changed[:6])}); not rewritten")
+        state["params_fingerprint"] = params_fingerprint(config)
+    return save_checkpoint(state, source if dest is None else dest)
+
+
 def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path) -> None:
     """Load weights into `model`, naming every missing, unexpected or mis-shaped key."""
     own = model.state_dict()
@@ -242,7 +296,8 @@ def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path
 
 
 def load_model(config: Config, path: str | Path, device: str | torch.device = "cpu"):
-    """Build the config's VAE and load the checkpoint's weights into it (eval mode)."""
+    """Build the config's model (VAE or deterministic autoencoder, see model.build_model) and load the
+    checkpoint's weights into it (eval mode); any layout of the module docstring."""
     from .model import build_model
 
     model = build_model(config)

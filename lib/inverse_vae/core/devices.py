@@ -24,3 +24,14 @@ def resolve_device(name: str) -> torch.device:
         warnings.warn("device 'mps' requested but MPS is not available; using the CPU", stacklevel=2)
         return torch.device("cpu")
     return torch.device(name)
+
+
+def resolve_device_said(name: str, say=print) -> torch.device:
+    """resolve_device, with a fallback said in one plain line (a warning would print this file's path
+    into a saved notebook)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = resolve_device(name)
+    for w in caught:
+        say(f"note: {w.message}")
+    return chosen

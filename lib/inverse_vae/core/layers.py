@@ -14,7 +14,7 @@ from ..inversion.chain import InverseChain
 from ..inversion.table import KINDS
 from .config import ArchitectureConfig, LayerList, LayerSpec, thaw
 
-# Layers a fully connected VAE needs; every other name is refused. The decoder's come from the
+# Layers a fully connected VAE or autoencoder needs; every other name is refused. The decoder's come from the
 # inversion's table (what the study can invert); the encoder may also use these, never inverted.
 ENCODER_ONLY_LAYERS = (nn.ReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)
 ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (*KINDS, *ENCODER_ONLY_LAYERS)}
@@ -59,7 +59,7 @@ def _chain_features(specs: LayerList, features: int, where: str) -> int:
 
 def check_architecture(arch: ArchitectureConfig, where: str = "model.architecture") -> int:
     """Check that every layer is allowed and buildable, that sizes chain and that the decoder
-    inverts. Returns the latent size.
+    inverts. Returns the latent size (a VAE's heads', or a deterministic autoencoder's encoder.conv's).
 
     It builds each stack once to try it, drawing initial weights from torch's global generator:
     build_model runs it before building the model, so a seed gives the weights it always gave.
@@ -67,11 +67,12 @@ def check_architecture(arch: ArchitectureConfig, where: str = "model.architectur
     enc, dec = arch.encoder, arch.decoder
     built = {part: build_sequential(specs, f"{where}.{part}") for part, specs in arch.parts().items()}
     decoder = built["decoder"]
-    hidden = _chain_features(enc.conv, IMAGE_SIZE, f"{where}.encoder.conv")
-    latent = _chain_features(enc.mean, hidden, f"{where}.encoder.mean")
-    latent_var = _chain_features(enc.log_var, hidden, f"{where}.encoder.log_var")
-    if latent_var != latent:
-        raise ParamsError(f"{where}.encoder.log_var: gives {latent_var} latent dims but encoder.mean gives {latent}")
+    latent = hidden = _chain_features(enc.conv, IMAGE_SIZE, f"{where}.encoder.conv")  # an autoencoder's z
+    if arch.variational:  # a VAE: the two heads give the latent's mean and log-variance
+        latent = _chain_features(enc.mean, hidden, f"{where}.encoder.mean")
+        latent_var = _chain_features(enc.log_var, hidden, f"{where}.encoder.log_var")
+        if latent_var != latent:
+            raise ParamsError(f"{where}.encoder.log_var: gives {latent_var} latent dims but encoder.mean gives {latent}")
     out = _chain_features(dec, latent, f"{where}.decoder")
     if out != IMAGE_SIZE:
         raise ParamsError(f"{where}.decoder: ends with {out} features but an MNIST image has {IMAGE_SIZE}")

@@ -3,6 +3,10 @@
 Original: BCE averaged over pixels + alpha * KL averaged over batch and latent dims
 (an effective beta of about alpha * 784 / d against the summed ELBO). What other VAE code
 reports is the per-image negative ELBO: BCE summed over pixels + KL summed over latent dims.
+
+A deterministic autoencoder (train.loss of one name, the original's last train.py) trains on the
+reconstruction loss alone, in the same convention: the mean over pixels and batch, as torch's
+nn.BCELoss() and nn.MSELoss() (reduction 'mean') that the original used.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ def kl_per_dim(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_per_pixel(output, target, kind: str = "bceloss") -> torch.Tensor:
+    """(N, 784): binary cross-entropy ('bceloss') or squared error ('mseloss') of each pixel."""
     output, target = output.reshape(output.shape[0], -1), target.reshape(target.shape[0], -1)
     if kind == "bceloss":
         return F.binary_cross_entropy(output, target, reduction="none")
@@ -23,8 +28,14 @@ def reconstruction_per_pixel(output, target, kind: str = "bceloss") -> torch.Ten
 
 
 def original_loss(output, target, mean, log_var, alpha: float, kind: str = "bceloss"):
-    """Returns (loss, reconstruction, regularization) in the original study's convention."""
+    """Returns (loss, reconstruction, regularization) in the original study's convention.
+
+    With `log_var` None (a deterministic autoencoder, see model.Autoencoder) there is no KL term:
+    returns (reconstruction, reconstruction, None) and `alpha` is unused.
+    """
     rec = reconstruction_per_pixel(output, target, kind).mean()
+    if log_var is None:
+        return rec, rec, None
     reg = kl_per_dim(mean, log_var).mean()
     return rec + alpha * reg, rec, reg
 

@@ -1,4 +1,17 @@
-"""The original study's VAE, built from the config, with the original state-dict keys."""
+"""The original study's models, built from the config, with the original state-dict keys.
+
+Two kinds, as the original's two model classes:
+
+* :class:`VAE` (the original `Model`): encoder trunk `encoder_conv`, heads `encoder_mean` and
+  `encoder_log_var`, z sampled by reparameterization; `encode(x)` returns `(mean, log_var)`.
+* :class:`Autoencoder` (the original's last commit, `DeterministicModel`): `encoder` gives z
+  itself, no noise, no heads; `encode(x)` returns `(z, None)`, so code written for the VAE's
+  `encode(x)[0]` (the latent it would decode) works unchanged, and `None` says there is no variance.
+
+Both have `.decoder` (an nn.Sequential, what the study inverts), `.latent_dim`, `decode(z)`, and
+`forward(x, generator)` returning `(image, mean, log_var)`: `(image, z, None)` for the autoencoder.
+`variational` tells them apart (the config's `model.architecture.variational`).
+"""
 from __future__ import annotations
 
 import torch
@@ -9,14 +22,27 @@ from .config import ArchitectureConfig, Config
 from .layers import build_sequential, check_architecture
 
 
-class VAE(nn.Module):
+class _Decoding(nn.Module):
+    """What both models share: the checked architecture's latent size and the decoder."""
+
+    def __init__(self, architecture: ArchitectureConfig, where: str):
+        super().__init__()
+        # Checked first (ParamsError naming the layer), and before the weights are drawn: the check
+        # draws too, and every seed's weights have always come after it.
+        self.latent_dim = check_architecture(architecture, where)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (N, d) -> images (N, 1, 28, 28)."""
+        return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
+
+
+class VAE(_Decoding):
     """Fully connected VAE. Attribute names match the original `Model` so checkpoints load."""
 
+    variational = True
+
     def __init__(self, architecture: ArchitectureConfig, where: str = "model.architecture"):
-        super().__init__()
-        # Checked first (ParamsError naming the layer), and before the weights below are drawn:
-        # the check draws too, and every seed's weights have always come after it.
-        self.latent_dim = check_architecture(architecture, where)
+        super().__init__(architecture, where)
         enc = architecture.encoder
         self.encoder_conv = build_sequential(enc.conv, f"{where}.encoder.conv")
         self.encoder_mean = build_sequential(enc.mean, f"{where}.encoder.mean")
@@ -26,10 +52,6 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder_conv(x.reshape(x.shape[0], -1))
         return self.encoder_mean(h), self.encoder_log_var(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (N, d) -> images (N, 1, 28, 28)."""
-        return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
 
     @staticmethod
     def sample(mean, log_var, generator: torch.Generator | None = None):
@@ -41,6 +63,31 @@ class VAE(nn.Module):
         return self.decode(self.sample(mean, log_var, generator)), mean, log_var
 
 
-def build_model(config: Config) -> VAE:
-    """The config's VAE; a ParamsError names the layer or key if the architecture is refused."""
-    return VAE(config.model.architecture)
+class Autoencoder(_Decoding):
+    """The deterministic autoencoder of the original's last commit (`DeterministicModel`).
+
+    Attribute names match it (`encoder`, `decoder`), so its checkpoints load. No noise: the same
+    image always gives the same z, and training needs no random numbers (`generator` is ignored).
+    """
+
+    variational = False
+
+    def __init__(self, architecture: ArchitectureConfig, where: str = "model.architecture"):
+        super().__init__(architecture, where)
+        self.encoder = build_sequential(architecture.encoder.conv, f"{where}.encoder.conv")
+        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(z, None): the latent, and no log-variance (the VAE's encode gives (mean, log_var))."""
+        return self.encoder(x.reshape(x.shape[0], -1)), None
+
+    def forward(self, x, generator: torch.Generator | None = None):
+        z, _ = self.encode(x)
+        return self.decode(z), z, None
+
+
+def build_model(config: Config) -> VAE | Autoencoder:
+    """The config's model (a VAE, or an Autoencoder when the encoder has no mean/log_var heads);
+    a ParamsError names the layer or key if the architecture is refused."""
+    architecture = config.model.architecture
+    return (VAE if architecture.variational else Autoencoder)(architecture)

@@ -1,5 +1,8 @@
-"""Train the VAE: data resident on the device, seeded per epoch, resumable, atomic checkpoints.
+"""Train the model (the VAE, or the deterministic autoencoder): data resident on the device, seeded
+per epoch, resumable, atomic checkpoints.
 
+The objective is core.losses.original_loss: the reconstruction loss plus alpha times the KL term
+for a VAE, the reconstruction loss alone for a deterministic autoencoder (train.loss of one name).
 Every epoch draws its shuffle and its reparameterization noise from a generator seeded by
 (seed, epoch), so a run resumed from the checkpoint of epoch k gives the same weights as one
 that never stopped (on the CPU). On CUDA the training step can be captured once as a CUDA
@@ -15,11 +18,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..constants import OPTIMIZERS, SCHEDULERS
 from ..errors import CheckpointError, ParamsError, TrainingError
+from ..progress import progress as progress_display
 from .checkpoints import (
+    FULL_KEYS,
+    checkpoint_layout,
     checkpoint_path,
     checkpoints_newest_first,
     fingerprint_changes,
@@ -29,7 +34,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .config import Config, OptimConfig, SchedulerConfig, TrainConfig, thaw
-from .devices import resolve_device
+from .devices import resolve_device_said
 from .losses import original_loss
 from .model import build_model
 from .steps import EagerSteps, GraphedSteps, StepFailed
@@ -131,7 +136,7 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     called with (epoch, history) after each epoch (the loss figure, for instance).
     """
     config, t = run.config, run.config.train
-    device = resolve_device(config.device)
+    device = resolve_device_said(config.device)
     if len(train_images) < t.batch_size:
         raise TrainingError(f"train.batch_size: {t.batch_size} is larger than the {len(train_images)} training images")
 
@@ -152,8 +157,8 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     saved = resume_from
     started = time.perf_counter()
     epoch_seconds = []
-    bar = tqdm(range(start, min(last, t.train_epochs) + 1), initial=start - 1, total=t.train_epochs, desc="epochs",
-               disable=not progress, leave=True)
+    bar = progress_display(range(start, min(last, t.train_epochs) + 1), initial=start - 1, total=t.train_epochs,
+                           desc="epochs", enabled=progress)
     for epoch in bar:
         _train_epoch(steps, model, x_train, config.seed, epoch, history, saved)
         scheduler.step()
@@ -179,8 +184,9 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
                        epoch_seconds=epoch_seconds, cuda_graph=graphed, model=model.eval())
 
 
-# What resuming reads from a checkpoint: the original layout (a bare state dict cannot be resumed).
-RESUME_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
+# What resuming reads from a checkpoint: the original (full) layout. A compact checkpoint (weights and
+# history) ends training at its epoch; a bare state dict cannot be resumed.
+RESUME_KEYS = FULL_KEYS
 
 
 def _resumable_checkpoint(folder: Path, config: Config) -> tuple[Path | None, dict | None]:
@@ -192,9 +198,7 @@ def _resumable_checkpoint(folder: Path, config: Config) -> tuple[Path | None, di
     for path in checkpoints_newest_first(folder, config.train.train_epochs):
         try:
             state = load_checkpoint(path)
-            missing = [k for k in RESUME_KEYS if k not in state]
-            if missing:
-                raise CheckpointError(f"{path}: cannot resume from it, it lacks {', '.join(missing)}")
+            _check_resumable(path, state, config.train.train_epochs)
         except CheckpointError as exc:
             warnings.warn(f"{exc}; passing it over for the checkpoint before it (none left: training starts "
                           f"afresh)", stacklevel=3)
@@ -202,6 +206,19 @@ def _resumable_checkpoint(folder: Path, config: Config) -> tuple[Path | None, di
         _check_same_params(path, state, config)
         return path, state
     return None, None
+
+
+def _check_resumable(path: Path, state: dict, train_epochs: int) -> None:
+    """A full checkpoint, or a compact one of the final epoch (nothing left to train): CheckpointError
+    (passed over) for one that lacks what resuming needs, TrainingError for a compact one before the end."""
+    layout = checkpoint_layout(state)
+    if layout == "compact" and int(state["epoch"]) < train_epochs:
+        raise TrainingError(f"{path}: a compact checkpoint (weights and history, no optimizer state) of epoch "
+                            f"{state['epoch']}: training cannot continue from it to train.train_epochs {train_epochs}; "
+                            f"set train_epochs to {state['epoch']}, or move {path.parent} aside to train from scratch")
+    if layout == "weights":
+        missing = [k for k in RESUME_KEYS if k not in state]
+        raise CheckpointError(f"{path}: cannot resume from it, it lacks {', '.join(missing)}")
 
 
 def _check_same_params(path: Path, state: dict, config: Config) -> None:
@@ -222,8 +239,9 @@ def _resume(checkpoint: Path | None, state: dict | None, model, optimizer, sched
     if checkpoint is None:
         return {"train": [], "validation": []}, 1, 0.0
     load_state_into(model, state["model_state_dict"], checkpoint)
-    load_optimizer_state(optimizer, state["optimizer_state_dict"])
-    scheduler.load_state_dict(state["lr_scheduler_state_dict"])
+    if checkpoint_layout(state) == "full":  # a compact one is final: no step will need them
+        load_optimizer_state(optimizer, state["optimizer_state_dict"])
+        scheduler.load_state_dict(state["lr_scheduler_state_dict"])
     return state["history"], int(state["epoch"]) + 1, float(state.get("train_seconds", 0.0))
 
 

@@ -206,6 +206,9 @@ def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | tor
 # Named configurations
 
 
+PROJECTION_PRIOR = 0.01  # prior weight of the converged projections: small, but it makes the optimum finite
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A named configuration: which function, its options, and (for hybrids) the start's name."""
@@ -215,6 +218,7 @@ class MethodSpec:
     start: str | None = None
     summary: str = ""
     realizable_only: bool = False  # relies on x being in the decoder's range (e.g. retries until exact)
+    slow: bool = False  # gradient descent for hundreds of steps: 05 may run it on fewer images (methods.slow_n)
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -223,11 +227,12 @@ METHODS: dict[str, MethodSpec] = {
                                         summary="box-constrained least squares per layer"),
     "encoder": MethodSpec("encoder", summary="VAE encoder mean"),
     "optimize_adam": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 1},
-                                summary="Adam on BCE, 1000 steps, one N(0, I) start"),
+                                summary="Adam on BCE, 1000 steps, one N(0, I) start", slow=True),
     "optimize_adam_10restarts": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 10},
-                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts"),
+                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts",
+                                           slow=True),
     "optimize_lbfgs": MethodSpec("optimize", {"method": "lbfgs", "steps": 200},
-                                 summary="per-image L-BFGS on BCE, one N(0, I) start"),
+                                 summary="per-image L-BFGS on BCE, one N(0, I) start", slow=True),
     "optimize_lm": MethodSpec("optimize", {"method": "lm", "steps": 100},
                               summary="Levenberg-Marquardt on pixel least squares, one N(0, I) start"),
     "hybrid_layerwise_lm_retry": MethodSpec(
@@ -239,15 +244,44 @@ METHODS: dict[str, MethodSpec] = {
     "hybrid_layerwise_lm": MethodSpec("hybrid", {"refine": "lm", "steps": 100}, start="layerwise_constrained",
                                       summary="layer-wise constrained solution refined by LM"),
     "hybrid_encoder_adam": MethodSpec("hybrid", {"refine": "adam", "steps": 200, "lr": 0.01}, start="encoder",
-                                      summary="encoder mean refined by 200 Adam steps"),
+                                      summary="encoder mean refined by 200 Adam steps", slow=True),
+    "hybrid_encoder_newton_tr": MethodSpec(
+        "hybrid", {"refine": "newton_tr", "steps": 200}, start="encoder",
+        summary="encoder mean refined by trust-region Newton (exact Hessian) on pixel least squares, to convergence"),
+    "optimize_newton_tr": MethodSpec("optimize", {"method": "newton_tr", "steps": 200},
+                                     summary="trust-region Newton on pixel least squares, one N(0, I) start"),
+    # The converged projection of a real image: without a prior the least-squares cost keeps falling as
+    # ||z|| grows (tanh saturates), so there is no optimum to converge to; a small prior gives one.
+    "hybrid_encoder_newton_tr_prior": MethodSpec(
+        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR}, start="encoder",
+        summary="encoder mean refined by trust-region Newton on least squares + 0.01 ||z||^2 / 2 (a finite optimum)"),
+    "hybrid_layerwise_newton_tr_prior": MethodSpec(
+        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR}, start="layerwise_constrained",
+        summary="layer-wise solution refined by trust-region Newton on least squares + 0.01 ||z||^2 / 2"),
+    "optimize_newton_tr_prior": MethodSpec(
+        "optimize", {"method": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR},
+        summary="trust-region Newton on least squares + 0.01 ||z||^2 / 2, one N(0, I) start"),
+    "peer_scipy_lm_prior": MethodSpec(
+        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder",
+        summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective",
+        slow=True),
 }
+
+# Per start: the budget setting (LM, 100 steps, no prior) and the converged projection (05 sets them side by side).
+BUDGET_VS_CONVERGED = {"encoder": ("hybrid_encoder_lm", "hybrid_encoder_newton_tr_prior"),
+                       "layer-wise": ("hybrid_layerwise_lm", "hybrid_layerwise_newton_tr_prior"),
+                       "random": ("optimize_lm", "optimize_newton_tr_prior")}
+PEER = "peer_scipy_lm_prior"
 
 
 def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model: nn.Module | None = None,
-               **overrides) -> MethodResult:
+               *, starts: dict | None = None, **overrides) -> MethodResult:
     """Run the configuration METHODS[name] with overrides; decoder None means model.decoder.
 
-    For a hybrid, overrides go to the refinement (dtype to the start as well).
+    For a hybrid, overrides go to the refinement (dtype to the start as well). starts: results of
+    start methods on these same images, keyed (name, dtype override or None), filled as hybrids
+    compute them, so that the layer-wise solve three methods refine runs once; a hybrid's
+    seconds still include its start's.
     """
     spec = METHODS.get(name)
     if spec is None:
@@ -261,7 +295,12 @@ def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model:
         raise StudyError(f"method {name!r} needs model= (the VAE, for its encoder)")
     if spec.function == "hybrid":
         start_overrides = {"dtype": overrides["dtype"]} if "dtype" in overrides else {}
-        start = run_method(spec.start, decoder, x, model, **start_overrides)
+        key = (spec.start, start_overrides.get("dtype"))
+        start = None if starts is None else starts.get(key)
+        if start is None:
+            start = run_method(spec.start, decoder, x, model, **start_overrides)
+            if starts is not None:
+                starts[key] = start
         return hybrid(decoder, x, start=start, **options)
     if spec.function == "encoder":
         return encoder(model, x, **options)

@@ -1,9 +1,10 @@
 """The solvers behind the named methods: box-constrained least squares for the layer-wise solve,
-and search in latent space (Adam, per-image L-BFGS, Levenberg-Marquardt) driven by
-:func:`optimize` with batched restarts and retries (Bora et al. 2017).
+and search in latent space (Adam, per-image L-BFGS, Levenberg-Marquardt, trust-region Newton)
+driven by :func:`optimize` with batched restarts and retries (Bora et al. 2017).
 
 Every solver works on all images at once (no per-image Python loop; chunks only bound memory).
-Objectives: BCE plus prior for Adam/L-BFGS, half the squared pixel error plus prior for LM.
+Objectives: BCE plus prior for Adam/L-BFGS, half the squared pixel error plus prior for LM and
+trust-region Newton.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import StudyError
+from .peer import scipy_least_squares
 from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers
 from .table import box_bounds
 from .timing import MethodResult, Recorder, best_restart, timed
@@ -290,9 +292,160 @@ def _lm(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, la
     return z, it, cost, {"converged": converged, "lambda": lam}
 
 
-_SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm}
-_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100}
-_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1}
+def _second_derivative(layer, a: torch.Tensor) -> torch.Tensor:
+    """f''(a) elementwise for an activation, by autograd through the table's f'(a) (0 where f' is constant)."""
+    with torch.enable_grad():
+        a = a.detach().requires_grad_(True)
+        slope = layer.kind.derivative(layer, a, layer.forward(a))
+        if not slope.requires_grad:
+            return torch.zeros_like(a)
+        (curvature,) = torch.autograd.grad(slope.sum(), a)
+    return curvature
+
+
+def _newton_chunk(layers, z, x, exact: bool):
+    """For one chunk: cost 1/2||D(z) - x||^2, Hessian (n, d, d) and gradient (n, d).
+
+    exact: J^T J + sum_k r_k Hess D_k(z), the second term as sum over activations of
+    A^T diag(adjoint * f''(a)) A (A: Jacobian of that activation's input); else J^T J.
+    """
+    inputs, h = [], z
+    for layer in layers:
+        inputs.append(h)
+        h = layer.forward(h)
+    residual = h - x
+    adjoints, adjoint = [None] * len(layers), residual  # d(r . D)/d(output of layer i)
+    for i in reversed(range(len(layers))):
+        layer, a = layers[i], inputs[i]
+        adjoints[i] = adjoint
+        if layer.kind.is_linear:
+            adjoint = adjoint @ layer.weight
+        elif layer.kind.derivative is not None:
+            adjoint = adjoint * layer.kind.derivative(layer, a, layer.forward(a))
+    n, d = z.shape
+    jac_t = torch.eye(d, dtype=z.dtype, device=z.device).expand(n, d, d)
+    hessian = torch.zeros(n, d, d, dtype=z.dtype, device=z.device)
+    for layer, a, adj in zip(layers, inputs, adjoints):
+        if layer.kind.is_linear:
+            jac_t = (jac_t.reshape(n * d, jac_t.shape[2]) @ layer.weight.T).reshape(n, d, layer.weight.shape[0])
+        elif layer.kind.derivative is not None:
+            if exact:
+                hessian = hessian + (jac_t * (adj * _second_derivative(layer, a))[:, None, :]) @ jac_t.mT
+            jac_t = jac_t * layer.kind.derivative(layer, a, layer.forward(a))[:, None, :]
+    return 0.5 * (residual * residual).sum(1), hessian + jac_t @ jac_t.mT, adjoint
+
+
+def _newton_terms(layers, z, x, prior_weight, chunk, exact):
+    """Per sample: cost (+ prior), Hessian or Gauss-Newton matrix, gradient; in chunks."""
+    parts = [_newton_chunk(layers, zc, xc, exact) for zc, xc in zip(z.split(chunk), x.split(chunk))]
+    cost, hessian, grad = (torch.cat(values) for values in zip(*parts))
+    if prior_weight:
+        cost = cost + 0.5 * prior_weight * (z * z).sum(1)
+        hessian = hessian + prior_weight * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+        grad = grad + prior_weight * z
+    return cost, hessian, grad
+
+
+def _trust_step(hessian, grad, radius, iters: int = 30):
+    """The exact trust-region step per sample (More & Sorensen 1983), via eigh, in float64.
+
+    min_s g.s + s.H.s/2 with ||s|| <= radius: s = -(H + mu I)^-1 g with mu >= max(0, -lambda_min)
+    and ||s|| = radius unless the Newton step fits; mu by Newton's method on 1/||s(mu)||
+    (monotone from the left). Hard case (g orthogonal to the lowest eigenvector): the rest of
+    the radius goes along that eigenvector. Returns (step, predicted reduction), both float64.
+    """
+    hessian, grad, radius = hessian.double(), grad.double(), radius.double()
+    lam, vectors = torch.linalg.eigh(hessian)
+    gq = (vectors.mT @ grad[:, :, None])[:, :, 0]
+    floor = (-lam[:, 0]).clamp_min(0) + 1e-12 * lam.abs().amax(1) + torch.finfo(torch.float64).tiny
+    newton = (lam[:, 0] > 0) & ((gq / lam).norm(dim=1) <= radius)
+    mu = torch.where(newton, 0.0, floor)
+    for _ in range(iters):
+        denom = lam + mu[:, None]
+        s2, s3 = ((gq / denom) ** 2).sum(1), (gq * gq / denom**3).sum(1)
+        update = s2 / s3 * (s2.sqrt() - radius) / radius
+        mu = torch.where(newton, mu, torch.maximum(mu + update, floor))
+    sq = -gq / (lam + mu[:, None])
+    rest = (sq[:, 1:] ** 2).sum(1)
+    hard = ~newton & (lam[:, 0] < 0) & (sq.norm(dim=1) < radius)
+    fill = torch.where(sq[:, 0] >= 0, 1.0, -1.0) * (radius**2 - rest).clamp_min(0).sqrt()
+    sq[:, 0] = torch.where(hard, fill, sq[:, 0])
+    step = (vectors @ sq[:, :, None])[:, :, 0]
+    predicted = -((grad * step).sum(1) + 0.5 * (step[:, None, :] @ hessian @ step[:, :, None])[:, 0, 0])
+    return step, predicted
+
+
+def _newton_stops(cost, grad, step, z, ok, actual, predicted, gtol, ftol, xtol):
+    """Per sample: converged (gradient, relative cost change, or step/radius below tolerance)."""
+    small_grad = grad.norm(dim=1) <= gtol * cost  # relative: near a zero residual, step and cost tests decide
+    flat = ok & (actual <= ftol * cost) & (predicted <= ftol * cost)
+    tiny_step = step.norm(dim=1) <= xtol * (z.norm(dim=1) + xtol)
+    return small_grad | flat | tiny_step
+
+
+def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, radius0=1.0,
+               gtol=None, ftol=None, xtol=None, hessian="exact"):
+    """Trust-region Newton per sample on 1/2||D(z) - x||^2 + prior_weight ||z||^2 / 2, batched.
+
+    hessian "exact" (default) or "gauss_newton" (J^T J, as LM uses). Each sample keeps its own
+    radius: ratio rho of actual to predicted reduction, accept if rho > 1e-4, radius / 4 if
+    rho < 1/4, * 2 if rho > 3/4 at the boundary. A sample stops on ||g|| <= gtol cost,
+    on relative actual and predicted reductions <= ftol, or when its step is below
+    xtol (||z|| + xtol); only running samples are computed. info["iterations"]: per sample.
+    """
+    if hessian not in ("exact", "gauss_newton"):
+        raise StudyError(f"newton_tr hessian must be 'exact' or 'gauss_newton', got {hessian!r}")
+    if not radius0 > 0 or chunk < 1:
+        raise StudyError(f"newton_tr needs radius0 > 0 and chunk >= 1, got {radius0!r} and {chunk!r}")
+    eps = torch.finfo(z0.dtype).eps
+    gtol, xtol = (eps ** (2 / 3) if tol is None else tol for tol in (gtol, xtol))
+    ftol = 10 * eps if ftol is None else ftol
+    exact = hessian == "exact"
+    z = z0.clone()
+    n = z.shape[0]
+    with torch.no_grad():
+        cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, exact)
+        radius = torch.full((n,), float(radius0), dtype=torch.float64, device=z.device)
+        counts = torch.zeros(n, dtype=torch.long, device=z.device)
+        usable = torch.isfinite(cost) & torch.isfinite(grad).all(1) & torch.isfinite(hess).flatten(1).all(1)
+        active = usable.nonzero()[:, 0]
+        it = 0
+        while it < steps and active.numel():
+            it += 1
+            step, predicted = _trust_step(hess[active], grad[active], radius[active])
+            trial = z[active] + step.to(z.dtype)
+            trial_cost = _lm_cost(layers, trial, x[active], prior_weight, chunk)
+            actual = (cost[active] - trial_cost).double()
+            ok = (actual > 1e-4 * predicted) & (predicted > 0)  # False for nan
+            length = step.norm(dim=1)
+            shrink, grow = actual < 0.25 * predicted, (actual > 0.75 * predicted) & (length > 0.99 * radius[active])
+            radius[active] = torch.where(shrink | ~ok, 0.25 * length, torch.where(grow, 2 * radius[active], radius[active]))
+            accepted = active[ok]
+            z[accepted] = trial[ok]
+            counts[active] += 1
+            if accepted.numel():
+                cost[accepted], hess[accepted], grad[accepted] = _newton_terms(
+                    layers, z[accepted], x[accepted], prior_weight, chunk, exact)
+            done = _newton_stops(cost[active], grad[active], step, z[active], ok, actual, predicted, gtol, ftol, xtol)
+            active = active[~done]
+            if it % record_every == 0:
+                snapshot, values = z.clone(), cost.clone()
+                rec.record(it, lambda snapshot=snapshot: bce(layers, snapshot, x), lambda values=values: values)
+    rec.record(it, lambda: bce(layers, z, x), lambda: cost)
+    converged = usable.clone()
+    converged[active] = False
+    return z, it, cost, {"converged": converged, "iterations": counts, "radius": radius}
+
+
+def _scipy_trf(layers, z0, x, rec, **options):
+    return scipy_least_squares(layers, z0, x, rec, method="trf", **options)
+
+
+_SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr,
+            "scipy_lm": scipy_least_squares, "scipy_trf": _scipy_trf}
+# scipy_*: steps bounds the function evaluations per image
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000}
+_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1, "newton_tr": 1, "scipy_lm": 1, "scipy_trf": 1}
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
@@ -339,12 +492,14 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
 
     method "adam": Adam (lr, default 0.01) on BCE + prior_weight ||z||^2 / 2, a fixed number of steps;
     "lbfgs": per-image L-BFGS on the same objective; "lm": Levenberg-Marquardt on
-    1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2. Starts are N(0, I) (seeded), or init.
+    1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2; "newton_tr": trust-region Newton on it, per sample
+    until converged (steps caps it); "scipy_lm" / "scipy_trf": SciPy's least_squares on it, image by
+    image on the CPU (peer.py: the reference; steps caps its evaluations). Starts: N(0, I) (seeded) or init.
     retry_above: images whose best objective stays above it (a local minimum, when x is
     known to be realizable) get `retries` fresh N(0, I) starts, batched, and keep the best.
-    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory,
-    xtol, max_backtracks). info: per-image "objective", "bce", "restart" chosen (retry
-    starts numbered after the first restarts), "retried"; "objective_restarts" (R, N).
+    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory, xtol,
+    max_backtracks; newton_tr: chunk, radius0, gtol, ftol, xtol, hessian). info: per-image "objective",
+    "bce", "restart" chosen (retry starts numbered after the first restarts), "retried"; "objective_restarts" (R, N).
     """
     if method not in _SOLVERS:
         raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")

@@ -3,8 +3,9 @@
 core.config checks the schema and imports no model code; what only the network, the trainer or
 the inversion code can judge is checked by them, and gathered here: the architecture
 (core.layers: allowed layer names, each layer built, sizes that chain, an invertible decoder),
-the optimizer and scheduler keywords (core.training) and the method names (inversion.methods);
-and what keeps a run inside its folder: a plain run name and paths that stay in reports/<run>/.
+a reconstruction loss the decoder's output range allows, the optimizer and scheduler keywords
+(core.training) and the method names (inversion.methods); and what keeps a run inside its
+folder: a plain run name and paths that stay in reports/<run>/.
 """
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def check_run_name(path: str | Path) -> None:
                           "letters, digits, '-', '_' and '.', not starting with '.'; rename the file")
 
 
+def check_loss_fits_decoder(config: Config) -> None:
+    """bceloss needs outputs in [0, 1]: refuse it for a decoder that does not end in Sigmoid (torch would
+    refuse the first batch). The original's deterministic autoencoder ends in Linear and trains on mseloss."""
+    last = config.model.architecture.decoder[-1].name
+    if config.train.reconstruction_loss == "bceloss" and last != "Sigmoid":
+        raise ParamsError(f"train.loss[0]: bceloss needs outputs in [0, 1], but model.architecture.decoder ends "
+                          f"with {last}, not Sigmoid; end the decoder with Sigmoid, or use mseloss")
+
+
 def check_config(config: Config) -> None:
     """Raise ParamsError, one line naming the key or layer, for what the schema alone cannot see.
 
@@ -71,6 +81,7 @@ def check_config(config: Config) -> None:
     """
     check_run_paths(config)
     check_architecture(config.model.architecture)
+    check_loss_fits_decoder(config)
     check_training_options(config.train)
     check_methods(config.methods)
 

@@ -1,5 +1,10 @@
 """Where a run's files live: reports/<run>/ and the config's paths relative to it; the lock that
-keeps two runners out of one run folder."""
+keeps two runners out of one run folder; the scratch root of interactive runs; setting a run aside.
+
+reports_root None (the notebooks' default parameters) is the git-ignored scratch root
+reports/scratch/: a notebook opened in JupyterLab and run as it is never rewrites the committed
+reports. The runner (run_all.sh) passes "reports".
+"""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +24,8 @@ from ..errors import ParamsError, StudyError
 from .checks import load_checked_config, path_problem
 
 LOCK_NAME = ".lock"
+SCRATCH_ROOT = Path("reports") / "scratch"  # reports_root None: interactive runs, ignored by git
+OLD_ROOT = Path("reports") / ".old"  # set_aside: earlier outputs of a run started afresh, ignored by git
 
 
 class RunBusy(StudyError):
@@ -77,6 +84,11 @@ class Run:
         return self.dir.name
 
     @property
+    def scratch(self) -> bool:
+        """True for a run in the scratch root (reports_root None), variants included."""
+        return self.dir.is_relative_to(self.root / SCRATCH_ROOT)
+
+    @property
     def figures(self) -> Path:
         return self.results / "figures"
 
@@ -114,19 +126,62 @@ def variant(run: Run, name: str, train_updates: dict) -> Run:
     return Run(config=config, root=run.root, dir=run.dir / "variants" / name)
 
 
-def open_run(params_file: str | Path, reports_root: str | Path = "reports", root: str | Path | None = None) -> Run:
-    """Validate the params file (every check) and bind it to reports_root/<params stem>/ (relative to the project)."""
+def open_run(params_file: str | Path, reports_root: str | Path | None = "reports",
+             root: str | Path | None = None, log=print, *, notebook: str | None = None) -> Run:
+    """Validate the params file (every check) and bind it to reports_root/<params stem>/ (relative to the project).
+
+    reports_root None is the scratch root reports/scratch/ (ignored by git): log() gets one line saying
+    so and how to write the run's reports instead. A scratch run reads only what it made itself.
+    `notebook` (e.g. "02_evaluate"): also check what that notebook needs (plan.check_needs), so a
+    notebook opened by hand stops at once with one line saying what to run first.
+    """
     root = project_root(root)
     params_file = Path(params_file)
     if not params_file.is_absolute():
         params_file = root / params_file
     config = load_checked_config(params_file)
-    reports_root = Path(reports_root)
+    scratch = reports_root is None
+    reports_root = Path(SCRATCH_ROOT if scratch else reports_root)
     if not reports_root.is_absolute():
         reports_root = root / reports_root
     run = Run(config=config, root=root, dir=reports_root / run_name(params_file))
+    if scratch:
+        log(f"scratch run: writing into {run.dir.relative_to(root)}/ (ignored by git; the committed reports stay as "
+            f"they are); set reports_root = \"reports\" to write reports/{run.name}/ on purpose")
     _tidy(run.dir)
+    if notebook is not None:
+        from .plan import check_needs
+
+        check_needs(notebook, run)
     return run
+
+
+def set_aside(run_dir: str | Path, now: float | None = None) -> Path | None:
+    """Move everything in a run folder (checkpoints, figures, metrics, executed notebooks, cache,
+    variants) into reports/.old/<run>-<YYYYmmdd-HHMMSS>/ beside it, deleting nothing; the lock file
+    stays. Returns the folder it moved them into, or None when there was nothing to move.
+
+    The caller holds the run's lock (run_lock), so no runner writes into it meanwhile.
+    """
+    run_dir = Path(run_dir)
+    entries = sorted(p for p in run_dir.iterdir() if p.name != LOCK_NAME) if run_dir.is_dir() else []
+    if not entries:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    old_root = run_dir.parent / OLD_ROOT.name
+    target = old_root / f"{run_dir.name}-{stamp}"
+    n = 1
+    while target.exists():  # twice in one second
+        n += 1
+        target = old_root / f"{run_dir.name}-{stamp}-{n}"
+    try:
+        target.mkdir(parents=True)
+        for entry in entries:
+            os.rename(entry, target / entry.name)  # same file system: nothing is copied, nothing lost
+    except OSError as exc:
+        raise StudyError(f"cannot set {run_dir} aside into {target}: {exc.strerror or exc}; nothing was deleted "
+                         f"(what was moved is there, the rest still in {run_dir})") from None
+    return target
 
 
 def _tidy(run_dir: Path) -> None:

@@ -26,10 +26,11 @@ PLAN = {nb.name: nb for nb in (
                                  "figures/loss.png", "metrics/01_train.json")),
     Notebook("02_evaluate", True, ("figures/per_digit_bce.png", "figures/reconstruction.png",
                                    "figures/random_generation.png", "figures/latent_tsne_pca.png",
-                                   "metrics/02_evaluate.json"), ("probe",)),
+                                   "metrics/02_evaluate.json"), ("probe", "means_tsne")),
     Notebook("03_invert", True, ("figures/preactivations_prior.png", "figures/tsne_recovered_vs_encoder.png",
-                                 "figures/real_inversion_grid.png", "metrics/03_invert.json"), ("prior", "probe")),
-    Notebook("04_failure_analysis", True, ("variants/squeezed/checkpoints/", "figures/zero_one_maps.png",
+                                 "figures/real_inversion_grid.png", "metrics/03_invert.json"),
+             ("prior", "probe", "means_tsne")),
+    Notebook("04_failure_analysis", True, ("figures/zero_one_maps.png",
                                            "figures/clamp_sweep.png", "figures/atanh_domain.png",
                                            "figures/singular_values.png", "metrics/04_failure_analysis.json"),
              ("prior", "probe")),
@@ -37,6 +38,10 @@ PLAN = {nb.name: nb for nb in (
                                           "figures/noise_robustness.png", "metrics/05_inverse_methods.json"),
              ("prior", "probe")),
 )}
+
+# Not a per-run notebook: it reads every run's metrics and runs once (runs.notebooks.run_summary), into
+# <reports_root>/summary/ (its writes are relative to that folder); study_notebooks leaves it out.
+SUMMARY = Notebook("99_summary", False, ("99_summary.ipynb", "figures/recovery_by_run.png", "metrics/99_summary.json"))
 
 
 def entry(name: str) -> Notebook:
@@ -64,6 +69,10 @@ def check_needs(name: str, run) -> None:
         return
     shown = _shown(run.model_file, run.root)
     if not run.model_file.is_file():
+        if getattr(run, "scratch", False):
+            raise StudyError(f"{name} needs the trained model {shown}, which this scratch run has not made: run "
+                             f"notebooks/01_train.ipynb first with reports_root = None, or set reports_root = \"reports\" "
+                             f"to use reports/{run.name}/ (its figures and metrics are then rewritten)")
         raise StudyError(f"{name} needs the trained model {shown}: "
                          f"run notebooks/01_train.ipynb first (run_all.sh runs the notebooks in order)")
     try:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import html
 import json
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..core.files import atomic_write
@@ -84,13 +87,37 @@ def render_notebooks(run_dir: Path) -> list[Path]:
     return pages
 
 
+# The figures a reader looks at first, per run (those the run has are shown as thumbnails).
+KEY_FIGURES = ("real_inversion_grid.png", "preactivations_prior.png", "methods_grid.png", "quality_vs_time.png")
+STYLE = ("<style>body{font-family:sans-serif;max-width:75em;margin:1em auto;padding:0 1em;line-height:1.4}"
+         "table.summary{border-collapse:collapse;font-size:85%}table.summary td,table.summary th{border:1px solid #ccc;"
+         "padding:2px 5px;text-align:right;vertical-align:top}td.missing{color:#999}"
+         "div.wide{overflow-x:auto}img.thumb{height:200px;max-width:380px;object-fit:contain;border:1px solid #ddd;"
+         "margin:2px}</style>")
+
+
+def _href(path: Path, reports: Path) -> str:
+    """`path` relative to reports/ (where index.html lives), escaped for an attribute: the page works from a clone."""
+    return html.escape(path.relative_to(reports).as_posix(), quote=True)
+
+
+def _notebook_links(pages: list[Path], reports: Path) -> str:
+    """Each executed notebook: its rendered page and the .ipynb itself."""
+    return " · ".join(f'<a href="{_href(p, reports)}">{html.escape(p.stem)}</a> '
+                      f'(<a href="{_href(p.with_suffix(".ipynb"), reports)}">.ipynb</a>)' for p in pages)
+
+
+def _thumbnails(figures: list[Path], reports: Path) -> str:
+    return "".join(f'<a href="{_href(f, reports)}"><img class="thumb" src="{_href(f, reports)}" '
+                   f'alt="{html.escape(f.stem)}" title="{html.escape(f.stem)}"></a>'
+                   for f in figures if f.is_file())
+
+
 def _run_section(run_dir: Path, reports: Path) -> str | None:
-    """The run's heading, links and headline numbers; None when it has no executed notebook."""
+    """The run's heading, links, headline numbers and key figures; None when it has no executed notebook."""
     pages = render_notebooks(run_dir)
     if not pages:
         return None
-    links = " · ".join(f'<a href="{html.escape(str(p.relative_to(reports)))}">{html.escape(p.stem)}</a>'
-                       for p in pages)
     metrics = {}
     numbers = []
     for name, keys, label, fmt in HEADLINES:
@@ -100,28 +127,82 @@ def _run_section(run_dir: Path, reports: Path) -> str | None:
         value = _lookup(metrics[name], keys)
         if value is not None:
             numbers.append(f"<li>{html.escape(label)}: {html.escape(_formatted(value, fmt))}</li>")
-    return f"<h2>{html.escape(run_dir.name)}</h2><p>{links}</p><ul>{''.join(numbers)}</ul>"
+    figures = _thumbnails([run_dir / "figures" / name for name in KEY_FIGURES], reports)
+    return (f"<h2>{html.escape(run_dir.name)}</h2><p>{_notebook_links(pages, reports)}</p><ul>{''.join(numbers)}</ul>"
+            + (f"<p>{figures}</p>" if figures else ""))
 
 
 def _warn(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def write_index(reports: Path, warn=_warn) -> Path:
-    """Render every run under `reports` and write reports/index.html; a broken run is skipped with
+def _inline(text: str) -> str:
+    """Plain text with `code` spans, as HTML."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _commit(folder: Path) -> str:
+    """The checkout's short commit (git rev-parse --short HEAD), or "unknown"."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def _summary_section(reports: Path, table) -> str:
+    """The table across runs, and the summary notebook's links and figure when it has been executed."""
+    from ..study import summary
+
+    folder = reports / summary.SUMMARY_DIR
+    pages = render_notebooks(folder) if folder.is_dir() else []
+    if pages:
+        figure = _thumbnails(sorted((folder / "figures").glob("*.png")), reports)
+        notebook = f"<p>{_notebook_links(pages, reports)}</p>" + (f"<p>{figure}</p>" if figure else "")
+    else:
+        notebook = ("<p>The summary notebook has not been executed yet (<code>inverse-vae summary</code>, or "
+                    "<code>./run_all.sh --all</code>).</p>")
+    missing = f"<p>Not run yet: {html.escape(', '.join(table.not_run))}.</p>" if table.not_run else ""
+    return (f"<h2>The runs side by side</h2><div class=wide>{summary.table_html(table)}</div>{missing}"
+            f"<ul>{''.join(f'<li>{_inline(line)}</li>' for line in summary.design_lines(table) + summary.seed_lines(table))}"
+            f"</ul>{notebook}")
+
+
+def _run_dirs(reports: Path) -> list[Path]:
+    """The run folders under reports/: not the summary's, the scratch root or hidden ones (.old)."""
+    from ..study.summary import SUMMARY_DIR
+
+    return sorted(p for p in reports.iterdir()
+                  if p.is_dir() and p.name not in (SUMMARY_DIR, "scratch") and not p.name.startswith("."))
+
+
+def write_index(reports: Path, warn=_warn, params_dir: Path | None = None) -> Path:
+    """Render every run under `reports` and write reports/index.html: the question and its answer from
+    the default run, the table across runs (the family of params_dir, default reports/../params, plus
+    any other run folder; a run not executed is shown as not run), the summary notebook, then each run's
+    links, numbers and key figures, and the commit and date. A broken run is skipped with
     warn("warning: ..."). Raises StudyError when `reports` is not a folder."""
+    from ..study import summary
+
     reports = Path(reports)
     if not reports.is_dir():
         raise StudyError(f"reports folder {reports} not found: run ./run_all.sh (or run-notebooks) first")
-    rows = []
-    for run_dir in sorted(p for p in reports.iterdir() if p.is_dir()):
+    sections = {}
+    for run_dir in _run_dirs(reports):
         try:
             row = _run_section(run_dir, reports)
         except StudyError as exc:  # BrokenRun, or a page that could not be written (WriteError)
             warn(f"warning: {run_dir.name} left out of the index: {exc}")
             continue
         if row is not None:
-            rows.append(row)
+            sections[run_dir.name] = row
+    params_dir = Path(params_dir) if params_dir is not None else reports.resolve().parent / "params"
+    family = summary.family(params_dir) if params_dir.is_dir() else []
+    table = summary.cross_run_table(reports, family + [n for n in sections if n not in family])
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return atomic_write(reports / "index.html",
-                        "<!doctype html><meta charset='utf-8'><title>Inverse-VAE study: reports</title>"
-                        "<h1>Inverse-VAE study: reports</h1>" + "".join(rows) + "\n")
+                        f"<!doctype html><meta charset='utf-8'><title>Inverse-VAE study: reports</title>{STYLE}"
+                        f"<h1>{html.escape(summary.QUESTION)}</h1><p>{_inline(summary.answer(table))}</p>"
+                        + _summary_section(reports, table) + "".join(sections.values())
+                        + f"<hr><p>Commit {html.escape(_commit(reports))} · rendered {stamp}</p>\n")

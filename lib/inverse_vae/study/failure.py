@@ -38,9 +38,12 @@ def clamp_targets(eps_list=CLAMP_SWEEP) -> dict:
 
 # --- 2. the clamp margin ------------------------------------------------------------------
 
-def invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> torch.Tensor:
-    """z_hat of the chain with clamp margin eps, in dtype."""
-    return InverseChain(decoder).invert(x, dtype=dtype, eps=eps)
+def invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+                chain: InverseChain | None = None) -> torch.Tensor:
+    """z_hat of the chain with clamp margin eps, in dtype. chain: the decoder's InverseChain, if
+    one is at hand (its pseudo-inverses cost a second to compute on a CPU; every function of this
+    module takes one)."""
+    return (chain or InverseChain(decoder)).invert(x, dtype=dtype, eps=eps)
 
 
 def reconstruct(decoder: nn.Sequential, z_hat: torch.Tensor) -> torch.Tensor:
@@ -51,15 +54,15 @@ def reconstruct(decoder: nn.Sequential, z_hat: torch.Tensor) -> torch.Tensor:
 
 def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Tensor, eps_list=CLAMP_SWEEP) -> list[dict]:
     """One row per eps: realizable latent recovery (both arithmetics) and real-image reconstruction."""
-    rows = []
+    rows, chain = [], InverseChain(decoder)
+    outputs = {name: realizable(decoder, z_prior, dtype) for name, dtype in DTYPES.items()}
     for eps in eps_list:
         row = {"eps": eps}
         for name, dtype in DTYPES.items():
-            x = realizable(decoder, z_prior, dtype)
-            rec = latent_recovery(invert_with(decoder, x, eps, dtype), z_prior.to(dtype))
+            rec = latent_recovery(invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
             row.update({f"realizable_{name}_{k}": rec[k] for k in
                         ("success_1e-2", "success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")})
-        z_hat = invert_with(decoder, x_real, eps, torch.float64)
+        z_hat = invert_with(decoder, x_real, eps, torch.float64, chain)
         row["real_nonfinite"] = int((~torch.isfinite(z_hat).all(dim=1)).sum())
         row.update({f"real_{k}": v for k, v in image_metrics(reconstruct(decoder, z_hat), x_real).items()
                     if k != "nonfinite"})
@@ -75,14 +78,16 @@ def best_eps(rows: list[dict], key: str = "real_bce") -> float:
 
 # --- 3. the atanh domain ------------------------------------------------------------------
 
-def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict[int, torch.Tensor]:
+def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+                    chain: InverseChain | None = None) -> dict[int, torch.Tensor]:
     """The value reaching each inverse step (before its clamp), keyed by decoder layer index."""
-    return {t.step.index: t.arriving for t in InverseChain(decoder).trace(x, dtype=dtype, eps=eps)}
+    return {t.step.index: t.arriving for t in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps)}
 
 
-def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
+def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+                      chain: InverseChain | None = None) -> dict:
     """Per Tanh layer: share of units (and of samples with any unit) outside (-1, 1) before the clamp."""
-    arriving = arriving_values(decoder, x, eps, dtype)
+    arriving = arriving_values(decoder, x, eps, dtype, chain)
     out = {}
     for i, layer in enumerate(decoder):
         if isinstance(layer, nn.Tanh):
@@ -97,31 +102,33 @@ def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype
 
 def singular_values(decoder: nn.Sequential) -> dict[str, np.ndarray]:
     return {f"{i}:Linear {layer.in_features}->{layer.out_features}":
-            torch.linalg.svdvals(layer.weight.detach().double()).numpy()
+            torch.linalg.svdvals(layer.weight.detach().double()).cpu().numpy()
             for i, layer in enumerate(decoder) if isinstance(layer, nn.Linear)}
 
 
-def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
+def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+                         chain: InverseChain | None = None) -> dict:
     """Per Linear: ||(I - W W+) y|| / ||y|| of the y arriving at its pinv step (0 when y is in W's range)."""
     out = {}
-    for step, arriving, layer_input in InverseChain(decoder).trace(x, dtype=dtype, eps=eps):
+    for step, arriving, layer_input in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps):
         if not step.kind.is_linear:
             continue
         i = step.index
         w = decoder[i].weight.detach().to(dtype)
         y = arriving - (0 if decoder[i].bias is None else decoder[i].bias.detach().to(dtype))
         residual = (y - layer_input @ w.T).norm(dim=1) / y.norm(dim=1)
-        out[f"{i}:Linear"] = _summary(residual[torch.isfinite(residual)].numpy())
+        out[f"{i}:Linear"] = _summary(residual[torch.isfinite(residual)].cpu().numpy())
     return out
 
 
-def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64) -> dict:
+def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+                        chain: InverseChain | None = None) -> dict:
     """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
     out = {}
-    for step, arriving, _ in InverseChain(decoder).trace(x, dtype=dtype, eps=eps):
+    for step, arriving, _ in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps):
         if step.kind.name == "tanh":
             slope = step.kind.inverse_slope(None, step.kind.clamp(arriving, step.eps)).flatten()
-            out[f"{step.index}:Tanh"] = _summary(slope[torch.isfinite(slope)].numpy())
+            out[f"{step.index}:Tanh"] = _summary(slope[torch.isfinite(slope)].cpu().numpy())
     return out
 
 
@@ -138,7 +145,7 @@ def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -
     Compared with logit(eps), this says what the clamp asks of the inverse at a black pixel.
     """
     with torch.no_grad():
-        logits = model.decoder[:-1](means).reshape(len(x), -1)
+        logits = model.decoder[:-1](means.to(next(model.parameters()).device)).reshape(len(x), -1).cpu()
     return _summary(logits[x.reshape(len(x), -1) == 0].double().numpy())
 
 
@@ -155,7 +162,7 @@ def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict
     m = image_metrics(x_hat, x)
     return {"real_bce": m["bce"], "real_mse": m["mse"], "real_psnr": m["psnr"], "real_ssim": m["ssim"],
             "real_nonfinite": int((~torch.isfinite(z_hat).all(dim=1)).sum()),
-            "real_probe_accuracy": probe_accuracy(probe, z_hat.double().numpy(), labels) if probe else float("nan")}
+            "real_probe_accuracy": probe_accuracy(probe, z_hat.double().cpu().numpy(), labels) if probe else float("nan")}
 
 
 def _realizable_row(decoder, z, invert) -> dict:
@@ -188,20 +195,22 @@ def _squeezed_chain(decoder, images):
 def _encoder_inverter(model):
     def invert(decoder, x):
         with torch.no_grad():
-            return model.encode(x.float())[0].double()
+            return model.encode(x.float().to(next(model.parameters()).device))[0].double()
     return invert
 
 
 def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best: float, delta: float,
-                  squeeze_range) -> dict:
-    """Every fix on the same real and realizable images: one row of numbers per fix."""
-    lo, hi = squeeze_range
+                  squeeze_range=None) -> dict:
+    """Every fix on the same real and realizable images: one row of numbers per fix (no squeezed
+    row when squeezed_model is None)."""
     flat = x.reshape(len(x), -1).double()
     cases = [(name, model.decoder, invert, flat, probe, None)
              for name, invert in fix_inverters(eps_best, delta).items()]
-    cases += [(f"squeezed targets [{lo:g}, {hi:g}]", squeezed_model.decoder, _squeezed_chain, lo + (hi - lo) * flat,
-               None, squeeze_range),
-              ("encoder mean (reference)", model.decoder, _encoder_inverter(model), x, probe, None)]
+    if squeezed_model is not None:  # None: the squeezed run is not trained (04 says so)
+        lo, hi = squeeze_range
+        cases.append((f"squeezed targets [{lo:g}, {hi:g}]", squeezed_model.decoder, _squeezed_chain,
+                      lo + (hi - lo) * flat, None, squeeze_range))
+    cases.append(("encoder mean (reference)", model.decoder, _encoder_inverter(model), x, probe, None))
     rows = {}
     for name, decoder, invert, images, row_probe, squeezed in cases:
         rows[name] = {**_real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed),

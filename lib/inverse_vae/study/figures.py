@@ -1,4 +1,8 @@
-"""Figures of the study. Each function draws one figure, saves it as PNG and returns it."""
+"""Figures of the study. Each function draws one figure, saves it as PNG and returns it.
+
+Every figure has a title, axes labelled with their units, and a legend when it draws more than one
+series; keyword arguments (title=, xlabel=, ...) let a notebook say more than the defaults.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import PercentFormatter
 
 from ..constants import IMAGE_SIDE
 from ..core.files import atomic_write
@@ -18,8 +23,17 @@ def save(fig, path: str | Path | None):
     return fig
 
 
+LOSS_LABEL = "loss per pixel (nats): BCE/pixel + α·KL/latent dim"
+
+
+def _suptitle(fig, title: str | None):
+    if title:
+        fig.suptitle(title)
+
+
 def loss_progress(history: dict, path: str | Path | None = None):
-    """Train and validation loss per epoch, side by side, like the original's progress plot."""
+    """Train and validation loss per epoch, side by side, like the original's progress plot (the
+    figure saved at each checkpoint, as the original saved it; loss_curves draws the final one)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, title in zip(axes, ("train", "validation"), ("Train loss", "Validation loss")):
         epochs = np.arange(1, len(history[key]) + 1)
@@ -30,20 +44,50 @@ def loss_progress(history: dict, path: str | Path | None = None):
     return save(fig, path)
 
 
-def scatter_by_digit(points: np.ndarray, labels: np.ndarray, title: str, path=None, ax=None):
+def loss_curves(history: dict, path: str | Path | None = None, *, lr_steps=(), title: str | None = None,
+                zoom_from: float = 1 / 3):
+    """The final loss figure: train and validation loss on one axis (same units), final values in the
+    legend, learning-rate steps marked, and an inset zoomed on the epochs from `zoom_from` of the way on,
+    where the two curves are too close to tell apart at full scale."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    n = len(history["train"])
+    epochs = np.arange(1, n + 1)
+    zoom = slice(int(n * zoom_from), n)
+    inset = ax.inset_axes([0.42, 0.4, 0.55, 0.45]) if n >= 6 else None
+    for key, label, colour in (("train", "train", "C0"), ("validation", "validation", "C1")):
+        values = np.asarray(history[key], dtype=float)
+        ax.plot(epochs, values, color=colour, label=f"{label} (final {values[-1]:.5f})")
+        if inset is not None:
+            inset.plot(epochs[zoom], values[zoom], color=colour)
+    for i, epoch in enumerate(e for e in lr_steps if e < n):
+        ax.axvline(epoch + 0.5, ls=":", color="0.4", label="learning-rate step" if i == 0 else None)
+    if inset is not None:
+        inset.set_title(f"epochs {zoom.start + 1}-{n}", fontsize=8)
+        inset.tick_params(labelsize=7)
+        ax.indicate_inset_zoom(inset, edgecolor="0.5")
+    ax.set(xlabel="epoch", ylabel=LOSS_LABEL, title=title or f"Training and validation loss, {n} epochs")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def scatter_by_digit(points: np.ndarray, labels: np.ndarray, title: str, path=None, ax=None, *,
+                     xlabel: str = "component 1 (arbitrary units)", ylabel: str = "component 2 (arbitrary units)"):
     """2-D embedding coloured by digit (the original's t-SNE figure)."""
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 6))
     sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=labels, palette=sns.color_palette("bright", 10),
                     legend="full", s=6, linewidth=0, ax=ax)
-    ax.set_title(title)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.legend(title="digit", markerscale=2, fontsize=8, loc="best")
     return save(fig or ax.figure, path)
 
 
-def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path=None, scale: float = 0.55):
-    """A grid of 28x28 images: rows[r] is an array (k, 28, 28) drawn left to right."""
+def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path=None, scale: float = 0.55, *,
+               title: str | None = None):
+    """A grid of 28x28 images: rows[r] is an array (k, 28, 28) drawn left to right, grey levels 0 (black)
+    to 1 (white), each row named by row_titles; `title` above the grid."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * scale, n_rows * scale), squeeze=False)
     for r, row in enumerate(rows):
@@ -57,37 +101,56 @@ def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path
         if row_titles:
             axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=7)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1 + 0.12 / max(n_rows, 1))
     return save(fig, path)
 
 
-def bars(values: dict, title: str, ylabel: str, path=None):
+def bars(values: dict, title: str, ylabel: str, path=None, *, xlabel: str | None = None):
+    """One bar per key (e.g. per digit: pass xlabel="digit")."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar([str(k) for k in values], list(values.values()), color=sns.color_palette("bright", len(values)))
-    ax.set(title=title, ylabel=ylabel)
+    ax.set(title=title, ylabel=ylabel, xlabel=xlabel or "")
     fig.tight_layout()
     return save(fig, path)
 
 
-def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, float], path=None):
+def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, float], path=None, *,
+                             title: str | None = "Decoder pre-activations and where their activation saturates exactly"):
     """Histogram of |pre-activation| per layer, log counts, with the exact-saturation points marked."""
     fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 3.5), squeeze=False)
     for ax, (name, v) in zip(axes[0], values.items()):
         ax.hist(np.abs(v), bins=100, log=True, color="0.4")
         for label, x in marks.get(name, {}).items():
             ax.axvline(x, ls="--", lw=1, color="C3" if "32" in label else "C0", label=label)
-        ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation|", ylabel="count")
+        ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation| (unitless)",
+               ylabel="count (log scale)")
         ax.legend(fontsize=7)
+    _suptitle(fig, title)
     fig.tight_layout()
     return save(fig, path)
 
 
-def heatmaps(maps: dict[str, np.ndarray], path=None, cmap="magma"):
-    """Side-by-side 2-D maps (e.g. the share of zero pixels at each of the 28x28 positions)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps), 3.3), squeeze=False)
-    for ax, (title, m) in zip(axes[0], maps.items()):
-        im = ax.imshow(m, cmap=cmap, vmin=0, vmax=1)
-        ax.set(title=title, xticks=[], yticks=[])
-        fig.colorbar(im, ax=ax, fraction=0.046)
+def heatmaps(maps: dict[str, np.ndarray], path=None, cmap="magma", *, value_label: str = "share of images",
+             percent: bool = True, title: str | None = None, vmax: dict[str, float] | None = None):
+    """Side-by-side 2-D maps over the 28x28 pixel grid (e.g. the share of images whose pixel is exactly 0).
+
+    Each panel has its own colour scale, from 0 to its largest value (or vmax[panel title]), so a
+    map whose values stay near 1% is as readable as one that reaches 100%; its colour bar says so.
+    """
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 3.6), squeeze=False)
+    for ax, (panel, m) in zip(axes[0], maps.items()):
+        m = np.asarray(m, dtype=float)
+        top = (vmax or {}).get(panel)
+        top = top if top is not None else (float(np.nanmax(m)) if np.isfinite(m).any() else 1.0)
+        im = ax.imshow(m, cmap=cmap, vmin=0, vmax=top if top > 0 else 1.0)
+        ax.set(title=panel, xlabel="pixel column", ylabel="pixel row", xticks=[0, m.shape[1] - 1],
+               yticks=[0, m.shape[0] - 1])
+        bar = fig.colorbar(im, ax=ax, fraction=0.046)
+        bar.set_label(value_label)
+        if percent:
+            bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0 if top >= 0.1 else 1))
+    _suptitle(fig, title)
     fig.tight_layout()
     return save(fig, path)
 
@@ -116,20 +179,21 @@ def overlaid_histograms(groups: dict[str, np.ndarray], xlabel: str, title: str, 
     for label, v in groups.items():
         v = v[np.isfinite(v)]
         ax.hist(v, bins=bins, density=True, histtype="step", lw=1.5, label=label)
-    ax.set(xlabel=xlabel, ylabel="density", title=title)
+    ax.set(xlabel=xlabel, ylabel="density (per unit of x)", title=title)
     ax.legend(fontsize=8)
     return save(fig or ax.figure, path)
 
 
-def embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], path=None):
+def embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], path=None, *, title: str | None = None):
     """2-D embeddings side by side, each {title: (points (N, 2), digit labels (N,))}."""
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
-    for ax, (title, (points, labels)) in zip(axes[0], panels.items()):
-        scatter_by_digit(points[:, :2], labels, title, ax=ax)
+    for ax, (panel, (points, labels)) in zip(axes[0], panels.items()):
+        scatter_by_digit(points[:, :2], labels, panel, ax=ax)
+    _suptitle(fig, title)
     return save(fig, path)
 
 
-def clamp_sweep(sweep, path=None):
+def clamp_sweep(sweep, path=None, *, title: str | None = "The Sigmoid inverse's clamp margin eps: [eps, 1 - eps]"):
     """Notebook 04's sweep of the clamp margin eps: real-image BCE, and realizable recovery.
 
     `sweep` is a DataFrame indexed by eps (0 = no clamp, drawn at 1e-9 on the log axis).
@@ -140,17 +204,23 @@ def clamp_sweep(sweep, path=None):
            "BCE per pixel", "Real test images", logx=True, ax=axes[0])
     curves(eps_axis, {f"{a} success@{t}": sweep[f"realizable_{a}_success_{t}"].tolist()
                       for a in ("float32", "float64") for t in ("1e-4", "1e-6")},
-           "eps (1e-9 = no clamp)", "share recovered", "Realizable images", logx=True, ax=axes[1])
+           "eps (1e-9 = no clamp)", "share recovered (0-1)", "Realizable images", logx=True, ax=axes[1])
+    _suptitle(fig, title)
+    fig.tight_layout()
     return save(fig, path)
 
 
-def atanh_domain(arriving: dict[str, dict[int, np.ndarray]], tanh_layers: list[int], path=None):
+def atanh_domain(arriving: dict[str, dict[int, np.ndarray]], tanh_layers: list[int], path=None, *,
+                 title: str | None = "Values reaching atanh: outside the shaded (-1, 1) it is undefined"):
     """Per Tanh layer (image side first): the values reaching its inverse, per regime, with (-1, 1) shaded."""
     fig, axes = plt.subplots(1, len(tanh_layers), figsize=(6 * len(tanh_layers), 4), squeeze=False)
     for ax, i in zip(axes[0], sorted(tanh_layers, reverse=True)):
         overlaid_histograms({regime: values[i] for regime, values in arriving.items()}, "value reaching atanh",
                             f"into the inverse of layer {i} (Tanh), original clamps", ax=ax)
-        ax.axvspan(-1, 1, color="0.9", zorder=0)
+        ax.axvspan(-1, 1, color="0.9", zorder=0, label="(-1, 1): atanh's domain")
+        ax.legend(fontsize=8)
+    _suptitle(fig, title)
+    fig.tight_layout()
     return save(fig, path)
 
 
@@ -159,7 +229,7 @@ def singular_values(svals: dict[str, np.ndarray], path=None):
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, v in svals.items():
         ax.semilogy(np.arange(1, len(v) + 1) / len(v), v, label=label)
-    ax.set(xlabel="rank / number of singular values", ylabel="singular value",
+    ax.set(xlabel="rank / number of singular values", ylabel="singular value (log scale)",
            title="Singular values of the decoder's weights")
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -171,7 +241,8 @@ def quality_vs_time(points: dict[str, list[tuple[float, float]]], n_images: int,
     for name, pts in points.items():
         s, b = zip(*pts)
         ax.plot(s, b, marker="o" if len(pts) == 1 else None, ms=6, label=name)
-    ax.set(xscale="log", yscale="log", xlabel="seconds (whole set)", ylabel="mean BCE per pixel of D(ẑ)",
-           title=f"Quality versus time on {n_images} test images")
+    ax.set(xscale="log", yscale="log", xlabel="seconds per image (log scale)",
+           ylabel="mean BCE per pixel of D(ẑ) (nats, log scale)",
+           title=f"Quality versus time on up to {n_images} test images")
     ax.legend(fontsize=7)
     return save(fig, path)

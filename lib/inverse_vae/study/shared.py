@@ -1,10 +1,14 @@
-"""What several notebooks use, made once per run: the prior sample and the fitted linear probe.
+"""What several notebooks use, made once per run: the model on the run's device, the prior
+sample, the fitted linear probe and the t-SNE of the encoder means.
 
 Notebooks 03, 04 and 05 measure on the same prior latents z ~ N(0, I) (05 on their first rows),
-and 02-05 read the digit from latents with the same probe; both are cached in the run folder
-(runs.cache), keyed by what shaped them, so a notebook reruns without refitting.
+02-05 read the digit from latents with the same probe, and 02 and 03 show the same t-SNE of the
+encoder means; these are cached in the run folder (runs.cache), keyed by what shaped them, so a
+notebook reruns without refitting.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -12,12 +16,25 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..core.checkpoints import load_model
+from ..core.devices import resolve_device, resolve_device_said
 from ..runs.cache import cached_arrays, file_digest
-from .evaluate import fit_probe
+from .evaluate import embed_2d, fit_probe
 
 # The fitted state of StandardScaler and LogisticRegression: enough to predict, no pickle.
 _SCALER = ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")
 _LOGISTIC = ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_")
+
+
+def device(run) -> torch.device:
+    """The device the run's params ask for (auto, cuda, mps or cpu); where it is missing, the CPU,
+    said in one printed line."""
+    return resolve_device_said(run.config.device)
+
+
+def trained_model(run):
+    """The run's final model (test.model_path), in eval mode on the run's device."""
+    return load_model(run.config, run.model_file, device(run))
 
 
 def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:
@@ -59,3 +76,37 @@ def probe(run, model) -> Pipeline:
            "train_subset": c.data.train_subset, "val_fraction": c.data.val_fraction}
     return probe_from_arrays(cached_arrays(run.dir / "cache", "probe", key,
                                            lambda: probe_to_arrays(fit_probe(run, model))))
+
+
+def means_embedding(run, means: torch.Tensor, n: int) -> np.ndarray:
+    """t-SNE of the first n encoder means (02 draws it, 03 shows it beside the recovered latents), cached."""
+    c = run.config
+    key = {"checkpoint": file_digest(run.model_file), "seed": c.seed, "n": n, "dims": c.test.n_components,
+           "method": "openTSNE"}
+    return cached_arrays(run.dir / "cache", "means_tsne", key,
+                         lambda: {"embedding": embed_2d(means[:n], "tsne", c.test.n_components, c.seed)})["embedding"]
+
+
+def device_name(model) -> str:
+    """Where a model computes ("cpu", "cuda:0"), for the metrics (bench/study_time.py reads it)."""
+    return str(next(model.parameters()).device)
+
+
+def companion_model(run, params_file: str | None, purpose: str):
+    """(run, model) of another run whose model a notebook compares (params_file relative to the
+    project), read only: the run beside this one, else the committed one under reports/. None,
+    said in one printed line, when params_file is None or that run is not trained."""
+    from ..runs.paths import open_run
+
+    if params_file is None:
+        return None
+    roots = dict.fromkeys([run.dir.parent, run.root / "reports"])
+    for reports_root in roots:
+        other = open_run(params_file, reports_root, run.root, log=lambda *_: None)
+        if other.model_file.is_file():
+            with warnings.catch_warnings():  # device(run) already said where the run computes
+                warnings.simplefilter("ignore")
+                return other, load_model(other.config, other.model_file, resolve_device(run.config.device))
+    print(f"{purpose}: the run of {params_file} is not trained (no {other.model_file.relative_to(run.root)}); "
+          f"`./run_all.sh {params_file}` trains it. Left out here.")
+    return None

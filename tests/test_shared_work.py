@@ -7,6 +7,7 @@ from skimage.metrics import structural_similarity as skimage_ssim
 
 from inverse_vae.core.config import load_config
 from inverse_vae.core.model import build_model
+from inverse_vae.errors import StudyError
 from inverse_vae.inversion import methods
 from inverse_vae.inversion.chain import decoder_in
 from inverse_vae.metrics import per_image_metrics, rate_bounds, structural_similarity
@@ -46,7 +47,7 @@ def test_rate_bounds_are_clopper_pearson(rate, n, low, high):
 
 
 def test_a_rate_needs_a_sample():
-    with pytest.raises(Exception, match="at least one sample"):
+    with pytest.raises(StudyError, match="at least one sample"):
         rate_bounds(0.0, 0)
 
 

@@ -13,7 +13,7 @@ from inverse_vae.runs.checks import load_checked_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = sorted((ROOT / "params").glob("*.yaml"))
-FAMILY = ("default_seed1", "default_seed2", "latent16", "leaky", "squeezed", "deterministic")
+FAMILY = ("default_seed1", "default_seed2", "latent16", "leaky", "squeezed", "deterministic", "invertible")
 
 
 def _flat(node, prefix: str = "") -> dict:
@@ -102,6 +102,16 @@ def test_deterministic_differs_in_model_and_loss():
     assert diff.pop("train.loss") == (["bceloss", "regularizationloss"], ["mseloss"])
     assert set(diff) == {"model.architecture.encoder.conv", "model.architecture.encoder.mean",
                          "model.architecture.encoder.log_var", "model.architecture.decoder"}
+
+
+def test_invertible_adds_the_penalty_and_states_its_hypothesis_before_its_results():
+    diff = _differences("invertible")
+    default_hypothesis, hypothesis = diff.pop("hypothesis")
+    assert diff == {"train.preactivation_penalty.bound": (None, 2.0), "train.preactivation_penalty.weight": (None, 30.0)}
+    assert default_hypothesis is None
+    # concrete, falsifiable claims: the recovery in both arithmetics, real images against the encoder, the cost
+    assert all(claim in hypothesis for claim in ("99% of prior z", "in float32", "encoder's", "15% above"))
+    assert "\n" not in hypothesis  # a folded YAML scalar: one paragraph for the notebooks' first cell
 
 
 def test_check_params_command_accepts_them():

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from inverse_vae.core.config import load_config
 from inverse_vae.errors import StudyError
 from inverse_vae.runs import plan
 from inverse_vae.runs.notebooks import study_notebooks
@@ -13,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(tmp_path):
     return SimpleNamespace(name="demo", root=tmp_path, dir=tmp_path / "reports" / "demo",
-                           model_file=tmp_path / "reports" / "demo" / "checkpoints" / "model_9.pt")
+                           model_file=tmp_path / "reports" / "demo" / "checkpoints" / "model_9.pt",
+                           config=load_config(ROOT / "params" / "smoke.yaml"))
 
 
 def test_every_notebook_of_the_study_has_a_plan_entry():

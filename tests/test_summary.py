@@ -181,3 +181,46 @@ def test_run_summary_executes_the_notebook_once_into_the_summary_folder(tmp_path
     assert saved["runs"]["default"]["values"]["cf_f64"] == 0.33
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "default: no trained model" in text
+
+
+def autoencoder_metrics():
+    """What notebooks 01-05 write for the deterministic autoencoder: no BCE (no Sigmoid), the realizable
+    set of encoded test images, the chain without a clamp, no saturation entry (no Tanh or Sigmoid)."""
+    return {
+        "01_train": {"final_val_loss": 0.011},
+        "02_evaluate": {"reconstruction": {"mse": 0.011, "psnr": 19.6}, "probe_accuracy": 0.9},
+        "03_invert": {"real": {"no_clamp": {"mse": 9.5, "psnr": -9.8, "probe_accuracy": 0.2}},
+                      "realizable": {"encoder_mean": {"float32": {"success_1e-4": 1.0}, "float64": {"success_1e-6": 1.0}}}},
+        "05_inverse_methods": {"best_realizable": {"float32": {"method": "closed_form", "success_1e-4": 1.0},
+                                                   "float64": {"method": "closed_form", "success_1e-6": 1.0}}},
+    }
+
+
+def test_sections_that_do_not_apply_read_n_a_and_the_autoencoder_is_read_from_its_own_keys(tmp_path, params_dir):
+    reports = tmp_path / "reports"
+    write_run(reports, "default", metrics())
+    write_run(reports, "deterministic", autoencoder_metrics())
+    table = summary.family_table(reports, params_dir)
+    label = {c.key: c.label for c in summary.COLUMNS}
+    row = table.cells()["deterministic"]
+    assert row[label["recon_bce"]] == "n/a" and row[label["cf_real_bce"]] == "n/a"
+    assert row[label["saturated"]] == "n/a" and row[label["saturated_layer"]] == "n/a"
+    assert row[label["cf_f32"]] == "100.00%" and row[label["cf_real_psnr"]] == "-9.8"
+    assert table.rows["deterministic"].executed == list(summary.NOTEBOOKS)  # n/a is not a notebook not run
+    assert summary.works_realizable(table.rows["deterministic"]) is True
+    assert summary.works_real(table.rows["deterministic"]) is False  # -9.8 dB against the encoder's 19.6
+    assert "n/a" in summary.table_html(table)
+
+
+def test_cost_lines_say_what_a_design_buys_and_costs_against_the_default(tmp_path, params_dir):
+    reports = tmp_path / "reports"
+    write_run(reports, "default", metrics())
+    better = metrics(cf64=0.998, cf32=0.31)
+    better["02_evaluate"]["reconstruction"]["bce"] = 0.125
+    write_run(reports, "latent16", better)
+    write_run(reports, "deterministic", autoencoder_metrics())
+    lines = summary.cost_lines(summary.family_table(reports, params_dir))
+    assert len(lines) == 2
+    assert "31.0% to 1e-4 in float32 and 99.8% to 1e-6 in float64 (default: 0.03%, 33.0%)" in lines[0]
+    assert "BCE 0.125 against 0.114 (+10%)" in lines[0]
+    assert "PSNR of -9.8 dB against the encoder's 19.6 dB" in lines[1]

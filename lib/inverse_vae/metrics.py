@@ -131,26 +131,33 @@ def structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 
     return s.flatten(1).mean(1)
 
 
-def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """bce, mse, psnr, ssim for each image (arrays of shape (N,)). Non-finite inputs give nan."""
+def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True) -> dict[str, np.ndarray]:
+    """bce, mse, psnr, ssim for each image (arrays of shape (N,)). Non-finite inputs give nan.
+
+    bce=False, for a decoder whose outputs are not confined to [0, 1] (no Sigmoid): BCE is
+    undefined there, so it is left out, and mse, psnr and ssim compare x_hat as it is (no clamp).
+    """
     xh, xt = _flat(x_hat), _flat(x)
     finite = torch.isfinite(xh).all(dim=1)
-    xh_safe = torch.where(finite[:, None], xh, torch.full_like(xh, 0.5)).clamp(0, 1)
-    bce = F.binary_cross_entropy(xh_safe, xt, reduction="none").mean(dim=1).numpy()
-    mse = (xh_safe - xt).pow(2).mean(dim=1).numpy()
+    xh_safe = torch.where(finite[:, None], xh, torch.full_like(xh, 0.5))
+    out = {}
+    if bce:
+        xh_safe = xh_safe.clamp(0, 1)
+        out["bce"] = F.binary_cross_entropy(xh_safe, xt, reduction="none").mean(dim=1).numpy()
+    out["mse"] = (xh_safe - xt).pow(2).mean(dim=1).numpy()
     with np.errstate(divide="ignore"):  # an exact reconstruction has infinite PSNR
-        psnr = 10 * np.log10(1.0 / mse)
-    ssim = structural_similarity(xh_safe, xt).numpy()
+        out["psnr"] = 10 * np.log10(1.0 / out["mse"])
+    out["ssim"] = structural_similarity(xh_safe, xt).numpy()
     bad = ~finite.numpy()
-    for arr in (bce, mse, psnr, ssim):
+    for arr in out.values():
         arr[bad] = np.nan
-    return {"bce": bce, "mse": mse, "psnr": psnr, "ssim": ssim}
+    return out
 
 
-def image_metrics(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
-    """Means over images of bce, mse, psnr, ssim; `nonfinite` counts images left out as inf/nan."""
-    per = per_image_metrics(x_hat, x)
-    finite = np.isfinite(per["bce"])
+def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True) -> dict[str, float]:
+    """Means over images of bce (unless bce=False), mse, psnr, ssim; `nonfinite` counts images left out as inf/nan."""
+    per = per_image_metrics(x_hat, x, bce=bce)
+    finite = np.isfinite(per["mse"])
     out = {k: float(np.mean(v[finite])) if finite.any() else float("nan") for k, v in per.items()}
     out["nonfinite"] = int((~finite).sum())
     return out

@@ -44,6 +44,9 @@ CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 FINGERPRINT_SECTIONS = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
 FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.cuda_graph",
                         "train.train_epochs")
+# Keys added after runs were committed: in the fingerprint only when set, so a checkpoint written before
+# they existed (reports/default's) still matches params that leave them out.
+FINGERPRINT_WHEN_SET = ("train.preactivation_penalty",)
 DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
 
 FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
@@ -54,7 +57,8 @@ COMPACT_EXTRAS = ("params_fingerprint", "train_seconds")  # what it keeps where 
 def params_fingerprint(config: Config) -> dict[str, Any]:
     """{dotted params key: value} for every key of FINGERPRINT_SECTIONS (mappings flattened, lists whole)."""
     return {key: value for key, value in sorted(_flatten(config.to_dict(), "").items())
-            if _under(key, FINGERPRINT_SECTIONS) and not _under(key, FINGERPRINT_EXCLUDED)}
+            if _under(key, FINGERPRINT_SECTIONS) and not _under(key, FINGERPRINT_EXCLUDED)
+            and not (value is None and key in FINGERPRINT_WHEN_SET)}
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:

@@ -1,7 +1,7 @@
 """Load and validate a study params file into a frozen, typed Config (a leaf: no torch, no model code).
 
-The original config.yaml schema is accepted unchanged; the sections this study adds (``seed``,
-``data``, ``evaluate``, ``invert``, ``methods``, ``failure``) are optional and filled with
+The original config.yaml schema is accepted unchanged; the sections this study adds (``hypothesis``,
+``seed``, ``data``, ``evaluate``, ``invert``, ``methods``, ``failure``) are optional and filled with
 defaults. Validation stops at the first problem with one line that names the key
 (``train.optim.learning_rate: ...``). What needs the network itself (layer names against the
 allow-list, sizes that chain, an invertible decoder, optimizer keywords, method names) is
@@ -154,6 +154,11 @@ def _positive_list(v):
     return None
 
 
+def _penalty_mapping(v):
+    # Only the shape here: _check_preactivation_penalty names the key of a bad bound or weight.
+    return None if v is None or isinstance(v, dict) else f"must be a mapping {{bound: B, weight: W}} or null, got {_short(v)}"
+
+
 def _layer_list(v):
     return None if isinstance(v, list) and v else f"must be a non-empty list of layers, got {_short(v)}"
 
@@ -173,6 +178,10 @@ SCHEDULER_OPTIONS = {
     "cycliclr": {"step_size_up": _int(1), "step_size_down": _optional(_int(1)), "gamma": _float(positive=True)},
     "exponentiallr": {"gamma": _float(positive=True)},
 }
+
+# train.preactivation_penalty: where the penalty starts (|a| of a Tanh input, a of a Sigmoid's) and its
+# factor in the loss; a weight of 0 is refused because null says "no penalty" in one way only.
+PENALTY_OPTIONS = {"bound": _float(positive=True), "weight": _float(positive=True)}
 
 # Layer sizes are bounded so a typo such as [512, 100000000000] is refused before torch allocates it
 # (check-params builds each layer to try it). Positional arguments name the sizes in this order.
@@ -210,6 +219,10 @@ SCHEMA: dict[str, Any] = {
         "target_range": (_optional(_unit_interval_pair), None),
         # Added by this study: capture the training step as a CUDA graph (auto: on CUDA with adam).
         "cuda_graph": (_cuda_graph_mode, "auto"),
+        # Added by this study: weight * mean(relu(side - bound)^2) over the decoder's Tanh and Sigmoid inputs a
+        # (side |a| for Tanh, a for Sigmoid), added to the loss so that the closed-form inverse stays well
+        # posed in float32 (losses.amplifying_side says why; null: none).
+        "preactivation_penalty": (_penalty_mapping, None),
     },
     "model": {
         "architecture": {
@@ -231,6 +244,8 @@ SCHEMA: dict[str, Any] = {
         "allow_intermediate": (_bool, False),
     },
     # --- sections added by this study ---
+    # What the run is expected to show, stated before its results (free text; shapes no weight).
+    "hypothesis": (_optional(_str()), None),
     "seed": (_int(0), 0),
     "data": {
         "root": (_str(), "data"),  # relative to the project root
@@ -392,6 +407,7 @@ class TrainConfig:
     plot_epochs: int
     target_range: tuple[float, float] | None
     cuda_graph: str  # auto, on or off
+    preactivation_penalty: Mapping[str, float] | None  # {bound, weight}, or None: the original objective
 
     @property
     def reconstruction_loss(self) -> str:
@@ -506,6 +522,7 @@ class Config:
     """A validated params file. Derive a changed one with `replace`, never by mutation."""
 
     device: str
+    hypothesis: str | None
     seed: int
     train: TrainConfig
     model: ModelConfig
@@ -621,6 +638,7 @@ def validate_config(raw: Any, source: str | None = None) -> Config:
     _check_values(raw, "")
     params = _normalize(_validate(raw, SCHEMA, ""))
     _check_scheduler_options(params["train"]["lr_scheduler"])
+    _check_preactivation_penalty(params["train"]["preactivation_penalty"])
     _check_model_kind(params["train"]["loss"], params["model"]["architecture"]["encoder"])
     return _build(Config, {**params, "source": source}, "")
 
@@ -663,6 +681,22 @@ def _check_scheduler_options(scheduler: dict) -> None:
         problem = limits[key](value) if key in limits else None
         if problem:
             raise ParamsError(f"train.lr_scheduler.others.{key}: {problem}")
+
+
+def _check_preactivation_penalty(penalty: dict | None) -> None:
+    """Both keys, each a positive number; one line naming the key otherwise."""
+    if penalty is None:
+        return
+    where = "train.preactivation_penalty"
+    for key in penalty:
+        if key not in PENALTY_OPTIONS:
+            raise ParamsError(f"{where}.{_cut(str(key))}: unknown key{_closest(str(key), PENALTY_OPTIONS)}")
+    for key, check in PENALTY_OPTIONS.items():
+        if key not in penalty:
+            raise ParamsError(f"{where}.{key}: missing key (the penalty needs both bound and weight)")
+        problem = check(penalty[key])
+        if problem:
+            raise ParamsError(f"{where}.{key}: {problem}")
 
 
 class _ParamsLoader(yaml.SafeLoader):

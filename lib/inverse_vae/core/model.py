@@ -8,8 +8,11 @@ Two kinds, as the original's two model classes:
   itself, no noise, no heads; `encode(x)` returns `(z, None)`, so code written for the VAE's
   `encode(x)[0]` (the latent it would decode) works unchanged, and `None` says there is no variance.
 
-Both have `.decoder` (an nn.Sequential, what the study inverts), `.latent_dim`, `decode(z)`, and
+Both have `.decoder` (an nn.Sequential, what the study inverts), `.latent_dim`, `decode(z)`,
+`latent(x, generator)` returning `(z, mean, log_var)` (`(z, z, None)` for the autoencoder), and
 `forward(x, generator)` returning `(image, mean, log_var)`: `(image, z, None)` for the autoencoder.
+`decode_traced(z)` also returns each Tanh and Sigmoid layer of the decoder with its input, which
+train.preactivation_penalty bounds.
 `variational` tells them apart (the config's `model.architecture.variational`).
 """
 from __future__ import annotations
@@ -20,6 +23,9 @@ import torch.nn as nn
 from ..constants import IMAGE_SIDE
 from .config import ArchitectureConfig, Config
 from .layers import build_sequential, check_architecture
+
+# The activations whose inverses (atanh, logit) amplify float32 rounding near saturation.
+BOUNDED_ACTIVATIONS = (nn.Tanh, nn.Sigmoid)
 
 
 class _Decoding(nn.Module):
@@ -34,6 +40,20 @@ class _Decoding(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, d) -> images (N, 1, 28, 28)."""
         return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
+
+    def decode_traced(self, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple[nn.Module, torch.Tensor]]]:
+        """decode(z) layer by layer (the same arithmetic as nn.Sequential's), and (layer, its input) for
+        every Tanh and Sigmoid of the decoder: the pre-activations the closed-form inverse must undo."""
+        h, preactivations = z, []
+        for layer in self.decoder:
+            if isinstance(layer, BOUNDED_ACTIVATIONS):
+                preactivations.append((layer, h))
+            h = layer(h)
+        return h.reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE), preactivations
+
+    def forward(self, x, generator: torch.Generator | None = None):
+        z, mean, log_var = self.latent(x, generator)
+        return self.decode(z), mean, log_var
 
 
 class VAE(_Decoding):
@@ -58,9 +78,10 @@ class VAE(_Decoding):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(0.5 * log_var) * noise
 
-    def forward(self, x, generator: torch.Generator | None = None):
+    def latent(self, x, generator: torch.Generator | None = None):
+        """(z, mean, log_var): z sampled by reparameterization, what forward decodes."""
         mean, log_var = self.encode(x)
-        return self.decode(self.sample(mean, log_var, generator)), mean, log_var
+        return self.sample(mean, log_var, generator), mean, log_var
 
 
 class Autoencoder(_Decoding):
@@ -81,9 +102,10 @@ class Autoencoder(_Decoding):
         """(z, None): the latent, and no log-variance (the VAE's encode gives (mean, log_var))."""
         return self.encoder(x.reshape(x.shape[0], -1)), None
 
-    def forward(self, x, generator: torch.Generator | None = None):
+    def latent(self, x, generator: torch.Generator | None = None):
+        """(z, z, None): the latent, given twice as VAE.latent gives (z, mean, log_var)."""
         z, _ = self.encode(x)
-        return self.decode(z), z, None
+        return z, z, None
 
 
 def build_model(config: Config) -> VAE | Autoencoder:

@@ -2,7 +2,11 @@
 per epoch, resumable, atomic checkpoints.
 
 The objective is core.losses.original_loss: the reconstruction loss plus alpha times the KL term
-for a VAE, the reconstruction loss alone for a deterministic autoencoder (train.loss of one name).
+for a VAE, the reconstruction loss alone for a deterministic autoencoder (train.loss of one name),
+plus, when the run sets train.preactivation_penalty, weight * mean(relu(side - bound)^2) over the
+decoder's Tanh and Sigmoid inputs a (side = |a| for Tanh, a for Sigmoid: losses.amplifying_side);
+history then also gets that term and the share past the bound, on the validation images' encoder
+means, per epoch.
 Every epoch draws its shuffle and its reparameterization noise from a generator seeded by
 (seed, epoch), so a run resumed from the checkpoint of epoch k gives the same weights as one
 that never stopped (on the CPU). On CUDA the training step can be captured once as a CUDA
@@ -35,7 +39,7 @@ from .checkpoints import (
 )
 from .config import Config, OptimConfig, SchedulerConfig, TrainConfig, thaw
 from .devices import resolve_device_said
-from .losses import original_loss
+from .losses import original_loss, past_bound_share, preactivation_penalty
 from .model import build_model
 from .steps import EagerSteps, GraphedSteps, StepFailed
 
@@ -120,12 +124,47 @@ class TrainResult:
 
 
 @torch.no_grad()
-def validation_loss(model, images, batch_size: int, generator, *, alpha: float, kind: str,
-                    target_range=None) -> torch.Tensor:
+def validation_loss(model, images, batch_size: int, generator, **objective) -> torch.Tensor:
     """The original's validation number: mean over batches of the sampled-z loss (0-dim, no sync)."""
     model.eval()
-    return torch.stack([batch_loss(model, x, generator, alpha=alpha, kind=kind, target_range=target_range)
-                        for x in images.split(batch_size)]).mean()
+    return torch.stack([batch_loss(model, x, generator, **objective) for x in images.split(batch_size)]).mean()
+
+
+@torch.no_grad()
+def preactivation_measures(model, images, batch_size: int, penalty) -> dict[str, float]:
+    """The penalty term (weighted, as the loss adds it) and the share of units past the bound, over the
+    images decoded from their encoder means (no noise: the decoder the study inverts, on typical z)."""
+    model.eval()
+    sums = torch.zeros(2, device=images.device)
+    for x in images.split(batch_size):  # every image has as many units: means weighted by batch size
+        traced = model.decode_traced(model.encode(x)[0])[1]
+        sums += len(x) * torch.stack([preactivation_penalty(traced, penalty["bound"]),
+                                      past_bound_share(traced, penalty["bound"])])
+    term, share = (sums / len(images)).tolist()
+    return {"preactivation_penalty": penalty["weight"] * term, "past_bound": share}
+
+
+RECONSTRUCTION_NAMES = {"bceloss": "BCE", "mseloss": "squared error"}
+
+
+def objective_summary(train: TrainConfig) -> str:
+    """What the run trains and on which loss, in one sentence for the training notebook's reader."""
+    rec = RECONSTRUCTION_NAMES[train.reconstruction_loss]
+    parts = [f"a VAE on {rec} averaged over pixels plus alpha {train.alpha:g} times the KL averaged over batch and "
+             f"latent dimensions" if train.variational else
+             f"a deterministic autoencoder (no KL term) on {rec} averaged over pixels"]
+    if train.target_range is not None:
+        lo, hi = train.target_range
+        parts.append(f"towards targets squeezed into [{lo:g}, {hi:g}] (pixel x becomes {lo:g} + {hi - lo:g} x in "
+                     f"the loss; train.target_range)")
+    penalty = train.preactivation_penalty
+    if penalty is not None:
+        bound, weight = penalty["bound"], penalty["weight"]
+        parts.append(f"plus the pre-activation penalty (train.preactivation_penalty) {weight:g} * mean(relu(s - "
+                     f"{bound:g})^2) over the inputs a of the decoder's Tanh layers (s = |a|) and Sigmoid layer (s = a: "
+                     f"its bright side only, where logit amplifies float32 rounding), which keeps s near or below "
+                     f"{bound:g}; the history records the term and the share of units past {bound:g} per epoch")
+    return ", ".join(parts)
 
 
 def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress: bool = True,
@@ -146,10 +185,12 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     optimizer = make_optimizer(model.parameters(), t.optim, device, capturable=graphed)
     scheduler = make_scheduler(optimizer, t.lr_scheduler)
     resume_from, state = _resumable_checkpoint(run.checkpoints, config)
-    history, start, earlier_seconds = _resume(resume_from, state, model, optimizer, scheduler)
+    history, start, earlier_seconds = _resume(resume_from, state, model, optimizer, scheduler,
+                                              _empty_history(t.preactivation_penalty))
 
     x_train, x_val = train_images.to(device), val_images.to(device)
-    objective = dict(alpha=t.alpha, kind=t.reconstruction_loss, target_range=t.target_range)
+    objective = dict(alpha=t.alpha, kind=t.reconstruction_loss, target_range=t.target_range,
+                     penalty=t.preactivation_penalty)
     steps = (GraphedSteps if graphed else EagerSteps)(
         optimizer, partial(batch_loss, model, **objective), x_train, t.batch_size,
         partial(validation_loss, model, x_val, t.batch_size, **objective))
@@ -161,6 +202,9 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
                            desc="epochs", enabled=progress)
     for epoch in bar:
         _train_epoch(steps, model, x_train, config.seed, epoch, history, saved)
+        if t.preactivation_penalty is not None:
+            for key, value in preactivation_measures(model, x_val, t.batch_size, t.preactivation_penalty).items():
+                history[key].append(value)
         scheduler.step()
         bar.set_postfix(train=f"{history['train'][-1]:.5f}", val=f"{history['validation'][-1]:.5f}")
         if epoch % t.plot_epochs == 0 or epoch == t.train_epochs:
@@ -234,10 +278,17 @@ def _check_same_params(path: Path, state: dict, config: Config) -> None:
                       f"version of this study); resuming it as if these params had trained it", stacklevel=4)
 
 
-def _resume(checkpoint: Path | None, state: dict | None, model, optimizer, scheduler) -> tuple[dict, int, float]:
+def _empty_history(penalty) -> dict[str, list]:
+    """The per-epoch lists a run records: the two losses, and with a penalty its term and the share past its bound."""
+    extra = ("preactivation_penalty", "past_bound") if penalty is not None else ()
+    return {key: [] for key in ("train", "validation", *extra)}
+
+
+def _resume(checkpoint: Path | None, state: dict | None, model, optimizer, scheduler,
+            fresh_history: dict) -> tuple[dict, int, float]:
     """Load the checkpoint's state (if any) into the training objects: (history, first epoch to train, seconds so far)."""
     if checkpoint is None:
-        return {"train": [], "validation": []}, 1, 0.0
+        return fresh_history, 1, 0.0
     load_state_into(model, state["model_state_dict"], checkpoint)
     if checkpoint_layout(state) == "full":  # a compact one is final: no step will need them
         load_optimizer_state(optimizer, state["optimizer_state_dict"])
@@ -267,10 +318,15 @@ def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
     return lo + (hi - lo) * x
 
 
-def batch_loss(model, x, generator, *, alpha: float, kind: str, target_range=None) -> torch.Tensor:
-    """The original training objective on one batch, with z sampled from `generator`."""
-    out, mean, log_var = model(x, generator)
-    return original_loss(out, squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
+def batch_loss(model, x, generator, *, alpha: float, kind: str, target_range=None, penalty=None) -> torch.Tensor:
+    """The training objective on one batch, with z sampled from `generator`: the original loss, plus the
+    pre-activation penalty when `penalty` ({bound, weight}, train.preactivation_penalty) is given."""
+    z, mean, log_var = model.latent(x, generator)
+    out, preactivations = model.decode_traced(z)
+    loss = original_loss(out, squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
+    if penalty is None:
+        return loss
+    return loss + penalty["weight"] * preactivation_penalty(preactivations, penalty["bound"])
 
 
 def _stop_if_nonfinite(losses: torch.Tensor, epoch: int, last_checkpoint, n_batches: int) -> None:

@@ -53,13 +53,17 @@ def forward_jacobian(layers: list[Plain], z: torch.Tensor) -> tuple[torch.Tensor
 
 
 def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image BCE(D(z), x) summed over pixels.
+    """Per-image BCE(D(z), x) summed over pixels: the methods' image loss (their objective and history).
 
     With a final Sigmoid it is computed from the logits, so a saturated pixel keeps a
     gradient (BCE on the rounded output has none once sigmoid returns exactly 0 or 1).
+    A decoder with an unbounded output (no Sigmoid: the autoencoder) has no BCE, its outputs
+    are not probabilities; its loss is least squares, 1/2 ||D(z) - x||^2 (what LM minimizes).
     """
     if layers[-1].kind.name == "sigmoid":
         return F.binary_cross_entropy_with_logits(forward(layers[:-1], z), x, reduction="none").sum(1)
+    if output_range(layers) is None:
+        return 0.5 * (forward(layers, z) - x).pow(2).sum(1)
     return F.binary_cross_entropy(forward(layers, z).clamp(0, 1), x, reduction="none").sum(1)
 
 

@@ -24,6 +24,7 @@ from ..core.files import atomic_write, os_error_line, temp_file
 from ..errors import StudyError
 from ..progress import BATCH_ENV
 from .checks import load_checked_config
+from .figure_links import linked_notebook_text
 from .paths import open_run, project_root, run_lock, set_aside
 from .plan import SUMMARY, check_needs
 
@@ -81,10 +82,12 @@ def _headless_in(root: Path):
 
 def _publish(tmp: Path, output: Path, root: Path) -> None:
     """Move papermill's finished notebook to `output`, atomically; its metadata names `output`, as
-    when papermill wrote there itself."""
+    when papermill wrote there itself. Figures the notebook saved beside it are linked, not embedded
+    (figure_links: each figure stored once)."""
     text = tmp.read_text(encoding="utf-8")
     text = text.replace(json.dumps(shown(tmp, root), ensure_ascii=False),
                         json.dumps(shown(output, root), ensure_ascii=False), 1)
+    text = linked_notebook_text(text, output.parent)
     atomic_write(output, text)
     tmp.unlink()
 

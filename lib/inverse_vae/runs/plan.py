@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.checkpoints import fingerprint_changes, load_checkpoint
+from ..core.training import objective_summary
 from ..errors import CheckpointError, StudyError
 
 
@@ -19,15 +20,17 @@ class Notebook:
     needs_checkpoint: bool  # the run's trained model, test.model_path
     writes: tuple[str, ...]  # relative to the run folder
     shares: tuple[str, ...] = ()  # cache entries it reads or makes (runs.cache)
+    trains: bool = False  # it trains the model: its description says which model, on which loss
 
 
 PLAN = {nb.name: nb for nb in (
     Notebook("01_train", False, ("checkpoints/model_<epoch>.pt", "train_progress/<epoch>_epochs.png",
-                                 "figures/loss.png", "metrics/01_train.json")),
-    Notebook("02_evaluate", True, ("figures/per_digit_bce.png", "figures/reconstruction.png",
+                                 "figures/loss.png", "metrics/01_train.json"), trains=True),
+    Notebook("02_evaluate", True, ("figures/per_digit_bce.png", "figures/per_digit_mse.png", "figures/reconstruction.png",
                                    "figures/random_generation.png", "figures/latent_tsne_pca.png",
                                    "metrics/02_evaluate.json"), ("probe", "means_tsne")),
-    Notebook("03_invert", True, ("figures/preactivations_prior.png", "figures/tsne_recovered_vs_encoder.png",
+    Notebook("03_invert", True, ("figures/preactivations_prior.png", "figures/preactivations_encoder_mean.png",
+                                 "figures/tsne_recovered_vs_encoder.png",
                                  "figures/real_inversion_grid.png", "metrics/03_invert.json"),
              ("prior", "probe", "means_tsne")),
     Notebook("04_failure_analysis", True, ("figures/zero_one_maps.png",
@@ -38,6 +41,53 @@ PLAN = {nb.name: nb for nb in (
                                           "figures/noise_robustness.png", "metrics/05_inverse_methods.json"),
              ("prior", "probe")),
 )}
+
+# Files only some models make: the sections of notebooks 02-05 that apply to them (study.applies says
+# why the others do not), as functions of the run's config.
+def _decoder_has(name: str):
+    return lambda config: any(spec.name == name for spec in config.model.architecture.decoder)
+
+
+def _variational(config) -> bool:
+    return config.model.architecture.variational
+
+
+def _not(condition):
+    return lambda config: not condition(config)
+
+
+def _either(*conditions):
+    return lambda config: any(c(config) for c in conditions)
+
+
+def _both(*conditions):
+    return lambda config: all(c(config) for c in conditions)
+
+
+_sigmoid, _tanh = _decoder_has("Sigmoid"), _decoder_has("Tanh")
+WRITTEN_WHEN = {
+    "figures/per_digit_bce.png": _sigmoid,
+    "figures/per_digit_mse.png": _not(_sigmoid),  # no Sigmoid: no BCE, the errors per digit in MSE
+    "figures/random_generation.png": _variational,  # z ~ N(0, I): a VAE's prior, not an autoencoder's
+    # the pre-activations that saturate (Tanh, Sigmoid), of the realizable set: prior, or encoded test images
+    "figures/preactivations_prior.png": _both(_variational, _either(_sigmoid, _tanh)),
+    "figures/preactivations_encoder_mean.png": _both(_not(_variational), _either(_sigmoid, _tanh)),
+    "figures/clamp_sweep.png": _either(_sigmoid, _tanh),
+    "figures/atanh_domain.png": _tanh,
+    "figures/quality_vs_time.png": _sigmoid,  # drawn in BCE
+}
+SHARED_WHEN = {"prior": _variational}
+
+
+def writes(name: str, config) -> tuple[str, ...]:
+    """What notebook `name` writes for a run of `config`: its plan's files, less those its sections
+    that do not apply to this model leave out."""
+    return tuple(w for w in entry(name).writes if WRITTEN_WHEN.get(w, lambda c: True)(config))
+
+
+def _shares(name: str, config) -> tuple[str, ...]:
+    return tuple(s for s in entry(name).shares if SHARED_WHEN.get(s, lambda c: True)(config))
+
 
 # Not a per-run notebook: it reads every run's metrics and runs once (runs.notebooks.run_summary), into
 # <reports_root>/summary/ (its writes are relative to that folder); study_notebooks leaves it out.
@@ -103,12 +153,19 @@ def _check_final_epoch(name: str, shown: str, epoch, config, ours: bool) -> None
 
 
 def describe(name: str, run) -> str:
-    """Markdown: what this notebook reads and writes, for its first cell."""
+    """Markdown for a notebook's first cell: what it reads and writes, what the run trains (in the
+    notebook that trains it), and the run's hypothesis (params `hypothesis`) when the run states one."""
     nb = entry(name)
     needs = [f"the trained model `{_shown(run.model_file, run.dir, run.root)}` (from 01_train)"] if nb.needs_checkpoint \
         else ["MNIST (fetched and MD5-checked if missing)"]
-    if nb.shares:
-        needs.append("the run's shared " + " and ".join(f"`cache/{s}.npz`" for s in nb.shares)
+    shares = _shares(name, run.config)
+    if shares:
+        needs.append("the run's shared " + " and ".join(f"`cache/{s}.npz`" for s in shares)
                      + " (made by the first notebook that needs it)")
-    writes = ", ".join(f"`{w}`" for w in nb.writes)
-    return f"**Run** `{run.name}` · **reads** {'; '.join(needs)} · **writes** {writes}"
+    written = ", ".join(f"`{w}`" for w in writes(name, run.config))
+    lines = [f"**Run** `{run.name}` · **reads** {'; '.join(needs)} · **writes** {written}"]
+    if nb.trains:
+        lines.append(f"**Trains** {objective_summary(run.config.train)}.")
+    if run.config.hypothesis is not None:
+        lines.append(f"**Hypothesis of this run, stated before its results:** {run.config.hypothesis.strip()}")
+    return "\n\n".join(lines)

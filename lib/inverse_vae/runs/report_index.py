@@ -5,6 +5,7 @@ left out with a warning line; the others are still rendered.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..core.files import atomic_write
 from ..errors import StudyError
+from .figure_links import link_saved_figures
 
 
 class BrokenRun(StudyError):
@@ -72,8 +74,39 @@ def _read_metrics(path: Path) -> dict:
     return values
 
 
+STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+
+
+def _shared_styles(body: str, folder: Path) -> str:
+    """The page with nbconvert's styles in <head> (about 260 kB, the same on every page) moved into one
+    stylesheet beside the run folders, named by its content, and linked: stored once for all pages.
+    Styles inside the notebook's outputs (pandas tables) stay where they are."""
+    head, end, rest = body.partition("</head>")
+    css = "\n".join(STYLE_BLOCK.findall(head))
+    if not css or not end:
+        return body
+    sheet = folder.parent / f"notebook-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
+    if not sheet.is_file():
+        atomic_write(sheet, css)
+    before, _, after = head.partition("<style")  # the link where the first style was, the others removed
+    link = f'<link rel="stylesheet" href="../{sheet.name}">\n'
+    return before + link + STYLE_BLOCK.sub("", "<style" + after) + end + rest
+
+
+def _linked(nb: Path):
+    """The executed notebook, its saved figures linked instead of embedded (rewritten when any was)."""
+    import nbformat
+
+    notebook = _read_notebook(nb)
+    if link_saved_figures(notebook, nb.parent):
+        atomic_write(nb, nbformat.writes(notebook))
+    return notebook
+
+
 def render_notebooks(run_dir: Path) -> list[Path]:
-    """Write NN_name.html beside each executed NN_name.ipynb (re-rendered when older)."""
+    """Write NN_name.html beside each executed NN_name.ipynb (re-rendered when older). Figures are
+    stored once: the notebook and its page link the PNGs under figures/, and the pages share one
+    stylesheet."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter()
@@ -81,8 +114,8 @@ def render_notebooks(run_dir: Path) -> list[Path]:
     for nb in sorted(run_dir.glob("[0-9][0-9]_*.ipynb")):
         page = nb.with_suffix(".html")
         if not page.exists() or page.stat().st_mtime < nb.stat().st_mtime:
-            body, _ = exporter.from_notebook_node(_read_notebook(nb))
-            atomic_write(page, body)
+            body, _ = exporter.from_notebook_node(_linked(nb))
+            atomic_write(page, _shared_styles(body, run_dir))
         pages.append(page)
     return pages
 

@@ -23,6 +23,7 @@ from ..inversion.chain import DTYPES, realizable
 from ..inversion.methods import METHODS, run_method
 from ..inversion.plain import forward_jacobian, plain_layers
 from ..metrics import latent_recovery, per_image_metrics, rate_bounds, relative_errors
+from .applies import bounded_output
 from .evaluate import probe_accuracy
 
 
@@ -60,26 +61,32 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
         results[name] = _run(name, model, x[:n], overrides, starts.setdefault(n, {}))
         with torch.no_grad():
             x_hat = model.decoder(results[name].z.float())
-        per_image[name] = per_image_metrics(x_hat, x[:n])
+        per_image[name] = per_image_metrics(x_hat, x[:n], bce=bounded_output(model.decoder))
+    measure = image_measure(per_image[names[0]])
     bce = np.full((len(names), len(x)), np.nan)
     for i, name in enumerate(names):
-        bce[i, : len(per_image[name]["bce"])] = per_image[name]["bce"]
+        bce[i, : len(per_image[name][measure])] = per_image[name][measure]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an image no method finished: nan, as it should
         best = np.nanmin(bce, axis=0)
     table = {}
     for name in names:
         m, r = per_image[name], results[name]
-        n = len(m["bce"])
+        n = len(m[measure])
         table[name] = {
             "n": n, **{k: float(np.nanmean(v)) for k, v in m.items()},
-            "gap_to_best": float(np.nanmean(m["bce"] - best[:n])),
-            "nonfinite": int(np.isnan(m["bce"]).sum()),
+            "gap_to_best": float(np.nanmean(m[measure] - best[:n])),
+            "nonfinite": int(np.isnan(m[measure]).sum()),
             "probe_accuracy": probe_accuracy(probe, r.z, np.asarray(labels)[:n]) if probe else float("nan"),
             "seconds": r.seconds, "images_per_second": n / r.seconds if r.seconds > 0 else float("inf"),
             "iterations": r.iterations,
         }
     return table, per_image, results
+
+
+def image_measure(metrics: dict) -> str:
+    """The measure methods are ranked by: BCE, or MSE where BCE does not apply (no Sigmoid output)."""
+    return "bce" if "bce" in metrics else "mse"
 
 
 def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
@@ -100,21 +107,26 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
 
 
 def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Tensor:
-    """x = D(z) + n with ||n|| = level * ||x|| per image, clipped to [0, 1] (float64)."""
+    """x = D(z) + n with ||n|| = level * ||x|| per image, clipped to [0, 1] where the decoder's
+    output is (a Sigmoid; an unbounded output is left unclipped) (float64)."""
     x = realizable(decoder, z, torch.float64)
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.device)
     n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
-    return (x + n).clamp(0, 1)
+    return (x + n).clamp(0, 1) if bounded_output(decoder) else x + n
 
 
 def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dict,
-                     slow_n: int | None = None) -> dict:
-    """method -> [median relative latent error at each level]; fresh z and noise per level (the
-    slow methods on the first slow_n draws)."""
+                     slow_n: int | None = None, latents: torch.Tensor | None = None) -> dict:
+    """method -> [median relative latent error at each level]; fresh z ~ N(0, I) and noise per level
+    (the slow methods on the first slow_n draws). latents: the z to use instead at every level (its
+    first `draws` rows; the autoencoder's encoded test images, N(0, I) not being its distribution)."""
     out = {name: [] for name in names}
     d = model.latent_dim
     for i, level in enumerate(levels):
-        z = torch.randn(draws, d, generator=torch.Generator().manual_seed(seed + 1000 + i), dtype=torch.float64)
+        if latents is not None:
+            z = latents[:draws].double()
+        else:
+            z = torch.randn(draws, d, generator=torch.Generator().manual_seed(seed + 1000 + i), dtype=torch.float64)
         x = noisy_images(model.decoder, z, level, seed + 2000 + i)
         starts = {}
         for name in names:
@@ -176,15 +188,16 @@ def fast_vs_adam10(real: dict, per_image: dict | None = None) -> dict | None:
     if not adam10 or not contenders:
         return None
     n = adam10.get("n")
+    measure = image_measure(adam10)
 
-    def bce(name):
-        return float(np.nanmean(per_image[name]["bce"][:n])) if per_image else real[name]["bce"]
+    def loss(name):
+        return float(np.nanmean(per_image[name][measure][:n])) if per_image else real[name][measure]
 
     def seconds_per_image(name):
         return real[name]["seconds"] / real[name].get("n", 1)
 
-    best = min(contenders, key=bce)
-    verdict = {"method": best, "bce_ratio_to_adam10": bce(best) / bce("optimize_adam_10restarts"),
+    best = min(contenders, key=loss)
+    verdict = {"method": best, f"{measure}_ratio_to_adam10": loss(best) / loss("optimize_adam_10restarts"),
                "speedup_vs_adam10": seconds_per_image("optimize_adam_10restarts") / seconds_per_image(best)}
     return {**verdict, "n_paired": n} if per_image else verdict
 
@@ -212,6 +225,18 @@ def realizable_methods(names) -> list[str]:
     return [n for n in names if not _has_prior(n)]
 
 
+def applicable_methods(names, model) -> list[str]:
+    """The methods that apply to the model: for the autoencoder not those with an N(0, I) prior term
+    (not its latent distribution), said in one printed line; all of them for a VAE."""
+    from . import applies
+
+    reason = applies.prior_reason(model)
+    dropped = [n for n in names if _has_prior(n)] if reason else []
+    if dropped:
+        applies.skipped(f"{', '.join(dropped)}: {reason}")
+    return [n for n in names if n not in dropped]
+
+
 def noise_methods(real_names) -> list[str]:
     """The noise section's default methods: those of the real images but Bora's 10 restarts (its cost
     would dominate six noise levels, and it adds no kind) and the projections with a prior."""
@@ -231,19 +256,23 @@ def _converged_line(converged: dict) -> str | None:
     return line + "."
 
 
-def findings(verdict: dict | None, best_by: dict, realizable: dict, converged: dict | None = None) -> list[str]:
-    """What the comparison shows, in sentences built from its numbers."""
+def findings(verdict: dict | None, best_by: dict, realizable: dict, converged: dict | None = None,
+             samples: str = "prior") -> list[str]:
+    """What the comparison shows, in sentences built from its numbers (samples: what the realizable
+    latents are, "prior" or, for the autoencoder, "encoded test")."""
     lines = []
     if verdict:
         paired = f" (on the {verdict['n_paired']} images both ran on)" if verdict.get("n_paired") else ""
-        lines.append(f"On real images, {verdict['method']} reaches a mean BCE {verdict['bce_ratio_to_adam10']:.3f}x that "
+        measure = "bce" if "bce_ratio_to_adam10" in verdict else "mse"
+        ratio = verdict[f"{measure}_ratio_to_adam10"]
+        lines.append(f"On real images, {verdict['method']} reaches a mean {measure.upper()} {ratio:.3f}x that "
                      f"of Adam with 10 restarts{paired} in {1 / verdict['speedup_vs_adam10']:.3g}x its time per image "
                      f"({verdict['speedup_vs_adam10']:.1f}x faster).")
     if converged and _converged_line(converged):
         lines.append(_converged_line(converged))
     for arithmetic, b in best_by.items():
         key = RECOVERY_TARGETS[arithmetic][0]
-        lines.append(f"From {arithmetic} outputs the best method, {b['method']}, recovers {_rate(b, key)} of prior "
+        lines.append(f"From {arithmetic} outputs the best method, {b['method']}, recovers {_rate(b, key)} of {samples} "
                      f"samples ({key}).")
     gd, lw = realizable.get("optimize_adam"), realizable.get("layerwise_constrained")
     if gd and lw:
@@ -327,3 +356,14 @@ def budget_vs_converged(real: dict, results: dict) -> dict:
             row["scipy_seconds"] = real[PEER]["seconds"]
         rows[start] = row
     return rows
+
+
+def realizable_latents(run, model, images: torch.Tensor, n: int) -> torch.Tensor:
+    """The first n latents whose images x = D(z) the realizable comparison inverts (float64): the
+    run's prior sample for a VAE, the encoder's latents of the test images for the autoencoder."""
+    from .evaluate import encode_means
+    from .shared import prior_latents
+
+    if model.variational:
+        return prior_latents(run, model.latent_dim, n).double()
+    return encode_means(model, images[:n]).double()

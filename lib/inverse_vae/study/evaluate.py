@@ -9,7 +9,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..core.losses import negative_elbo_nats, original_loss
-from ..metrics import per_image_metrics
+from ..metrics import image_metrics, per_image_metrics
+from .applies import bounded_output
 
 
 @torch.no_grad()
@@ -27,7 +28,8 @@ def decode(model, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
 
 @torch.no_grad()
 def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size: int, seed: int) -> dict:
-    """Test loss in the original convention (batch means, sampled z) and the negative ELBO in nats.
+    """Test loss in the original convention (batch means, sampled z) and, for a VAE, the negative
+    ELBO in nats (an autoencoder has no KL term: its keys are left out, see applies.kl_reason).
 
     One seeded sample of z per image, as the original's validation did.
     """
@@ -38,15 +40,19 @@ def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size
         x = x.to(device)
         out, mean, log_var = model(x, g)
         original.append(original_loss(out, x, mean, log_var, alpha, kind)[0])
-        for k, v in negative_elbo_nats(out, x, mean, log_var).items():
-            parts[k].append(v)
-    parts = {k: torch.cat(v) for k, v in parts.items()}
-    return {
-        "test_loss_original": torch.stack(original).mean().item(),
-        "nelbo_nats": parts["nelbo"].mean().item(),
-        "bce_nats": parts["bce"].mean().item(),
-        "kl_nats": parts["kl"].mean().item(),
-    }
+        if log_var is not None:
+            for k, v in negative_elbo_nats(out, x, mean, log_var).items():
+                parts[k].append(v)
+    losses = {"test_loss_original": torch.stack(original).mean().item()}
+    if model.variational:
+        parts = {k: torch.cat(v) for k, v in parts.items()}
+        losses.update({f"{k}_nats": parts[k].mean().item() for k in ("nelbo", "bce", "kl")})
+    return losses
+
+
+def reconstruction_metrics(model, x_hat: torch.Tensor, x: torch.Tensor) -> dict:
+    """image_metrics of D(.) against x, with BCE only where the decoder's output lies in [0, 1]."""
+    return image_metrics(x_hat, x, bce=bounded_output(model.decoder))
 
 
 def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
@@ -79,8 +85,8 @@ def per_digit(values: dict[str, np.ndarray], labels) -> dict[int, dict[str, floa
 
 
 def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
-    """Per-digit bce, mse, psnr, ssim of D(encoder mean) against x."""
-    return per_digit(per_image_metrics(decode(model, means), images), labels)
+    """Per-digit bce (where it applies), mse, psnr, ssim of D(encoder mean) against x."""
+    return per_digit(per_image_metrics(decode(model, means), images, bce=bounded_output(model.decoder)), labels)
 
 
 def embed_2d(z, method: str, n_components: int = 2, seed: int = 0) -> np.ndarray:

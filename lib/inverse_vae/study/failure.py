@@ -13,6 +13,7 @@ from torch import nn
 from ..constants import IMAGE_SIDE, ORIGINAL_EPS
 from ..inversion.chain import DTYPES, InverseChain, realizable
 from ..metrics import image_metrics, latent_recovery
+from . import applies
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 
@@ -121,6 +122,16 @@ def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, dt
     return out
 
 
+def residual_regimes(decoder: nn.Sequential, x_real: torch.Tensor, x_realizable: torch.Tensor) -> list[tuple]:
+    """(regime, images, eps) for projection_residuals: with the original clamps where the decoder has
+    a Sigmoid or Tanh to clamp, and realizable images with no clamp."""
+    regimes = [("real, original clamps", x_real, ORIGINAL_EPS), ("realizable, original clamps", x_realizable, ORIGINAL_EPS),
+               ("realizable, no clamp", x_realizable, 0.0)]
+    if applies.clamp_reason(decoder):
+        return [("real, no clamp", x_real, 0.0), regimes[-1]]
+    return regimes
+
+
 def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
                         chain: InverseChain | None = None) -> dict:
     """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
@@ -171,20 +182,24 @@ def _realizable_row(decoder, z, invert) -> dict:
     return {f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")}
 
 
-def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS) -> dict:
-    """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations."""
+def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, decoder: nn.Sequential | None = None) -> dict:
+    """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations;
+    with a decoder without Tanh, no "atanh box only" (there is no atanh domain to box; 04 says so)."""
     from ..inversion.methods import layerwise_constrained
 
     def layerwise(**flags):
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
 
-    return {
+    inverters = {
         f"original chain (eps {eps:g})": lambda dec, x: invert_with(dec, x, eps),
         f"best clamp (eps {eps_best:g})": lambda dec, x: invert_with(dec, x, eps_best),
         "zeros one-sided only": layerwise(boxed=False),
         "atanh box only": layerwise(one_sided_pixels=False),
         "constrained layer-wise": layerwise(),
     }
+    if decoder is not None and applies.tanh_reason(decoder):
+        del inverters["atanh box only"]
+    return inverters
 
 
 def _squeezed_chain(decoder, images):
@@ -205,7 +220,7 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
     row when squeezed_model is None)."""
     flat = x.reshape(len(x), -1).double()
     cases = [(name, model.decoder, invert, flat, probe, None)
-             for name, invert in fix_inverters(eps_best, delta).items()]
+             for name, invert in fix_inverters(eps_best, delta, decoder=model.decoder).items()]
     if squeezed_model is not None:  # None: the squeezed run is not trained (04 says so)
         lo, hi = squeeze_range
         cases.append((f"squeezed targets [{lo:g}, {hi:g}]", squeezed_model.decoder, _squeezed_chain,
@@ -218,23 +233,28 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
     return rows
 
 
-def conclusion(fixes: dict, test_pixels: dict, domain_frame) -> str:
-    """Two or three sentences naming, with this run's numbers, the costlier obstacle and the best fix."""
+def conclusion(fixes: dict, test_pixels: dict) -> str:
+    """Two or three sentences naming, with this run's numbers, the costlier obstacle and the best fix
+    (without an "atanh box only" row, for a decoder without Tanh, only the zero pixels are weighed)."""
     names = list(fixes)
     original = fixes[names[0]]
-    zeros, box = fixes["zeros one-sided only"], fixes["atanh box only"]
-    costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" \
-        if zeros["real_bce"] < box["real_bce"] else "the atanh domain (values outside (-1, 1) after the pseudo-inverse)"
+    zeros, box = fixes["zeros one-sided only"], fixes.get("atanh box only")
+    if box is None:
+        obstacles = (f"treating 0/1 pixels as one-sided constraints brings it to {zeros['real_bce']:.3f} (the decoder "
+                     f"has no Tanh, so the atanh domain is no obstacle here).")
+    else:
+        costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" \
+            if zeros["real_bce"] < box["real_bce"] else "the atanh domain (values outside (-1, 1) after the pseudo-inverse)"
+        obstacles = (f"treating 0/1 pixels as one-sided constraints alone brings it to {zeros['real_bce']:.3f}, a "
+                     f"box-constrained solve at the Tanh layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
     candidates = {k: v for k, v in fixes.items() if "reference" not in k and k != names[0]}
     best = min(candidates, key=lambda k: candidates[k]["real_bce"])
     ref = fixes["encoder mean (reference)"]
     return (
         f"{test_pixels['zero']:.1%} of test pixels are exactly 0. On real images the original chain gives "
-        f"BCE {original['real_bce']:.3f} per pixel; treating 0/1 pixels as one-sided constraints alone brings it to "
-        f"{zeros['real_bce']:.3f}, a box-constrained solve at the Tanh layers alone to {box['real_bce']:.3f}, so "
-        f"{costlier} costs more. The fix that recovers most is '{best}' (BCE {candidates[best]['real_bce']:.3f}, "
-        f"probe accuracy {candidates[best]['real_probe_accuracy']:.3f}; the encoder reaches {ref['real_bce']:.3f} "
-        f"and {ref['real_probe_accuracy']:.3f}); on realizable float64 images it recovers "
+        f"BCE {original['real_bce']:.3f} per pixel; {obstacles} The fix that recovers most is '{best}' (BCE "
+        f"{candidates[best]['real_bce']:.3f}, probe accuracy {candidates[best]['real_probe_accuracy']:.3f}; the encoder "
+        f"reaches {ref['real_bce']:.3f} and {ref['real_probe_accuracy']:.3f}); on realizable float64 images it recovers "
         f"{candidates[best]['realizable_success_1e-6']:.1%} of latents to 1e-6, against "
         f"{original['realizable_success_1e-6']:.1%} for the original chain."
     )

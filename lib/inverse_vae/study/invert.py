@@ -17,6 +17,7 @@ from ..inversion.attribution import CAUSES, attribute_failures, failure_frame, f
 from ..inversion.chain import DTYPES as ARITHMETICS
 from ..inversion.chain import InverseChain, decoder_in, forward_trace, realizable
 from ..metrics import latent_recovery
+from . import applies
 
 
 def timed_inverse(decoder: nn.Sequential, x: torch.Tensor, *, eps: float, dtype: torch.dtype):
@@ -49,16 +50,46 @@ def realizable_case(decoder: nn.Sequential, z: torch.Tensor, arithmetic: str, ep
     return summary, attribution
 
 
+def clamp_cases(decoder: nn.Sequential) -> dict[str, float]:
+    """Key suffix -> clamp margin: no clamp, and the original clamp where the decoder has an
+    activation to clamp (a Sigmoid or Tanh; see applies.clamp_reason)."""
+    return {"": 0.0} if applies.clamp_reason(decoder) else {"": 0.0, "_original_clamp": ORIGINAL_EPS}
+
+
 def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Every source x arithmetic x {no clamp, original clamp}, keyed as metrics/03 names them."""
+    """Every source x arithmetic x clamp case (clamp_cases), keyed as metrics/03 names them."""
     summaries, attributions = {}, {}
     for source, z in sources.items():
         summaries[source] = {}
         for arithmetic in ARITHMETICS:
-            for suffix, eps in (("", 0.0), ("_original_clamp", ORIGINAL_EPS)):
+            for suffix, eps in clamp_cases(decoder).items():
                 key = arithmetic + suffix
                 summaries[source][key], attributions[(source, key)] = realizable_case(decoder, z, arithmetic, eps)
     return summaries, attributions
+
+
+_CASE_TITLES = {"original_clamp": "original chain, clamp 1e-3", "no_clamp": "chain, no clamp"}
+
+
+def real_cases(decoder: nn.Sequential) -> dict[str, float]:
+    """The chains 03 runs on real images: name -> clamp margin (the original clamp only where the
+    decoder has a Sigmoid or Tanh to clamp)."""
+    cases = {"original_clamp": ORIGINAL_EPS, "no_clamp": 0.0}
+    return {"no_clamp": 0.0} if applies.clamp_reason(decoder) else cases
+
+
+def case_title(case: str) -> str:
+    return _CASE_TITLES[case]
+
+
+def realizable_sources(run, model, means: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The latents whose images x = D(z) are exactly in the decoder's range: the run's prior sample
+    (a VAE's; said not to apply to the autoencoder) and the encoder means of the test images."""
+    from .shared import prior_latents
+
+    if applies.skipped(applies.prior_reason(model)):
+        return {"encoder_mean": means}
+    return {"prior": prior_latents(run, model.latent_dim), "encoder_mean": means}
 
 
 def saturation_point(fn, dtype: torch.dtype, target: float = 1.0) -> float:
@@ -73,16 +104,18 @@ def saturation_point(fn, dtype: torch.dtype, target: float = 1.0) -> float:
     return hi
 
 
-def saturation_points() -> dict:
-    """Where tanh reaches exactly +-1 and sigmoid exactly 1 or 0, per arithmetic."""
-    out = {}
-    for name, dtype in ARITHMETICS.items():
-        out[name] = {
-            "tanh_to_1": saturation_point(torch.tanh, dtype),
-            "sigmoid_to_1": saturation_point(torch.sigmoid, dtype),
-            "sigmoid_to_0": -saturation_point(lambda a: torch.sigmoid(-a), dtype, target=0.0),
-        }
-    return out
+_SATURATING = {"tanh_to_1": nn.Tanh, "sigmoid_to_1": nn.Sigmoid, "sigmoid_to_0": nn.Sigmoid}
+
+
+def saturation_points(decoder: nn.Sequential | None = None) -> dict:
+    """Where tanh reaches exactly +-1 and sigmoid exactly 1 or 0, per arithmetic; with a decoder,
+    only for the activations it has."""
+    fns = {"tanh_to_1": (torch.tanh, 1.0, 1), "sigmoid_to_1": (torch.sigmoid, 1.0, 1),
+           "sigmoid_to_0": (lambda a: torch.sigmoid(-a), 0.0, -1)}
+    if decoder is not None:
+        fns = {k: v for k, v in fns.items() if applies.has(decoder, _SATURATING[k])}
+    return {name: {k: sign * saturation_point(fn, dtype, target) for k, (fn, target, sign) in fns.items()}
+            for name, dtype in ARITHMETICS.items()}
 
 
 def preactivations(decoder: nn.Sequential, z: torch.Tensor) -> dict[str, np.ndarray]:
@@ -144,20 +177,30 @@ def distance_to(z_hat: torch.Tensor, reference: torch.Tensor) -> dict:
 
 __all__ = ["ARITHMETICS", "CAUSES", "InverseChain", "ORIGINAL_EPS", "decoder_in", "distance_to", "failure_frame",
            "failure_table", "preactivations", "realizable", "realizable_case", "realizable_grid", "saturated_share",
-           "conclusion", "saturation_marks", "saturation_points", "timed_inverse"]
+           "case_title", "clamp_cases", "conclusion", "real_cases", "realizable_sources", "saturation_marks",
+           "saturation_points", "timed_inverse"]
+
+
+_SOURCE_TEXT = {"prior": "z ~ N(0, I)", "encoder_mean": "z = the encoder's latents of the test images"}
 
 
 def conclusion(realizable: dict, real: dict) -> str:
-    """What 03 shows, in two paragraphs of Markdown built from its numbers."""
-    p, r = realizable["prior"], real
-    return (
-        f"**Realizable images** (x = D(z), z ~ N(0, I)): the pseudo-inverse chain recovers z to 1e-6 for "
-        f"{p['float64']['success_1e-6']:.1%} of samples in float64 without a clamp, "
-        f"{p['float32']['success_1e-4']:.1%} to 1e-4 in float32, and with the original clamp in float32 "
-        f"{p['float32_original_clamp']['success_1e-2']:.1%} to 1e-2 (median relative error "
-        f"{p['float32_original_clamp']['rel_err_median']:.3g}).\n\n"
-        f"**Real test images**: the original chain's D(ẑ) has BCE {r['original_clamp']['bce']:.3f} per pixel "
-        f"and PSNR {r['original_clamp']['psnr']:.1f} dB against the encoder's {r['encoder']['bce']:.3f} / "
-        f"{r['encoder']['psnr']:.1f} dB; a linear probe reads the digit from ẑ with accuracy "
-        f"{r['original_clamp']['probe_accuracy']:.3f} (encoder means: {r['encoder']['probe_accuracy']:.3f})."
+    """What 03 shows, in two paragraphs of Markdown built from its numbers (the cases that did not
+    apply to this run are absent from both dicts, and from the text)."""
+    source = next(iter(realizable))
+    p, r = realizable[source], real
+    clamp = p.get("float32_original_clamp")
+    text = (f"**Realizable images** (x = D(z), {_SOURCE_TEXT[source]}): the pseudo-inverse chain recovers z to "
+            f"1e-6 for {p['float64']['success_1e-6']:.1%} of samples in float64 without a clamp, "
+            f"{p['float32']['success_1e-4']:.1%} to 1e-4 in float32")
+    text += (f", and with the original clamp in float32 {clamp['success_1e-2']:.1%} to 1e-2 (median relative error "
+             f"{clamp['rel_err_median']:.3g}).\n\n") if clamp else ".\n\n"
+    chain = "original_clamp" if "original_clamp" in r else "no_clamp"
+    c, e = r[chain], r["encoder"]
+    key, digits = ("bce", ".3f") if "bce" in c else ("mse", ".4f")
+    name = "the original chain" if chain == "original_clamp" else "the chain (no clamp needed)"
+    return text + (
+        f"**Real test images**: {name}'s D(ẑ) has {key.upper()} {c[key]:{digits}} per pixel and PSNR {c['psnr']:.1f} dB "
+        f"against the encoder's {e[key]:{digits}} / {e['psnr']:.1f} dB; a linear probe reads the digit from ẑ with accuracy "
+        f"{c['probe_accuracy']:.3f} (encoder means: {e['probe_accuracy']:.3f})."
     )

@@ -92,6 +92,14 @@ def device_name(model) -> str:
     return str(next(model.parameters()).device)
 
 
+def quiet_model(run, device: str | None = None):
+    """The run's trained model on `device` (default: the run's own), with no device-fallback warning:
+    for a notebook that reads other runs' models, where device(run) has already said where it computes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(run.config, run.model_file, resolve_device(device or run.config.device))
+
+
 def companion_model(run, params_file: str | None, purpose: str):
     """(run, model) of another run whose model a notebook compares (params_file relative to the
     project), read only: the run beside this one, else the committed one under reports/. None,
@@ -104,9 +112,7 @@ def companion_model(run, params_file: str | None, purpose: str):
     for reports_root in roots:
         other = open_run(params_file, reports_root, run.root, log=lambda *_: None)
         if other.model_file.is_file():
-            with warnings.catch_warnings():  # device(run) already said where the run computes
-                warnings.simplefilter("ignore")
-                return other, load_model(other.config, other.model_file, resolve_device(run.config.device))
+            return other, quiet_model(other, run.config.device)
     print(f"{purpose}: the run of {params_file} is not trained (no {other.model_file.relative_to(run.root)}); "
           f"`./run_all.sh {params_file}` trains it. Left out here.")
     return None

@@ -8,7 +8,12 @@ there is shown as missing, never filled in:
 
 * a run without any metrics file: every cell "not run";
 * a notebook whose metrics file is missing (or unreadable): its cells "not run" (resp. "unreadable");
-* a key missing from a metrics file that exists: "missing";
+* a key missing from a metrics file that exists: "missing", or "n/a" where the notebook left it out
+  because its section does not apply to the run's model (BCE of a decoder without a Sigmoid, the
+  saturation of a decoder without Tanh or Sigmoid);
+* the realizable set is the prior sample of a VAE, the encoded test images of the autoencoder; the
+  real-image chain is the original one (clamp 1e-3), or the chain without a clamp where there is
+  nothing to clamp;
 * a number the notebook measured as nan (a non-finite result): "nan" -- a measurement, not a gap.
 
 The seeds row, "default (3 seeds)", is the mean ± sample standard deviation (ddof 1) of default,
@@ -23,7 +28,6 @@ import html
 import json
 import math
 import statistics
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +39,13 @@ SEEDS_ROW = "default (3 seeds)"
 EXCLUDED = ("smoke",)  # params files that are not part of the family
 SUMMARY_DIR = "summary"  # reports/summary/: the summary notebook, its figures and metrics
 # The family in reading order; any other params file follows, sorted.
-ORDER = ("default", "default_seed1", "default_seed2", "latent16", "leaky", "squeezed", "deterministic")
+ORDER = ("default", "default_seed1", "default_seed2", "latent16", "leaky", "squeezed", "deterministic", "invertible")
 # What each run changes against the original config (its params file's header says the same).
 DESIGNS = {"default": "the original config", "default_seed1": "seed 1", "default_seed2": "seed 2",
            "latent16": "a 16-d latent", "leaky": "LeakyReLU in the decoder",
            "squeezed": "targets squeezed into [0.1, 0.9]",
-           "deterministic": "a deterministic autoencoder, no Sigmoid output"}
+           "deterministic": "a deterministic autoencoder, no Sigmoid output",
+           "invertible": "ours: trained to keep pre-activations where float32 inverts"}
 
 # When the chain "works": realizable, at least this share recovered to 1e-6 from float64 outputs;
 # real images, D(z_hat) within this many dB (PSNR) of the encoder's reconstruction and the probe
@@ -59,12 +64,52 @@ class Column:
     fmt: str
 
 
-def _largest_saturated(m03: dict):
-    """(share, layer) of the layer whose prior pre-activations most often lie past float32's saturation
-    point (03 saturated_share_prior[layer].float32.units); None when 03 holds no such entry."""
-    shares = m03.get("saturated_share_prior")
-    if not isinstance(shares, dict):
+NOT_APPLICABLE = "n/a"  # the run's notebook said the section does not apply to its model and wrote no key
+
+
+def _first(mapping, *keys):
+    """The value of the first of `keys` that `mapping` has (the family's runs name some sections by their
+    model: a realizable set of prior samples, or the autoencoder's encoded test images), else None."""
+    if not isinstance(mapping, dict):
         return None
+    return next((mapping[k] for k in keys if k in mapping), None)
+
+
+def _realizable(m03: dict):
+    """03's realizable recovery by arithmetic: of prior samples (a VAE), else of encoded test images."""
+    return _first(m03.get("realizable"), "prior", "encoder_mean")
+
+
+def _real_chain(m03: dict):
+    """03's original chain on real images: with the original clamp where the decoder has one, else no clamp."""
+    return _first(m03.get("real"), "original_clamp", "no_clamp")
+
+
+def _image_measure(section, key: str):
+    """An image measure of a section; NOT_APPLICABLE where the section holds image measures but not this
+    one (BCE of a decoder without a Sigmoid, which the notebooks leave out)."""
+    if not isinstance(section, dict):
+        return None
+    if key not in section and "psnr" in section:
+        return NOT_APPLICABLE
+    return _number(section.get(key))
+
+
+def _success(arithmetic: str, threshold: str):
+    def read(m03):
+        by_arithmetic = _realizable(m03)
+        found = by_arithmetic.get(arithmetic) if isinstance(by_arithmetic, dict) else None
+        return _number(found.get(threshold)) if isinstance(found, dict) and threshold in found else None
+    return read
+
+
+def _largest_saturated(m03: dict):
+    """(share, layer) of the layer whose realizable pre-activations most often lie past float32's saturation
+    point (03 saturated_share_<source>[layer].float32.units); NOT_APPLICABLE when 03 ran without such an
+    entry (a decoder with no Tanh or Sigmoid: nothing saturates)."""
+    shares = _first(m03, "saturated_share_prior", "saturated_share_encoder_mean")
+    if not isinstance(shares, dict):
+        return None if "realizable" not in m03 else (NOT_APPLICABLE, NOT_APPLICABLE)
     found = [(_number(v.get("float32", {}).get("units")), layer) for layer, v in shares.items()
              if isinstance(v, dict) and isinstance(v.get("float32"), dict) and "units" in v["float32"]]
     if not found:
@@ -74,19 +119,20 @@ def _largest_saturated(m03: dict):
 
 COLUMNS = [
     Column("val_loss", "validation loss (its own convention)", "01_train", ("final_val_loss",), "{:.4f}"),
-    Column("recon_bce", "test reconstruction BCE/pixel", "02_evaluate", ("reconstruction", "bce"), "{:.3f}"),
+    Column("recon_bce", "test reconstruction BCE/pixel", "02_evaluate",
+           lambda m: _image_measure(m.get("reconstruction"), "bce"), "{:.3f}"),
     Column("recon_psnr", "test reconstruction PSNR (dB)", "02_evaluate", ("reconstruction", "psnr"), "{:.1f}"),
     Column("probe", "probe accuracy (encoder means)", "02_evaluate", ("probe_accuracy",), "{:.3f}"),
     Column("cf_real_bce", "closed form, real images: BCE of D(z_hat)", "03_invert",
-           ("real", "original_clamp", "bce"), "{:.3f}"),
+           lambda m: _image_measure(_real_chain(m), "bce"), "{:.3f}"),
     Column("cf_real_psnr", "closed form, real images: PSNR (dB)", "03_invert",
-           ("real", "original_clamp", "psnr"), "{:.1f}"),
+           lambda m: _image_measure(_real_chain(m), "psnr"), "{:.1f}"),
     Column("cf_real_probe", "closed form, real images: probe accuracy", "03_invert",
-           ("real", "original_clamp", "probe_accuracy"), "{:.3f}"),
-    Column("cf_f32", "closed form, realizable: float32 to 1e-4", "03_invert",
-           ("realizable", "prior", "float32", "success_1e-4"), "{:.2%}"),
-    Column("cf_f64", "closed form, realizable: float64 to 1e-6", "03_invert",
-           ("realizable", "prior", "float64", "success_1e-6"), "{:.1%}"),
+           lambda m: _image_measure(_real_chain(m), "probe_accuracy"), "{:.3f}"),
+    Column("cf_f32", "closed form, realizable: float32 to 1e-4", "03_invert", _success("float32", "success_1e-4"),
+           "{:.2%}"),
+    Column("cf_f64", "closed form, realizable: float64 to 1e-6", "03_invert", _success("float64", "success_1e-6"),
+           "{:.1%}"),
     Column("best_f32", "best method, realizable: float32 to 1e-4", "05_inverse_methods",
            ("best_realizable", "float32", "success_1e-4"), "{:.1%}"),
     Column("best_f64", "best method, realizable: float64 to 1e-6", "05_inverse_methods",
@@ -152,7 +198,7 @@ class RunRow:
     def executed(self) -> list[str]:
         """The notebooks whose metrics this run has (of those the table reads)."""
         return [nb for nb in NOTEBOOKS if not any(isinstance(self.values[c.key], Missing) and
-                                                  self.values[c.key].reason != "missing"
+                                                  self.values[c.key].reason not in ("missing", NOT_APPLICABLE)
                                                   for c in COLUMNS if c.notebook == nb)]
 
     @property
@@ -172,7 +218,8 @@ def run_row(name: str, run_dir: Path) -> RunRow:
     for c in COLUMNS:
         m = files[c.notebook]
         value = m if isinstance(m, Missing) else _lookup(m, c.path)
-        row.values[c.key] = Missing("missing") if value is None else value
+        row.values[c.key] = (Missing("missing") if value is None else
+                             Missing(NOT_APPLICABLE) if isinstance(value, str) and value == NOT_APPLICABLE else value)
     return row
 
 
@@ -285,7 +332,8 @@ def table_html(summary: Summary) -> str:
 
 
 def _is_gap(text: str) -> bool:
-    return text in ("not run", "missing", "unreadable") or ("±" not in text and text.endswith(f"of {len(SEEDS)} seeds"))
+    gaps = ("not run", "missing", "unreadable", NOT_APPLICABLE)
+    return text in gaps or ("±" not in text and text.endswith(f"of {len(SEEDS)} seeds"))
 
 
 def to_json(summary: Summary) -> dict:
@@ -386,7 +434,8 @@ def design_lines(summary: Summary) -> list[str]:
                 f"{_names(waiting)} (`./run_all.sh --all`)."]
     lines = []
     for what, test, criterion in (
-            ("realizable images", works_realizable, f"at least {WORKS_REALIZABLE:.0%} of prior samples to 1e-6 in float64"),
+            ("realizable images", works_realizable, f"at least {WORKS_REALIZABLE:.0%} of prior samples (the autoencoder: "
+                                                    f"of its encoded test images) to 1e-6 in float64"),
             ("real images", works_real, f"PSNR within {WORKS_REAL_PSNR_GAP_DB:g} dB of the encoder and a probe at "
                                         f"{WORKS_REAL_PROBE_RATIO:.0%} of its accuracy or better")):
         verdicts = {n: test(summary.rows[n]) for n in designs}
@@ -429,9 +478,41 @@ def seed_lines(summary: Summary) -> list[str]:
     return [f"The default's conclusions do not hold on {', '.join(differ)} ({spread}): see their rows."]
 
 
+def _change(value: float, reference: float) -> str:
+    return f"{value / reference - 1:+.0%}" if reference else "n/a"
+
+
+def cost_lines(summary: Summary) -> list[str]:
+    """For each design run beside the default: what it buys the closed form (realizable float32 and
+    float64 recovery, real-image BCE of the chain) and what it costs (test reconstruction BCE), in
+    numbers against the default's; the runs without a BCE (no Sigmoid) by PSNR."""
+    base = summary.rows.get(DEFAULT)
+    if base is None or not base.ran:
+        return []
+    lines = []
+    for name in [n for n in summary.present if n not in SEEDS]:
+        r = summary.rows[name]
+        if any(math.isnan(r.number(k)) for k in ("cf_f32", "cf_f64")):
+            continue
+        bought = (f"`{name}` ({DESIGNS.get(name, name)}): the closed form recovers {_pct(r.number('cf_f32'))} to 1e-4 "
+                  f"in float32 and {_pct(r.number('cf_f64'))} to 1e-6 in float64 (default: {_pct(base.number('cf_f32'))}, "
+                  f"{_pct(base.number('cf_f64'))})")
+        if not math.isnan(r.number("recon_bce")):
+            real = r.number("cf_real_bce") / r.number("recon_bce")
+            bought += (f"; on real images D(z_hat) has {real:.1f} times the encoder's BCE (default: "
+                       f"{base.number('cf_real_bce') / base.number('recon_bce'):.1f} times); the cost: test reconstruction "
+                       f"BCE {r.number('recon_bce'):.3f} against {base.number('recon_bce'):.3f} "
+                       f"({_change(r.number('recon_bce'), base.number('recon_bce'))})")
+        else:
+            bought += (f"; on real images D(z_hat) has a PSNR of {r.number('cf_real_psnr'):.1f} dB against the encoder's "
+                       f"{r.number('recon_psnr'):.1f} dB (no Sigmoid: no BCE)")
+        lines.append(bought + ".")
+    return lines
+
+
 def conclusions(summary: Summary) -> str:
-    """Markdown: the answer, the designs, the seeds."""
-    lines = [answer(summary), *design_lines(summary), *seed_lines(summary)]
+    """Markdown: the answer, the designs, what each design buys and costs, the seeds."""
+    lines = [answer(summary), *design_lines(summary), *cost_lines(summary), *seed_lines(summary)]
     return "\n".join(f"* {line}" for line in lines)
 
 
@@ -450,15 +531,6 @@ def reports_folder(reports_root: str | Path | None, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def _quiet_model(run):
-    from ..core.checkpoints import load_model
-    from ..core.devices import resolve_device
-
-    with warnings.catch_warnings():  # the notebook says where it computes once, not per run
-        warnings.simplefilter("ignore")
-        return load_model(run.config, run.model_file, resolve_device(run.config.device))
-
-
 def _inverted(model, x, best: str | None, log=print) -> dict:
     """D(z_hat) of the encoder, the closed form and `best` on x (CPU arrays), and their image metrics;
     a method that fails on this run is shown as an empty row (said by log())."""
@@ -466,7 +538,7 @@ def _inverted(model, x, best: str | None, log=print) -> dict:
 
     from ..errors import StudyError
     from ..inversion.methods import run_method
-    from ..metrics import image_metrics
+    from .evaluate import reconstruction_metrics
 
     device = next(model.parameters()).device
     x = x.to(device)
@@ -481,7 +553,7 @@ def _inverted(model, x, best: str | None, log=print) -> dict:
             continue
         with torch.no_grad():
             recon = model.decoder(z.to(device, next(model.parameters()).dtype)).reshape(len(x), -1).cpu()
-        out[label] = (name, recon, image_metrics(recon, x.reshape(len(x), -1).cpu()))
+        out[label] = (name, recon, reconstruction_metrics(model, recon, x.reshape(len(x), -1).cpu()))
     return out
 
 
@@ -491,6 +563,7 @@ def run_examples(summary: Summary, params_dir: Path, root: Path, n_images: int =
     from ..core import splits
     from ..errors import StudyError
     from ..runs.paths import open_run
+    from .shared import quiet_model
 
     examples, x = {}, None
     for name in summary.present:
@@ -503,7 +576,7 @@ def run_examples(summary: Summary, params_dir: Path, root: Path, n_images: int =
             if x is None:
                 x = splits.test_images(run, log=lambda *_: None)[0][:n_images]
             best = summary.rows[name].values["best_method"]
-            examples[name] = _inverted(_quiet_model(run), x, best if isinstance(best, str) else None,
+            examples[name] = _inverted(quiet_model(run), x, best if isinstance(best, str) else None,
                                        log=lambda line, run=name: log(f"{run}: {line}"))
         except (StudyError, OSError, ValueError, RuntimeError) as exc:
             log(f"{name}: left out of the figure ({type(exc).__name__}: {exc})")

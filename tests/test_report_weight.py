@@ -65,6 +65,12 @@ def test_a_name_built_at_run_time_is_found_when_one_file_matches(tmp_path):
     assert nb.cells[0].outputs[0].data["text/markdown"] == "![per_digit_mse](figures/per_digit_mse.png)"
 
 
+def test_the_summary_notebooks_figure_is_linked_too(tmp_path):
+    _figure_files(tmp_path, "recovery_by_run.png")
+    nb = _notebook(('fig = summary.examples_figure(examples, where.figure("recovery_by_run.png"))', [PNG]))
+    assert link_saved_figures(nb, tmp_path) == 1
+
+
 def test_two_figures_of_one_cell_are_linked_in_order(tmp_path):
     _figure_files(tmp_path, "a.png", "b.png")
     nb = _notebook(('f(run.figure("a.png"))\ng(run.figure("b.png"))', [PNG, PNG]))

@@ -140,6 +140,9 @@ def test_the_examples_figure_and_its_numbers(tmp_path):
     assert summary.examples_figure({"x": x, "default": shown}, path) is not None and path.stat().st_size > 1000
     assert summary.examples_metrics({"x": x, "default": shown})["default"]["D(closed form)"]["bce"] == 2.7
     assert summary.examples_figure({}, None) is None
+    autoencoder = {"D(encoder)": ("encoder", torch.rand(3, 784), {"mse": 0.01, "psnr": 20.0})}  # no Sigmoid: no BCE
+    assert summary.examples_metrics({"x": x, "deterministic": autoencoder}) == {
+        "deterministic": {"D(encoder)": {"method": "encoder", "mse": 0.01, "psnr": 20.0}}}
 
 
 def test_the_summary_notebook_is_committed_clean_and_kept_out_of_the_per_run_notebooks(root):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import nbformat
 
-# run.figure("name.png"), or run.figure(f"name_{part}.png") whose one file on disk is found by pattern
-SAVED_FIGURE = re.compile(r"""run\.figure\(\s*(f?)["']([^"'\\]+\.png)["']\s*\)""")
+# run.figure("name.png") (where.figure in the summary notebook), or run.figure(f"name_{part}.png") whose
+# one file on disk is found by pattern
+SAVED_FIGURE = re.compile(r"""\b(?:run|where)\.figure\(\s*(f?)["']([^"'\\]+\.png)["']\s*\)""")
 FIGURES_DIR = "figures"
 
 

@@ -47,6 +47,11 @@ DESIGNS = {"default": "the original config", "default_seed1": "seed 1", "default
            "deterministic": "a deterministic autoencoder, no Sigmoid output",
            "invertible": "ours: trained to keep pre-activations where float32 inverts"}
 
+# What a reader must know to read a run's row, said once under the table.
+CAVEATS = {"squeezed": "`squeezed`'s notebooks 02, 03 and 05 compare D(z) with the image x itself, not with its "
+                       "squeezed target 0.1 + 0.8x, so its reconstruction BCE includes the squeeze; notebook 04 of "
+                       "the default maps its outputs back ((D - 0.1) / 0.8) for the fair comparison"}
+
 # When the chain "works": realizable, at least this share recovered to 1e-6 from float64 outputs;
 # real images, D(z_hat) within this many dB (PSNR) of the encoder's reconstruction and the probe
 # reading the digit from z_hat at least this fraction as well as from the encoder means.
@@ -512,7 +517,8 @@ def cost_lines(summary: Summary) -> list[str]:
 
 def conclusions(summary: Summary) -> str:
     """Markdown: the answer, the designs, what each design buys and costs, the seeds."""
-    lines = [answer(summary), *design_lines(summary), *cost_lines(summary), *seed_lines(summary)]
+    caveats = [CAVEATS[n] + "." for n in summary.present if n in CAVEATS]
+    lines = [answer(summary), *design_lines(summary), *cost_lines(summary), *caveats, *seed_lines(summary)]
     return "\n".join(f"* {line}" for line in lines)
 
 
@@ -606,8 +612,9 @@ def examples_figure(examples: dict, path=None):
 
 
 def examples_metrics(examples: dict) -> dict:
-    """run -> row label -> {method, bce, psnr} on the figure's images (for 99_summary.json)."""
-    return {name: {label: {"method": m, "bce": metrics["bce"], "psnr": metrics["psnr"]}
+    """run -> row label -> {method, bce, psnr} on the figure's images (for 99_summary.json); no bce for a
+    decoder without a Sigmoid (the autoencoder: its mse instead)."""
+    return {name: {label: {"method": m, **{k: metrics[k] for k in ("bce", "mse", "psnr") if k in metrics}}
                    for label, (m, _, metrics) in shown.items()}
             for name, shown in examples.items() if name != "x"}
 

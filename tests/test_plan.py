@@ -39,3 +39,14 @@ def test_the_description_names_inputs_and_outputs(tmp_path):
     assert "checkpoints/model_9.pt" in text and "cache/prior.npz" in text and "metrics/05_inverse_methods.json" in text
     with pytest.raises(StudyError, match="not in the study's plan"):
         plan.describe("06_nothing", _run(tmp_path))
+
+
+def test_the_training_folders_shown_are_the_ones_the_params_name(tmp_path):
+    text = (ROOT / "params" / "smoke.yaml").read_text()
+    assert "progress_path: figures" in text and "model_path: checkpoints" in text
+    params = tmp_path / "elsewhere.yaml"
+    params.write_text(text.replace("progress_path: figures", "progress_path: progress")
+                      .replace("model_path: checkpoints", "model_path: weights", 1))
+    shown = plan.writes("01_train", load_config(params))
+    assert "progress/<epoch>_epochs.png" in shown and "weights/model_<epoch>.pt" in shown
+    assert not any(w.startswith(("train_progress/", "checkpoints/")) for w in shown)

@@ -81,8 +81,11 @@ SHARED_WHEN = {"prior": _variational}
 
 def writes(name: str, config) -> tuple[str, ...]:
     """What notebook `name` writes for a run of `config`: its plan's files, less those its sections
-    that do not apply to this model leave out."""
-    return tuple(w for w in entry(name).writes if WRITTEN_WHEN.get(w, lambda c: True)(config))
+    that do not apply to this model leave out, with training's folders as the params name them
+    (train.model_path, train.progress_path)."""
+    folders = {"checkpoints/": f"{config.train.model_path}/", "train_progress/": f"{config.train.progress_path}/"}
+    kept = [w for w in entry(name).writes if WRITTEN_WHEN.get(w, lambda c: True)(config)]
+    return tuple(next((w.replace(k, v, 1) for k, v in folders.items() if w.startswith(k)), w) for w in kept)
 
 
 def _shares(name: str, config) -> tuple[str, ...]:

@@ -504,8 +504,9 @@ def cost_lines(summary: Summary) -> list[str]:
                   f"{_pct(base.number('cf_f64'))})")
         if not math.isnan(r.number("recon_bce")):
             real = r.number("cf_real_bce") / r.number("recon_bce")
-            bought += (f"; on real images D(z_hat) has {real:.1f} times the encoder's BCE (default: "
-                       f"{base.number('cf_real_bce') / base.number('recon_bce'):.1f} times); in reconstruction (its cost, or gain): test "
+            default_real = base.number("cf_real_bce") / base.number("recon_bce")
+            bought += (f"; on real images D(z_hat) has {real:.1f} times the encoder's BCE (default: {default_real:.1f} "
+                       f"times); in reconstruction (its cost, or gain): test "
                        f"BCE {r.number('recon_bce'):.3f} against {base.number('recon_bce'):.3f} "
                        f"({_change(r.number('recon_bce'), base.number('recon_bce'))})")
         else:

@@ -123,14 +123,30 @@ def test_render_links_the_figures_of_an_executed_notebook(tmp_path):
     assert len(list((tmp_path / "reports").glob("notebook-*.css"))) == 1
 
 
-def _tracked_bytes(folder: str) -> int:
+def _tracked(folder: str) -> list[Path]:
+    """The files git tracks under `folder` (skips the test outside a git checkout)."""
     try:
         names = subprocess.run(["git", "ls-files", "-z", folder], cwd=ROOT, capture_output=True,
                                check=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
-    return sum((ROOT / n).stat().st_size for n in names if n and (ROOT / n).is_file())
+    return [ROOT / n for n in names if n and (ROOT / n).is_file()]
 
 
 def test_the_committed_reports_stay_under_60_mb():
-    assert _tracked_bytes("reports") < 60 * 2**20
+    assert sum(p.stat().st_size for p in _tracked("reports")) < 60 * 2**20
+
+
+def test_a_layer_without_saturation_marks_draws_no_empty_legend(recwarn):
+    values = {"1:LeakyReLU": np.linspace(-3, 3, 50), "3:Sigmoid": np.linspace(-9, 9, 50)}
+    fig = figures.preactivation_histograms(values, {"3:Sigmoid": {"float32 sigmoid = 1": 16.6}})
+    assert [ax.get_legend() is not None for ax in fig.axes] == [False, True]
+    assert not [w for w in recwarn if "legend" in str(w.message)]
+    plt.close(fig)
+
+
+def test_committed_reports_name_no_path_of_the_machine_that_ran_them():
+    machine = (str(ROOT) + "/", "/tmp/", "/home/", "/root/")
+    leaks = [str(p.relative_to(ROOT)) for p in _tracked("reports") if p.suffix in (".ipynb", ".html", ".json")
+             and any(m in p.read_text(encoding="utf-8", errors="replace") for m in machine)]
+    assert not leaks, f"absolute paths in {leaks}: show paths relative to the project"

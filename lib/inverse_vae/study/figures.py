@@ -134,11 +134,13 @@ def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, flo
     fig, axes = plt.subplots(1, len(values), figsize=(4.5 * len(values), 3.5), squeeze=False)
     for ax, (name, v) in zip(axes[0], values.items()):
         ax.hist(np.abs(v), bins=100, log=True, color="0.4")
-        for label, x in marks.get(name, {}).items():
+        layer_marks = marks.get(name, {})
+        for label, x in layer_marks.items():
             ax.axvline(x, ls="--", lw=1, color="C3" if "32" in label else "C0", label=label)
         ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation| (unitless)",
                ylabel="count (log scale)")
-        ax.legend(fontsize=7)
+        if layer_marks:  # a layer that never saturates (LeakyReLU) has no mark to name
+            ax.legend(fontsize=7)
     _suptitle(fig, title)
     fig.tight_layout()
     return save(fig, path)

@@ -1,39 +1,102 @@
 #!/usr/bin/env bash
-# Set up if needed, fetch MNIST, then run every notebook through papermill into reports/<run>/.
-#   ./run_all.sh                          # params/default.yaml -> reports/default/
-#   ./run_all.sh params/a.yaml params/b.yaml
-#   ONLY=01,02 ./run_all.sh params/smoke.yaml
-#   ./run_all.sh --fresh [params/...]     # first move the run's earlier outputs into
-#                                         # reports/.old/<run>-<YYYYmmdd-HHMMSS>/ (nothing deleted)
-#   ./run_all.sh --all [--fresh]          # the family: every params/*.yaml but smoke.yaml, then the
-#                                         # summary across runs (reports/summary/), then the index
-# Every params file is validated before anything runs; a bad one exits 2 and writes nothing.
+# The study in one command: set up if needed, fetch MNIST, then the workflow engine (Snakemake, see the
+# Snakefile) runs what is out of date, a notebook per rule through papermill, and renders the pages.
 set -euo pipefail
 cd "$(dirname "$0")"
-fresh=()
-params=()
-all=0
-for arg in "$@"; do
-  case "$arg" in
-    --fresh) fresh=(--fresh) ;;
-    --all) all=1 ;;
-    *) params+=("$arg") ;;
+
+usage() {
+  cat <<'EOF'
+usage: ./run_all.sh [options] [params/RUN.yaml ...] [-- snakemake options]
+
+  (no params file)      the default run, params/default.yaml -> reports/default/, then the pages
+  params/a.yaml ...     those runs (each params/NAME.yaml -> reports/NAME/)
+  --all                 the whole family (every params/*.yaml but smoke), the summary, the pages
+  -n, --dry-run         say what would run and why, run nothing
+  --cores N             run up to N cores' worth of notebooks side by side (default: all cores)
+  --threads N           torch threads per notebook (default 2: the committed numbers' setting)
+  --force NN[,NN]       re-run these notebooks (e.g. 03,05) of the runs selected, even if up to date
+  --fresh               first move the runs' earlier outputs into reports/.old/ (nothing deleted)
+  --profile DIR         a Snakemake profile, e.g. profiles/slurm (see docs/workflow.md)
+  --setup               set up only (.venv, the Jupyter kernel, the git filter), then stop
+  -h, --help            this text, and nothing else
+
+Only what is out of date runs: an edited params file re-runs the notebooks whose results depend on
+what changed (docs/workflow.md says which keys each reads); nothing else does.
+EOF
+}
+
+targets=(run) params=() snake=() forced=() cores=$(nproc 2>/dev/null || echo 2) threads=2 fresh=0 force="" dry=0 setup=0
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --all) targets=(all) ;;
+    -n|--dry-run) dry=1 ;;
+    --cores) cores=${2:?--cores needs a number}; shift ;;
+    --threads) threads=${2:?--threads needs a number}; shift ;;
+    --force) force=${2:?--force needs notebook numbers, e.g. 03,05}; shift ;;
+    --fresh) fresh=1 ;;
+    --profile) snake+=(--profile "${2:?--profile needs a folder}"); shift ;;
+    --setup) setup=1 ;;
+    --) shift; snake+=("$@"); break ;;
+    -*) echo "error: unknown option $1 (./run_all.sh --help lists them)" >&2; exit 2 ;;
+    *) params+=("$1") ;;
   esac
+  shift
 done
-if [[ $all == 1 ]]; then
-  if [[ ${#params[@]} -gt 0 ]]; then
-    echo "error: --all runs every params file of params/ (but smoke.yaml); give no params files with it" >&2
-    exit 2
-  fi
-  # squeezed first: notebook 04 of the default run reads its model (failure.squeezed_params)
-  [[ -f params/squeezed.yaml ]] && params+=(params/squeezed.yaml)
-  for f in params/*.yaml; do [[ "$f" == params/smoke.yaml || "$f" == params/squeezed.yaml ]] || params+=("$f"); done
+if [[ ${targets[0]} == all && ${#params[@]} -gt 0 ]]; then
+  echo "error: --all runs the whole family; give no params files with it" >&2; exit 2
 fi
-set -- ${params[@]+"${params[@]}"}
+
 tools/ensure_env.sh
-[[ $# -gt 0 ]] || set -- params/default.yaml
-.venv/bin/python -m inverse_vae check-params "$@"
-.venv/bin/python -m inverse_vae fetch-data --root data
-.venv/bin/python -m inverse_vae run-notebooks "$@" ${ONLY:+--only "$ONLY"} ${fresh[@]+"${fresh[@]}"}
-if [[ $all == 1 ]]; then .venv/bin/python -m inverse_vae summary; fi
-.venv/bin/python -m inverse_vae index
+((setup)) && { echo "set up: .venv, the Jupyter kernel inverse-vae, the notebook output filter"; exit 0; }
+py=.venv/bin/python
+if ((${#params[@]})); then
+  $py -m inverse_vae check-params "${params[@]}" >/dev/null
+  runs=$(IFS=,; echo "${params[*]}")
+elif [[ ${targets[0]} == all ]]; then
+  runs=""
+else
+  runs=params/default.yaml
+fi
+config=(threads="$threads")
+[[ -n $runs ]] && config+=(runs="$runs")
+if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  config+=(gpu=1); snake+=(--resources gpu="$(nvidia-smi -L | grep -c GPU)")
+fi
+if [[ -n $force ]]; then
+  selected=$($py -c 'import sys; from pathlib import Path; from inverse_vae.core.config import family
+print(" ".join(Path(p).stem for p in (sys.argv[1].split(",") if sys.argv[1] else family("params"))))' "$runs")
+  rules=()
+  for nb in ${force//,/ }; do
+    name=$(cd notebooks && ls "$nb"_*.ipynb 2>/dev/null | head -1) || true
+    [[ -n $name ]] || { echo "error: --force $nb: no notebook notebooks/${nb}_*.ipynb" >&2; exit 2; }
+    for run in $selected; do rules+=("${name%.ipynb}__${run//-/_}"); done
+  done
+  forced+=("${rules[@]}")
+fi
+engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-triggers params input code --keep-incomplete)
+# A fresh clone: the committed reports are what the committed params and notebooks made (the tests check
+# it); file times after a checkout are arbitrary, so record them once as up to date instead.
+if [[ ! -d .snakemake/metadata ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then
+  echo "first run in this checkout: adopting the committed reports as up to date (snakemake --touch)"
+  "${engine[@]}" all --touch --forceall --quiet all >/dev/null
+  stale=$($py -m inverse_vae stale --runs "$runs")  # executed from other code than the notebooks': not adopted, re-run
+  [[ -n $stale ]] && { echo "not up to date (their notebooks changed): $stale"; forced+=($stale); }
+fi
+((${#forced[@]})) && snake+=(--forcerun "${forced[@]}")
+if ((dry)); then
+  exec "${engine[@]}" "${targets[@]}" --dry-run --quiet rules "${snake[@]}"
+fi
+if ((fresh)); then
+  $py - "$runs" <<'EOF'
+import sys
+from pathlib import Path
+from inverse_vae.core.config import family
+from inverse_vae.core.files import set_aside
+for p in (sys.argv[1].split(",") if sys.argv[1] else family("params")):
+    moved = set_aside(Path("reports") / Path(p).stem, Path("reports/.old"), Path(p).stem)
+    print(f"{Path(p).stem}: earlier outputs set aside in {moved}/ (nothing deleted)" if moved else f"{Path(p).stem}: nothing to set aside")
+EOF
+fi
+$py -m inverse_vae fetch-data --root data
+exec "${engine[@]}" "${targets[@]}" --quiet rules "${snake[@]}"

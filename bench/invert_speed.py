@@ -39,10 +39,10 @@ def measure_one(name: str, device_name: str, n: int, repeats: int, params: str) 
     import torch
 
     import inverse_vae as iv
-    from inverse_vae.core import splits
-    from inverse_vae.core.devices import resolve_device
+    from inverse_vae.core.model import resolve_device
     from inverse_vae.inversion import methods
     from inverse_vae.inversion.chain import InverseChain
+    from inverse_vae.study import shared as splits
 
     device = resolve_device(device_name)
     run = iv.open_run(params, root=ROOT)

@@ -33,9 +33,9 @@ def load(params: str, start: int, n: int, device_name: str):
     import torch
 
     import inverse_vae as iv
-    from inverse_vae.core import splits
-    from inverse_vae.core.devices import resolve_device
+    from inverse_vae.core.model import resolve_device
     from inverse_vae.inversion import methods
+    from inverse_vae.study import shared as splits
 
     device = resolve_device(device_name)
     run = iv.open_run(params, root=ROOT)

@@ -7,14 +7,15 @@
 The seconds are papermill's own record of each executed notebook (its metadata `duration`: the
 kernel's start, every cell, and training in 01 when it trains), so the table for a committed run
 is the time that produced it. The device is the one each notebook computed on, as its metrics
-file records it. `--run` executes the notebooks first (through the same runner as run_all.sh;
+file records it. `--run` executes the notebooks first (./run_all.sh, the workflow engine;
 `--fresh` first moves the run's earlier outputs aside, so 01 trains from nothing) and adds a
-wall-clock column for the whole call. Run it alone: another job on the same cores slows both.
+wall-clock line for the whole call. Run it alone: another job on the same cores slows both.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,17 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-root", default="reports")
     parser.add_argument("--run", action="store_true", help="execute the notebooks first")
     parser.add_argument("--fresh", action="store_true", help="with --run: move earlier outputs aside first")
-    parser.add_argument("--only", help="with --run: comma-separated notebook numbers")
+    parser.add_argument("--only", help="with --run: comma-separated notebook numbers to re-run (./run_all.sh --force)")
     args = parser.parse_args(argv)
     if args.fresh and not args.run:
         parser.error("--fresh needs --run")
     wall = None
     if args.run:
-        from inverse_vae.runs.notebooks import run_study
-
+        command = ["./run_all.sh", *(["--fresh"] if args.fresh else []), *(["--force", args.only] if args.only else []),
+                   *args.params]
         started = time.perf_counter()
-        run_study(args.params, only=args.only.split(",") if args.only else None, reports_root=args.reports_root,
-                  root=ROOT, fresh=args.fresh)
+        subprocess.run(command, cwd=ROOT, check=True)
         wall = time.perf_counter() - started
     root = Path(args.reports_root) if Path(args.reports_root).is_absolute() else ROOT / args.reports_root
     run_dirs = [root / run_name(p) for p in args.params]

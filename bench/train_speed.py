@@ -6,10 +6,10 @@ to the device per step, a host sync per step (loss.item()), validation through a
 The project's trainer keeps the data on the device and syncs once per epoch.
 
     .venv/bin/python bench/train_speed.py --epochs 5 [--device cpu|cuda] [--params params/default.yaml] [--repeats 3]
-        [--original-epochs N] [--cuda-graph auto,off]
+        [--original-epochs N]
 
 Prints seconds per epoch for each (median over repeats; the first epoch of each run is a warm-up
-and is not counted), the whole-run time of the project's trainer (warm-up, graph capture,
+and is not counted), the whole-run time of the project's trainer (warm-up,
 validation and its checkpoints every plot_epochs included), then, last,
 `ratio project/original-style: R`. On a GPU, `--epochs 90 --original-epochs 5` times the full
 default training without spending 90 epochs on the slow loop.
@@ -30,14 +30,12 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # runnable without installing
 
-from inverse_vae.core.config import CUDA_GRAPH_MODES  # noqa: E402
 from inverse_vae.core.data import fetch_mnist  # noqa: E402
-from inverse_vae.core.devices import resolve_device  # noqa: E402
 from inverse_vae.core.losses import original_loss  # noqa: E402
-from inverse_vae.core.model import build_model  # noqa: E402
-from inverse_vae.core.splits import train_val_images  # noqa: E402
+from inverse_vae.core.model import build_model, resolve_device  # noqa: E402
 from inverse_vae.core.training import make_optimizer, make_scheduler, train  # noqa: E402
-from inverse_vae.runs.paths import open_run  # noqa: E402
+from inverse_vae.runs.run import open_run  # noqa: E402
+from inverse_vae.study.shared import train_val_images  # noqa: E402
 
 
 def original_style_epochs(run, device, epochs: int, workers: int) -> list[float]:
@@ -90,17 +88,21 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def project_epochs(run, device, epochs: int, cuda_graph: str) -> tuple[list[float], float, bool]:
-    """This study's trainer on the params' own checkpoint schedule: (s per epoch, whole run s, graphed).
+def project_epochs(run, device, epochs: int) -> tuple[list[float], float]:
+    """This study's trainer, a checkpoint after every epoch (when its time is taken): (s per epoch, whole run s).
 
-    The whole-run time is what a real run of `epochs` epochs costs after the data is on the device:
-    warm-up, CUDA-graph capture, validation and checkpoint writes included.
+    The whole-run time is what a run of `epochs` epochs costs after the data is on the device: warm-up,
+    validation and checkpoint writes included.
     """
     (x_train, _), (x_val, _) = train_val_images(run, log=lambda s: None)
+    stamps = []
     with tempfile.TemporaryDirectory() as tmp:
-        config = run.config.replace(device=device.type, train={"train_epochs": epochs, "cuda_graph": cuda_graph})
-        result = train(dataclasses.replace(run, config=config, dir=Path(tmp)), x_train, x_val, progress=False)
-    return result.epoch_seconds, result.seconds, result.cuda_graph
+        config = run.config.replace(device=device.type, train={"train_epochs": epochs, "plot_epochs": 1})
+        started = time.perf_counter()
+        result = train(dataclasses.replace(run, config=config, dir=Path(tmp)), x_train, x_val, progress=False,
+                       on_epoch=lambda epoch, history: stamps.append(time.perf_counter()), say=lambda line: None)
+    per_epoch = [b - a for a, b in zip([started, *stamps[:-1]], stamps)]
+    return per_epoch, result.seconds
 
 
 def main(argv=None) -> None:
@@ -111,17 +113,12 @@ def main(argv=None) -> None:
     parser.add_argument("--params", default="params/default.yaml")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the original-style loop")
-    parser.add_argument("--cuda-graph", default="auto",
-                        help="train.cuda_graph for the project's trainer; a comma list (auto,off) times each")
     args = parser.parse_args(argv)
     original_epochs = args.original_epochs or args.epochs
-    unknown = [m for m in args.cuda_graph.split(",") if m not in CUDA_GRAPH_MODES]
-    if unknown:
-        parser.error(f"--cuda-graph: unknown mode {unknown[0]!r}; allowed: {', '.join(CUDA_GRAPH_MODES)}")
     if min(args.epochs, original_epochs) < 2:
         parser.error("--epochs and --original-epochs must be at least 2 (the first epoch is a warm-up)")
 
-    run = open_run(args.params)
+    run = open_run(args.params, say=lambda line: None)
     fetch_mnist(run.data_root, log=lambda s: None)
     device = resolve_device(args.device)
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
@@ -129,11 +126,7 @@ def main(argv=None) -> None:
           f"batch {run.config.train.batch_size}, {args.epochs} epochs "
           f"({original_epochs} original-style) x {args.repeats} repeats")
     contenders = {"original-style": lambda: (original_style_epochs(run, device, original_epochs, args.workers), None)}
-    for mode in args.cuda_graph.split(","):
-        def project(mode=mode):
-            per_epoch, whole, graphed = project_epochs(run, device, args.epochs, mode)
-            return per_epoch, (whole, graphed)
-        contenders["project" if mode == "auto" else f"project cuda_graph={mode}"] = project
+    contenders["project"] = lambda: project_epochs(run, device, args.epochs)
     results, wholes = {name: [] for name in contenders}, {}
     for r in range(args.repeats):
         for name, fn in contenders.items():
@@ -141,15 +134,14 @@ def main(argv=None) -> None:
             results[name].append(statistics.median(per_epoch[1:]))  # the first epoch is a warm-up
             line = f"  repeat {r + 1} {name:<26} {results[name][-1]:.4f} s/epoch"
             if whole is not None:
-                wholes.setdefault(name, []).append(whole[0])
-                line += f", whole {args.epochs}-epoch run {whole[0]:.2f} s ({'CUDA graph' if whole[1] else 'eager'})"
+                wholes.setdefault(name, []).append(whole)
+                line += f", whole {args.epochs}-epoch run {whole:.2f} s"
             print(line)
     medians = {k: statistics.median(v) for k, v in results.items()}
     for name, m in medians.items():
         whole = f"; whole {args.epochs}-epoch run {statistics.median(wholes[name]):.2f} s" if name in wholes else ""
         print(f"{name:<26} {m:.4f} s/epoch (median of {args.repeats}), 90 epochs ~ {90 * m:.1f} s{whole}")
-    first_project = next(name for name in medians if name.startswith("project"))
-    print(f"ratio project/original-style: {medians[first_project] / medians['original-style']:.3f}")
+    print(f"ratio project/original-style: {medians['project'] / medians['original-style']:.3f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("check-params", "fetch-data", "run-notebooks", "make-goldens", "index")
+SUBCOMMANDS = ("check-params", "fetch-data", "execute", "page", "index")
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
 
@@ -33,7 +33,7 @@ def test_the_console_script_lists_the_subcommands():
         assert name in shown
     module = _help(sys.executable, "-m", "inverse_vae")
     assert re.findall(r"\{([a-z,-]+)\}", shown) == re.findall(r"\{([a-z,-]+)\}", module)  # the same subcommands
-    assert "--fresh" in _help(str(script), "run-notebooks")
+    assert "--reports-root" in _help(str(script), "execute")  # a subcommand's own options, through the script
 
 
 def test_the_script_is_declared_and_points_at_main():
@@ -43,10 +43,28 @@ def test_the_script_is_declared_and_points_at_main():
     assert callable(main)
 
 
+def test_the_package_exports_its_entry_points_and_loads_torch_only_when_asked():
+    code = ("import sys, inverse_vae as iv; before = 'torch' in sys.modules; "
+            "from inverse_vae.runs.run import open_run; from inverse_vae.core import checkpoints; "
+            "assert iv.open_run is open_run and iv.load_model is checkpoints.load_model; "
+            "assert iv.load_checkpoint is checkpoints.load_checkpoint; "
+            "assert all(getattr(iv, name) is not None for name in iv.__all__); print(before)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"  # `import inverse_vae` alone stays light
+    import inverse_vae
+
+    assert set(inverse_vae.__all__) >= {"load_config", "load_checkpoint", "load_model", "open_run", "ParamsError",
+                                        "StudyError", "CheckpointError", "DataError", "TrainingError"}
+    assert issubclass(inverse_vae.ParamsError, inverse_vae.StudyError)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        inverse_vae.nope  # noqa: B018
+
+
 def test_test_tools_are_an_extra_pinned_in_the_lock():
     project = _pyproject()["project"]
     extra = project["optional-dependencies"]["test"]
-    assert set(extra) == {"pytest", "nbval", "ruff"}
+    assert set(extra) == {"pytest", "nbval", "ruff", "playwright"}
     assert not set(extra) & set(project["dependencies"])
     pinned = {line.split("==")[0].lower() for line in (ROOT / "requirements.lock").read_text().splitlines()
               if "==" in line and not line.startswith("#")}
@@ -64,3 +82,40 @@ def test_license_and_readme_metadata():
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert project["readme"] == "README.md" and (ROOT / "README.md").is_file()
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level modules that lib/ imports, outside the standard library and the study: module -> files."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "lib").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "inverse_vae":
+                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_package_the_library_imports_is_pinned_in_the_lock():
+    from importlib.metadata import packages_distributions
+
+    pinned = {_canonical(line.split("==")[0]) for line in (ROOT / "requirements.lock").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    distributions = packages_distributions()
+    imports = _third_party_imports()
+    assert {"torch", "numpy", "yaml"} <= set(imports)  # the scan sees the imports
+    unpinned = {module: sorted(files) for module, files in imports.items()
+                if not {_canonical(d) for d in distributions.get(module, [module])} & pinned}
+    assert not unpinned, unpinned

@@ -1,4 +1,7 @@
-"""The code follows the project's ruff configuration (pyproject.toml, [tool.ruff])."""
+"""The code follows the project's ruff configuration (pyproject.toml, [tool.ruff]), keeps its functions short,
+and imports its own modules at the top of a module and one way only: constants/errors -> core -> inversion ->
+study -> runs."""
+import ast
 import shutil
 import subprocess
 import sys
@@ -7,6 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "lib" / "inverse_vae"
+# The library's layers, lowest first: a module may import its own layer's modules and lower layers' only.
+# The top-level metrics.py and progress.py are base modules that may import constants and errors alone;
+# the package's __init__ and __main__ (the command line) sit above everything.
+LAYERS = {"constants": 0, "errors": 0, "metrics": 1, "progress": 1, "core": 2, "inversion": 3, "study": 4, "runs": 5,
+          "__init__": 6, "__main__": 6}
 
 
 def _ruff() -> list[str]:
@@ -34,11 +43,90 @@ def test_ruff_would_catch_an_unused_import(tmp_path):
 
 def test_no_function_in_lib_is_over_60_lines():
     # Long functions hide several ideas; split them (the redesign's bar). Decorators and docstrings count.
-    import ast
-
     long = []
     for path in sorted((ROOT / "lib").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def _project_imports(path: Path, package: Path = PACKAGE):
+    """(line, imported module as inverse_vae.x.y, whether inside a function) for each import of the study's own
+    code in a module: relative imports (from . / from ..) and absolute ones of inverse_vae."""
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    here = parts[:-1]  # the package a relative import starts from (a package's __init__ is inside it)
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here[:len(here) - node.level + 1]
+            targets = [".".join(base + node.module.split("."))] if node.module else \
+                [".".join(base + [alias.name]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            targets = [node.module] if (node.module or "").split(".")[0] == package.name else []
+        elif isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names if alias.name.split(".")[0] == package.name]
+        else:
+            continue
+        outer, inside = node, False
+        while outer in parents and not inside:
+            outer = parents[outer]
+            inside = isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for target in targets:
+            yield node.lineno, target, inside
+
+
+def _layer(module: str) -> str:
+    """inverse_vae.core.config -> core; inverse_vae.errors -> errors; inverse_vae -> __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer_problems(package: Path = PACKAGE) -> list[str]:
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        importer = ".".join(path.relative_to(package.parent).with_suffix("").parts)
+        mine = LAYERS[_layer(importer)]
+        for line, target, _ in _project_imports(path, package):
+            theirs = LAYERS.get(_layer(target))
+            same_package = _layer(target) == _layer(importer) and mine >= LAYERS["core"]
+            if theirs is None or not (theirs < mine or same_package or mine == theirs == 0):
+                problems.append(f"{path.relative_to(package.parent)}:{line} ({_layer(importer)}) imports {target}")
+    return problems
+
+
+def _function_imports(package: Path = PACKAGE) -> list[str]:
+    return [f"{path.relative_to(package.parent)}:{line} imports {target} inside a function"
+            for path in sorted(package.rglob("*.py")) for line, target, inside in _project_imports(path, package) if inside]
+
+
+def test_the_library_imports_one_way_constants_errors_core_inversion_study_runs():
+    assert {_layer(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)) for p in PACKAGE.rglob("*.py")} \
+        <= set(LAYERS), "a module outside the known layers: add its layer to LAYERS"
+    problems = _layer_problems()
+    assert not problems, "\n".join(problems)
+
+
+def test_no_module_imports_the_study_inside_a_function():
+    problems = _function_imports()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_import_checks_catch_a_wrong_way_and_a_late_import(tmp_path):
+    # The two checks above can only fail if they see such imports: show they do, on a package made for it.
+    package = tmp_path / "inverse_vae"
+    for folder in ("core", "study", "runs"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from .core import model\n")
+    (package / "errors.py").write_text("from .constants import X\n")
+    (package / "metrics.py").write_text("from .progress import progress\n")  # a base module importing another
+    (package / "core" / "model.py").write_text("from ..study import shared\nfrom . import files\n")
+    (package / "study" / "shared.py").write_text("from inverse_vae.runs.run import open_run\nfrom ..core.model import M\n"
+                                                 "def late():\n    from ..core import files\n")
+    (package / "runs" / "run.py").write_text("import inverse_vae.study.shared\nfrom .. import errors\n")
+    assert _layer_problems(package) == ["inverse_vae/core/model.py:1 (core) imports inverse_vae.study",
+                                        "inverse_vae/metrics.py:1 (metrics) imports inverse_vae.progress",
+                                        "inverse_vae/study/shared.py:1 (study) imports inverse_vae.runs.run"]
+    assert _function_imports(package) == ["inverse_vae/study/shared.py:4 imports inverse_vae.core inside a function"]

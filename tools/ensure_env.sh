@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create or refresh .venv from requirements.lock, install the study editable with its [test] extra
-# (and so the command .venv/bin/inverse-vae), register its Jupyter kernel "inverse-vae".
-# Sourced by run_all.sh and run_tests.sh; safe to run again (does nothing when up to date).
+# Create or refresh .venv from requirements.lock, install the study editable with its [test] extra (and so
+# the command .venv/bin/inverse-vae), register its Jupyter kernel "inverse-vae", and make git strip the
+# outputs of notebooks/*.ipynb when they are committed (nbstripout, as a git filter; .gitattributes says
+# which files). Run by run_all.sh and run_tests.sh; safe to run again (does nothing when up to date).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,13 +12,18 @@ want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 
 if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "setting up .venv (pinned packages from requirements.lock; a few minutes the first time)"
-  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (found %s)" % sys.version.split()[0])'
+  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements.lock
-  # The study, editable, with its test extra (pytest, nbval, ruff); -c keeps every version the lock's.
-  # This also creates the console script .venv/bin/inverse-vae.
+  # The study, editable, with its test extra; -c keeps every version the lock's.
   .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
   .venv/bin/python -m ipykernel install --sys-prefix --name inverse-vae --display-name "Python (inverse-vae)" >/dev/null
   echo "$want" > "$stamp"
+fi
+# Outputs saved in JupyterLab never reach git: the filter nbstripout applies to the files .gitattributes names.
+if git rev-parse --git-dir >/dev/null 2>&1 && [[ "$(git config --get filter.nbstripout.clean || true)" != *nbstripout* ]]; then
+  git config filter.nbstripout.clean "'$PWD/.venv/bin/python' -m nbstripout"
+  git config filter.nbstripout.smudge cat
+  git config diff.ipynb.textconv "'$PWD/.venv/bin/python' -m nbstripout -t"
 fi

@@ -1,35 +1,21 @@
-"""inverse_vae: can a network's input be recovered from its output? The study's thin library.
+"""inverse_vae: can a network's input be recovered from its output? The study's library.
 
-The names below that need torch load on first use (PEP 562), so that importing a light
-module such as inverse_vae.core.config does not pull in torch through this package.
+Import order, one way: constants, errors -> core (config, data, model, training, checkpoints) ->
+inversion (the layer table, the chain, its attribution, the solvers and methods) -> study (what the
+notebooks compute) -> runs (a run's folder, notebook execution, the site). The names below that need
+torch load on first use, so that `import inverse_vae.core.config` stays light.
 """
 from importlib import import_module
 
 from .core.config import Config, load_config
 from .errors import CheckpointError, DataError, ParamsError, StudyError, TrainingError
 
-_LAZY = {
-    "check_config": ".runs.checks",
-    "load_checkpoint": ".core.checkpoints",
-    "load_model": ".core.checkpoints",
-    "save_checkpoint": ".core.checkpoints",
-    "open_run": ".runs.paths",
-    "project_root": ".runs.paths",
-}
-
-__all__ = [
-    "CheckpointError", "Config", "DataError", "ParamsError", "StudyError", "TrainingError",
-    "check_config", "load_checkpoint", "load_config", "load_model", "open_run", "project_root", "save_checkpoint",
-]
+_LAZY = {"load_checkpoint": ".core.checkpoints", "load_model": ".core.checkpoints", "open_run": ".runs.run"}
+__all__ = ["CheckpointError", "Config", "DataError", "ParamsError", "StudyError", "TrainingError", "load_checkpoint",
+           "load_config", "load_model", "open_run"]
 
 
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_LAZY[name], __name__), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return getattr(import_module(_LAZY[name], __name__), name)

@@ -8,14 +8,19 @@ Layouts (`checkpoint_layout` tells them apart; `load_checkpoint` reads them all)
   deterministic autoencoder with `encoder.*`, `decoder.*`, weights rounded to 4 decimals). This
   study's training writes it too, with keys beside them which the original's files lack and need
   not have: `train_seconds`, `params_fingerprint` (the params that shaped the weights, see
-  `params_fingerprint`) and `tensor_digest` (SHA-256 of every tensor, see `tensor_digest`).
+  `params_fingerprint`), `tensor_digest` (SHA-256 of every tensor, see `tensor_digest`) and
+  `content_digest` (SHA-256 of everything else too: epoch, history, fingerprint, optimizer and
+  scheduler values; see `content_digest`). Files written before the content digest carry the tensor
+  digest only, and are checked by it; a file that carries the content digest is checked in full.
 * compact: a committed run's final checkpoint, weights and history: `epoch`, `model_state_dict`,
-  `history` and, where known, `params_fingerprint` and `train_seconds` (plus the digest); no
+  `history` and, where known, `params_fingerprint` and `train_seconds` (plus the digests); no
   optimizer or scheduler state, so training cannot continue past it. `write_compact_checkpoint`.
 * weights: a bare state dict (name -> tensor), or a dict with `model_state_dict` and neither of the above.
 
-Loading always uses `weights_only=True`: tensors and plain containers only, nothing executed; then
-the digest (when present) is checked, and every weight must be a finite floating-point number.
+Loading first bounds what the file declares (MAX_CHECKPOINT_BYTES, from its zip directory, before any
+data is read), then uses `weights_only=True`: tensors and plain containers only, nothing executed; then
+the digests (when present) are checked, the epoch must agree with the file's name (model_<epoch>.pt)
+and with its history (one entry per epoch), and every weight must be a finite floating-point number.
 """
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ import errno
 import hashlib
 import pickle
 import re
+import struct
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,7 @@ import torch
 from ..errors import CheckpointError
 from .config import Config
 from .files import WriteError, atomic_write
+from .model import build_model
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
@@ -48,6 +56,13 @@ FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_e
 # they existed (reports/default's) still matches params that leave them out.
 FINGERPRINT_WHEN_SET = ("train.preactivation_penalty",)
 DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
+DIGEST_KEYS = ("tensor_digest", "content_digest")  # written by save_checkpoint, never by its callers
+CONTENT_DIGEST_FORM = b"inverse_vae checkpoint content digest 1\n"  # hashed first: names this encoding
+
+# The most a checkpoint may declare (its zip entries, uncompressed, together; or a non-zip file's size),
+# checked before torch.load reads anything. The study's checkpoints are a few MB (a full one, with
+# Adam's moments, about three times a compact one).
+MAX_CHECKPOINT_BYTES = 1 << 30
 
 FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
 COMPACT_KEYS = ("epoch", "model_state_dict", "history")  # what a compact checkpoint must have
@@ -109,15 +124,72 @@ def _tensors(node: Any, name: str):
             yield from _tensors(value, f"{name}/{i}")
 
 
+def content_digest(state: dict) -> str:
+    """SHA-256 over everything in `state` but the `content_digest` itself: every tensor (name, dtype,
+    shape, bytes, wherever it is) and every other value (epoch, history, params fingerprint,
+    train_seconds, the optimizer's and scheduler's numbers...), in a canonical encoding that tells
+    types apart (4 from 4.0 and '4', a list from a tuple) and writes floats exactly; mappings in sorted
+    key order. torch.load returns what torch.save was given, so the digest of a loaded state is the
+    digest of the saved one unless the file changed.
+    """
+    h = hashlib.sha256(CONTENT_DIGEST_FORM)
+    _encode({k: v for k, v in state.items() if k != "content_digest"}, h.update)
+    return h.hexdigest()
+
+
+def _encode(node: Any, emit: Callable[[bytes], Any]) -> None:
+    """Feed `node`'s canonical encoding to `emit`: a type tag, then a self-delimiting body."""
+    if isinstance(node, torch.Tensor):
+        data = node.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        emit(f"T{node.dtype}|{tuple(node.shape)}|{data.nbytes};".encode())
+        emit(data)
+    elif node is None:
+        emit(b"N")
+    elif isinstance(node, bool):
+        emit(b"B1" if node else b"B0")
+    elif isinstance(node, int):
+        emit(f"I{node};".encode())
+    elif isinstance(node, float):
+        emit(f"F{node.hex()};".encode())  # exact, -0.0 apart from 0.0
+    elif isinstance(node, str):
+        _emit_bytes(b"S", node.encode("utf-8", "surrogatepass"), emit)
+    elif isinstance(node, bytes):
+        _emit_bytes(b"Y", node, emit)
+    elif isinstance(node, Mapping):
+        items = []
+        for key, value in node.items():
+            chunks = []
+            _encode(key, chunks.append)
+            items.append((b"".join(bytes(c) for c in chunks), value))
+        items.sort(key=lambda item: item[0])
+        emit(f"D{len(items)};".encode())
+        for key, value in items:
+            emit(key)
+            _encode(value, emit)
+    elif isinstance(node, (list, tuple)):
+        emit(f"{'L' if isinstance(node, list) else 'U'}{len(node)};".encode())
+        for value in node:
+            _encode(value, emit)
+    else:  # what else weights_only lets through (a torch.dtype, a torch.device...): its type and repr
+        _emit_bytes(f"O{type(node).__module__}.{type(node).__qualname__}".encode(), repr(node).encode(), emit)
+
+
+def _emit_bytes(tag: bytes, body: bytes, emit: Callable[[bytes], Any]) -> None:
+    emit(tag + struct.pack(">Q", len(body)))
+    emit(body)
+
+
 class CheckpointWriteError(CheckpointError, WriteError):
     """A checkpoint the disk could not take: a CheckpointError, and a WriteError (an OSError) like any failed write."""
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state`, with its `tensor_digest`, to `path` atomically: a crash, a kill or a full disk
-    during the write leaves any previous file intact."""
+    """Write `state`, with its `tensor_digest` and `content_digest` (any it carries are recomputed), to
+    `path` atomically: a crash, a kill or a full disk during the write leaves any previous file intact."""
     path = Path(path)
-    state = {**state, "tensor_digest": tensor_digest(state)}
+    state = {k: v for k, v in state.items() if k not in DIGEST_KEYS}
+    state["tensor_digest"] = tensor_digest(state)
+    state["content_digest"] = content_digest(state)
     try:
         return atomic_write(path, lambda f: torch.save(state, f))
     except OSError as exc:  # atomic_write's WriteError (its cause holds the errno), or a raw one
@@ -164,17 +236,54 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint written by this study or by the original train.py, in any layout (module docstring).
 
     Returns a dict that has at least `model_state_dict` (a bare state dict comes back wrapped in one).
-    Never executes code from the file: anything that is not a tensor or a plain container is refused.
-    So is a file whose tensors no longer match its `tensor_digest` (where it has one), and weights
-    that are not finite floating-point numbers.
+    Never executes code from the file: anything that is not a tensor or a plain container is refused,
+    and so is a file that declares more than MAX_CHECKPOINT_BYTES, before anything is read. So is a
+    file whose contents no longer match its `content_digest` or whose tensors no longer match its
+    `tensor_digest` (where it has them), one whose epoch is not the k of its name model_<k>.pt or not
+    the length of its history lists, and weights that are not finite floating-point numbers.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run notebooks/01_train.ipynb (or ./run_all.sh) first")
+    _check_declared_size(path)
     state = _as_checkpoint(_read(path, map_location), path)
-    _check_digest(state, path)  # before the weights: a flipped byte is damage, whatever value it made
+    _check_digest(state, path)  # before the rest: a flipped byte is damage, whatever value it made
+    _check_epoch(state, path)
     _check_weights(state["model_state_dict"], path)
     return state
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a file that declares more than MAX_CHECKPOINT_BYTES, before torch.load reads it.
+
+    torch.load of a zip checkpoint (torch.save's format) reads each entry whole, as large as the zip's
+    directory says it is uncompressed (a small file can declare gigabytes); the old non-zip format
+    stores its data in the file, bounded by the file's own size.
+    """
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"  # what torch.load looks at to choose the zip reader
+    entries = [(path.name, path.stat().st_size)]
+    if is_zip:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                entries = [(info.filename, info.file_size) for info in zf.infolist()]
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
+                                  f"{type(exc).__name__}") from None
+    total = sum(n for _, n in entries)
+    if total > MAX_CHECKPOINT_BYTES:
+        name, largest = max(entries, key=lambda entry: entry[1])
+        raise CheckpointError(f"{path}: declares {total:,} bytes of data ({len(entries)} "
+                              f"entr{'ies' if len(entries) > 1 else 'y'}, the largest {name} {largest:,} bytes), "
+                              f"more than a checkpoint may hold ({_binary_size(MAX_CHECKPOINT_BYTES)}): "
+                              f"refused before reading it")
+
+
+def _binary_size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n:,} bytes"
 
 
 # What torch.load raises on a truncated or foreign file (a text file gives KeyError, random bytes IndexError...).
@@ -217,10 +326,46 @@ def _as_checkpoint(obj: Any, path: Path) -> dict:
 
 
 def _check_digest(state: dict, path: Path) -> None:
-    saved = state.get("tensor_digest")
-    if saved is not None and saved != tensor_digest(state):
+    """The tensor digest (files of every version of this study) and the content digest (files written
+    since it exists: everything else too); a file that has neither (the original train.py's) is not checked."""
+    try:
+        tensors_ok = "tensor_digest" not in state or state["tensor_digest"] == tensor_digest(state)
+        content_ok = "content_digest" not in state or state["content_digest"] == content_digest(state)
+    except (RuntimeError, TypeError, ValueError) as exc:  # a tensor with no plain bytes (sparse, quantized...)
+        raise CheckpointError(f"{path}: holds a tensor whose bytes cannot be read for its digest "
+                              f"({type(exc).__name__}): not a checkpoint of this study's models") from None
+    if not tensors_ok:
         raise CheckpointError(f"{path}: damaged, its tensors no longer match the digest written with them "
                               f"(altered or corrupted on disk); retrain or copy it again")
+    if not content_ok:
+        what = ("its values other than tensors (epoch, history, params fingerprint, optimizer or scheduler "
+                "settings...)" if "tensor_digest" in state else "its contents")
+        raise CheckpointError(f"{path}: damaged, {what} no longer match the digest written with them "
+                              f"(altered or corrupted on disk); retrain or copy it again")
+
+
+def _check_epoch(state: dict, path: Path) -> None:
+    """`epoch` a whole number, the k of the file's name model_<k>.pt, and the length of every history list."""
+    if "epoch" not in state:
+        return  # a bare state dict, or weights only: nothing to agree with
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise CheckpointError(f"{path}: epoch is {type(epoch).__name__} {epoch!r}, not a whole number of epochs >= 0")
+    named = CHECKPOINT_NAME.match(path.name)
+    if named and int(named.group(1)) != epoch:
+        raise CheckpointError(f"{path}: holds epoch {epoch} but is named {path.name} (renamed, or its epoch altered "
+                              f"on disk): rename it model_{epoch}.pt if epoch {epoch} is right, or retrain")
+    if "history" not in state:
+        return
+    history = state["history"]
+    if not isinstance(history, Mapping):
+        raise CheckpointError(f"{path}: history is a {type(history).__name__}, not a mapping of per-epoch lists")
+    for key, values in history.items():
+        if not isinstance(values, (list, tuple)):
+            raise CheckpointError(f"{path}: history[{key!r}] is a {type(values).__name__}, not a per-epoch list")
+        if len(values) != epoch:
+            raise CheckpointError(f"{path}: history[{key!r}] has {len(values)} entries but the checkpoint holds "
+                                  f"epoch {epoch} (one per epoch): truncated or altered; retrain or copy it again")
 
 
 def _check_weights(weights: dict, path: Path) -> None:
@@ -302,8 +447,6 @@ def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path
 def load_model(config: Config, path: str | Path, device: str | torch.device = "cpu"):
     """Build the config's model (VAE or deterministic autoencoder, see model.build_model) and load the
     checkpoint's weights into it (eval mode); any layout of the module docstring."""
-    from .model import build_model
-
     model = build_model(config)
     load_state_into(model, load_checkpoint(path)["model_state_dict"], path)
     return model.to(device).eval()

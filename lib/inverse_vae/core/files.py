@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -106,3 +108,42 @@ def clean_stale_temps(folder: str | Path, before: float | None = None) -> list[P
                 tmp.unlink()
                 removed.append(tmp)
     return removed
+
+
+def _plain(value):
+    """JSON-safe: numpy/torch scalars to numbers, inf/nan to strings, read-only mappings to dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def write_json(path: str | Path, values: dict) -> Path:
+    """Write JSON atomically, so a reader never sees half a file."""
+    return atomic_write(path, json.dumps(_plain(values), indent=2, sort_keys=True) + "\n")
+
+
+def set_aside(folder: str | Path, old_root: str | Path, label: str) -> Path | None:
+    """Move everything in `folder` into old_root/<label>-<YYYYmmdd-HHMMSS>/ (same file system: nothing is
+    copied, nothing deleted); the folder's .lock stays. Returns where they went, None when there was nothing."""
+    folder = Path(folder)
+    entries = sorted(p for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
+    if not entries:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = Path(old_root) / f"{label}-{stamp}", 1
+    while target.exists():  # twice in one second
+        n += 1
+        target = Path(old_root) / f"{label}-{stamp}-{n}"
+    try:
+        target.mkdir(parents=True)
+        for entry in entries:
+            os.rename(entry, target / entry.name)
+    except OSError as exc:
+        raise StudyError(f"cannot set {folder} aside into {target}: {exc.strerror or exc}; nothing was deleted") from None
+    return target

@@ -1,55 +1,102 @@
-"""The original study's models, built from the config, with the original state-dict keys.
+"""The original study's models, built from the params' layer lists, with the original state-dict keys.
 
-Two kinds, as the original's two model classes:
+* VAE (the original `Model`): trunk `encoder_conv`, heads `encoder_mean` and `encoder_log_var`, z drawn
+  by reparameterization; `encode(x)` gives (mean, log_var).
+* Autoencoder (the original's last commit, `DeterministicModel`): `encoder` gives z itself; `encode(x)`
+  gives (z, None), so code written for a VAE's `encode(x)[0]` works unchanged.
 
-* :class:`VAE` (the original `Model`): encoder trunk `encoder_conv`, heads `encoder_mean` and
-  `encoder_log_var`, z sampled by reparameterization; `encode(x)` returns `(mean, log_var)`.
-* :class:`Autoencoder` (the original's last commit, `DeterministicModel`): `encoder` gives z
-  itself, no noise, no heads; `encode(x)` returns `(z, None)`, so code written for the VAE's
-  `encode(x)[0]` (the latent it would decode) works unchanged, and `None` says there is no variance.
-
-Both have `.decoder` (an nn.Sequential, what the study inverts), `.latent_dim`, `decode(z)`,
-`latent(x, generator)` returning `(z, mean, log_var)` (`(z, z, None)` for the autoencoder), and
-`forward(x, generator)` returning `(image, mean, log_var)`: `(image, z, None)` for the autoencoder.
-`decode_traced(z)` also returns each Tanh and Sigmoid layer of the decoder with its input, which
-train.preactivation_penalty bounds.
-`variational` tells them apart (the config's `model.architecture.variational`).
+Both have `.decoder` (the nn.Sequential the study inverts), `.latent_dim`, `decode(z)`, `latent(x, g)` ->
+(z, mean, log_var) and `forward(x, g)` -> (image, mean, log_var). Layer names come from an allow-list
+(the original looked any name up in torch.nn); which decoder layers can be inverted is the inversion's
+table to say.
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn as nn
 
-from ..constants import IMAGE_SIDE
-from .config import ArchitectureConfig, Config
-from .layers import build_sequential, check_architecture
+from ..constants import IMAGE_SIDE, IMAGE_SIZE
+from ..errors import ParamsError
+from .config import Architecture, Config, LayerSpec, thaw
 
+ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (
+    nn.Linear, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.Flatten,  # the decoder's kinds and more
+    nn.ReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)}
 # The activations whose inverses (atanh, logit) amplify float32 rounding near saturation.
 BOUNDED_ACTIVATIONS = (nn.Tanh, nn.Sigmoid)
 
 
-class _Decoding(nn.Module):
-    """What both models share: the checked architecture's latent size and the decoder."""
+def build_layer(spec: LayerSpec, where: str) -> nn.Module:
+    if spec.name not in ALLOWED_LAYERS:
+        raise ParamsError(f"{where}: unknown layer {spec.name!r}; allowed: {', '.join(sorted(ALLOWED_LAYERS))}")
+    args, kwargs = thaw(spec.args), thaw(spec.kwargs)
+    try:
+        return ALLOWED_LAYERS[spec.name](*args, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ParamsError(f"{where}.{spec.name}: cannot build it with args={args} {kwargs}: {exc}") from None
 
-    def __init__(self, architecture: ArchitectureConfig, where: str):
+
+def build_sequential(specs, where: str) -> nn.Sequential:
+    return nn.Sequential(*(build_layer(s, f"{where}[{i}]") for i, s in enumerate(specs)))
+
+
+def _passes(stack: nn.Sequential, h: torch.Tensor, where: str) -> torch.Tensor:
+    """h through the stack layer by layer, naming the layer that cannot take what arrives."""
+    for i, layer in enumerate(stack):
+        try:
+            h = layer(h)
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ParamsError(f"{where}[{i}].{type(layer).__name__}: cannot take its input of shape "
+                              f"{tuple(h.shape)}: {first}") from None
+    if h.dim() != 2:
+        raise ParamsError(f"{where}: gives shape {tuple(h.shape)} per batch; a fully connected model passes (N, features)")
+    return h
+
+
+def check_architecture(arch: Architecture, where: str = "model.architecture") -> int:
+    """Build every stack and pass a batch of two images through it: every layer allowed, buildable, and
+    taking what arrives (normalization layers included); the decoder ends in an image. Returns the latent size.
+
+    Its draws from torch's global generator come before the model's own weights, as they always have,
+    so a seed gives the weights it always gave."""
+    built = {part: build_sequential(specs, f"{where}.{part}").eval() for part, specs in arch.parts().items()}
+    with torch.no_grad():
+        hidden = _passes(built["encoder.conv"], torch.zeros(2, IMAGE_SIZE), f"{where}.encoder.conv")
+        z = hidden
+        if arch.variational:
+            z = _passes(built["encoder.mean"], hidden, f"{where}.encoder.mean")
+            var = _passes(built["encoder.log_var"], hidden, f"{where}.encoder.log_var")
+            if var.shape != z.shape:
+                raise ParamsError(f"{where}.encoder.log_var: gives {var.shape[1]} latent dims but encoder.mean "
+                                  f"gives {z.shape[1]}")
+        out = _passes(built["decoder"], z, f"{where}.decoder")
+    if out.shape[1] != IMAGE_SIZE:
+        raise ParamsError(f"{where}.decoder: ends with {out.shape[1]} features but an MNIST image has {IMAGE_SIZE}")
+    return z.shape[1]
+
+
+class _Decoding(nn.Module):
+    """What both models share: the checked latent size and the decoder."""
+
+    def __init__(self, architecture: Architecture):
         super().__init__()
-        # Checked first (ParamsError naming the layer), and before the weights are drawn: the check
-        # draws too, and every seed's weights have always come after it.
-        self.latent_dim = check_architecture(architecture, where)
+        self.latent_dim = check_architecture(architecture)  # before the weights are drawn (see there)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, d) -> images (N, 1, 28, 28)."""
         return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
 
-    def decode_traced(self, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple[nn.Module, torch.Tensor]]]:
-        """decode(z) layer by layer (the same arithmetic as nn.Sequential's), and (layer, its input) for
-        every Tanh and Sigmoid of the decoder: the pre-activations the closed-form inverse must undo."""
-        h, preactivations = z, []
+    def decode_traced(self, z: torch.Tensor):
+        """decode(z), and (layer, its input) for every Tanh and Sigmoid: what train.preactivation_penalty bounds."""
+        h, traced = z, []
         for layer in self.decoder:
             if isinstance(layer, BOUNDED_ACTIVATIONS):
-                preactivations.append((layer, h))
+                traced.append((layer, h))
             h = layer(h)
-        return h.reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE), preactivations
+        return h.reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE), traced
 
     def forward(self, x, generator: torch.Generator | None = None):
         z, mean, log_var = self.latent(x, generator)
@@ -57,19 +104,19 @@ class _Decoding(nn.Module):
 
 
 class VAE(_Decoding):
-    """Fully connected VAE. Attribute names match the original `Model` so checkpoints load."""
+    """Fully connected VAE; attribute names as the original `Model`, so its checkpoints load."""
 
     variational = True
 
-    def __init__(self, architecture: ArchitectureConfig, where: str = "model.architecture"):
-        super().__init__(architecture, where)
+    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
+        super().__init__(architecture)
         enc = architecture.encoder
         self.encoder_conv = build_sequential(enc.conv, f"{where}.encoder.conv")
         self.encoder_mean = build_sequential(enc.mean, f"{where}.encoder.mean")
         self.encoder_log_var = build_sequential(enc.log_var, f"{where}.encoder.log_var")
         self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor):
         h = self.encoder_conv(x.reshape(x.shape[0], -1))
         return self.encoder_mean(h), self.encoder_log_var(h)
 
@@ -79,37 +126,47 @@ class VAE(_Decoding):
         return mean + torch.exp(0.5 * log_var) * noise
 
     def latent(self, x, generator: torch.Generator | None = None):
-        """(z, mean, log_var): z sampled by reparameterization, what forward decodes."""
         mean, log_var = self.encode(x)
         return self.sample(mean, log_var, generator), mean, log_var
 
 
 class Autoencoder(_Decoding):
-    """The deterministic autoencoder of the original's last commit (`DeterministicModel`).
-
-    Attribute names match it (`encoder`, `decoder`), so its checkpoints load. No noise: the same
-    image always gives the same z, and training needs no random numbers (`generator` is ignored).
-    """
+    """The deterministic autoencoder of the original's last commit; no noise, no heads."""
 
     variational = False
 
-    def __init__(self, architecture: ArchitectureConfig, where: str = "model.architecture"):
-        super().__init__(architecture, where)
+    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
+        super().__init__(architecture)
         self.encoder = build_sequential(architecture.encoder.conv, f"{where}.encoder.conv")
         self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """(z, None): the latent, and no log-variance (the VAE's encode gives (mean, log_var))."""
+    def encode(self, x: torch.Tensor):
         return self.encoder(x.reshape(x.shape[0], -1)), None
 
     def latent(self, x, generator: torch.Generator | None = None):
-        """(z, z, None): the latent, given twice as VAE.latent gives (z, mean, log_var)."""
         z, _ = self.encode(x)
         return z, z, None
 
 
 def build_model(config: Config) -> VAE | Autoencoder:
-    """The config's model (a VAE, or an Autoencoder when the encoder has no mean/log_var heads);
-    a ParamsError names the layer or key if the architecture is refused."""
+    """The config's model: a VAE, or an Autoencoder when the encoder has no heads."""
     architecture = config.model.architecture
     return (VAE if architecture.variational else Autoencoder)(architecture)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available() and mps.is_built())
+
+
+def resolve_device(name: str, say=None) -> torch.device:
+    """The device the params ask for (auto: CUDA, else MPS, else CPU); one missing here falls back to the
+    CPU, said by say(line) (default: a warning)."""
+    name = name.lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    if (name == "cuda" and not torch.cuda.is_available()) or (name == "mps" and not _mps_available()):
+        line = f"device {name!r} requested but it is not available here; using the CPU"
+        say(f"note: {line}") if say else warnings.warn(line, stacklevel=2)
+        return torch.device("cpu")
+    return torch.device(name)

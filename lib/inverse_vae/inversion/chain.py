@@ -73,13 +73,14 @@ class InverseChain:
         self.cond: dict[int, float] = {}  # index -> condition number of the Linear's weight
         self._cast: dict[tuple, dict[int, tuple]] = {}  # (dtype, device) -> index -> (pinv, bias) cast
         self.device = next((p.device for p in decoder.parameters()), torch.device("cpu"))
+        runs_in = next((p.dtype for p in decoder.parameters()), torch.get_default_dtype())  # decides invertibility
         for index in reversed(range(len(decoder))):
             layer = decoder[index]
-            kind = kind_of(index, layer)
+            kind = kind_of(index, layer, runs_in)
             if kind.is_linear:
                 self._add_linear(index, layer)
             else:
-                self._plain[index] = plain_layer(index, layer, torch.float64)
+                self._plain[index] = plain_layer(index, layer, torch.float64, runs_in)
             self.steps.append(Step(index, f"inv{index}_{type(layer).__name__}", type(layer).__name__, kind))
         self.in_features = next(
             (pinv.shape[1] for pinv, _ in (self._linear[s.index] for s in self.steps if s.kind.is_linear)), None)

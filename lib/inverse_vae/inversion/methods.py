@@ -14,6 +14,8 @@ with a non-finite pixel, or whose final objective is not finite, gets a nan late
 * :func:`encoder`: the VAE encoder's mean.
 * :func:`optimize`: search in latent space from random or given starts (solvers.py).
 * :func:`hybrid`: a start (an earlier result or latents) refined by LM or Adam.
+* :func:`svi`: the VAE's posterior per image, a Gaussian q(z|x) optimized from the encoder's (posterior.py);
+  MAP, the posterior's mode, is a hybrid (trust-region Newton on the negative log joint).
 
 :data:`METHODS` names the configurations the notebook compares; :func:`run_method` runs one.
 """
@@ -30,6 +32,7 @@ from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
 from .plain import bce, image_bce, images, nan_where_unusable, plain_layers
+from .posterior import svi
 from .solvers import box_least_squares, optimize
 from .table import Plain
 from .timing import MethodResult, timed
@@ -46,6 +49,7 @@ __all__ = [
     "layerwise_constrained",
     "optimize",
     "run_method",
+    "svi",
 ]
 
 
@@ -213,7 +217,7 @@ PROJECTION_PRIOR = 0.01  # prior weight of the converged projections: small, but
 class MethodSpec:
     """A named configuration: which function, its options, and (for hybrids) the start's name."""
 
-    function: str  # "closed_form", "layerwise_constrained", "encoder", "optimize" or "hybrid"
+    function: str  # "closed_form", "layerwise_constrained", "encoder", "optimize", "hybrid" or "svi"
     options: Mapping = field(default_factory=dict)
     start: str | None = None
     summary: str = ""
@@ -265,6 +269,19 @@ METHODS: dict[str, MethodSpec] = {
         "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder",
         summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective",
         slow=True),
+    # The VAE's own answer for a real image (posterior.py): its posterior, whose prior term (weight 1, the
+    # model's) keeps z where the decoder was trained, instead of a point at infinity.
+    "map_encoder_newton": MethodSpec(
+        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": 1.0, "objective": "bce"}, start="encoder",
+        summary="MAP: encoder mean refined by trust-region Newton (exact Hessian) on BCE + ||z||^2 / 2, the "
+                "model's negative log joint, to convergence"),
+    "peer_scipy_map": MethodSpec(
+        "hybrid", {"refine": "scipy_map", "steps": 2000, "prior_weight": 1.0}, start="encoder",
+        summary="the reference for MAP: SciPy L-BFGS-B per image from the encoder mean, same objective", slow=True),
+    "svi_encoder": MethodSpec(
+        "svi", {"steps": 500, "samples": 8, "lr": 0.02, "prior_weight": 1.0},
+        summary="Cremer et al. 2018: per-image Gaussian q(z|x) from the encoder's, 500 Adam steps on the ELBO "
+                "(8 draws per step); z = its mean", slow=True),
 }
 
 # Per start: the budget setting (LM, 100 steps, no prior) and the converged projection (05 sets them side by side).
@@ -272,6 +289,7 @@ BUDGET_VS_CONVERGED = {"encoder": ("hybrid_encoder_lm", "hybrid_encoder_newton_t
                        "layer-wise": ("hybrid_layerwise_lm", "hybrid_layerwise_newton_tr_prior"),
                        "random": ("optimize_lm", "optimize_newton_tr_prior")}
 PEER = "peer_scipy_lm_prior"
+MAP, MAP_PEER, SVI = "map_encoder_newton", "peer_scipy_map", "svi_encoder"  # the posterior's (posterior.py)
 
 
 def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model: nn.Module | None = None,
@@ -291,7 +309,7 @@ def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model:
             raise StudyError(f"method {name!r} needs a decoder or a model")
         decoder = model.decoder
     options = {**spec.options, **overrides}
-    if spec.function == "encoder" and model is None:
+    if spec.function in ("encoder", "svi") and model is None:
         raise StudyError(f"method {name!r} needs model= (the VAE, for its encoder)")
     if spec.function == "hybrid":
         start_overrides = {"dtype": overrides["dtype"]} if "dtype" in overrides else {}
@@ -304,6 +322,8 @@ def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model:
         return hybrid(decoder, x, start=start, **options)
     if spec.function == "encoder":
         return encoder(model, x, **options)
+    if spec.function == "svi":
+        return svi(model, x, **options)
     function = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained,
                 "optimize": optimize}[spec.function]
     return function(decoder, x, **options)

@@ -17,7 +17,8 @@ __all__ = ["bce", "check_images", "forward", "forward_jacobian", "image_bce", "i
 
 def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Plain], torch.dtype, torch.device]:
     """The decoder's layers, detached and cast (dtype None: the decoder's), so no method ever
-    touches its parameters; with the working dtype and device."""
+    touches its parameters; with the working dtype and device. Whether a layer can be inverted is
+    decided in the dtype the decoder computes in (its parameters'), whatever the working dtype."""
     if not isinstance(decoder, nn.Sequential) or len(decoder) == 0:
         raise StudyError(f"decoder must be a non-empty nn.Sequential, got {type(decoder).__name__}")
     param = next(decoder.parameters(), None)
@@ -26,7 +27,7 @@ def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Pl
     dtype = param.dtype if dtype is None else dtype
     if not dtype.is_floating_point:
         raise StudyError(f"dtype must be floating point, got {dtype}")
-    return [plain_layer(i, layer, dtype) for i, layer in enumerate(decoder)], dtype, param.device
+    return [plain_layer(i, layer, dtype, param.dtype) for i, layer in enumerate(decoder)], dtype, param.device
 
 
 def forward(layers: list[Plain], z: torch.Tensor) -> torch.Tensor:
@@ -83,14 +84,26 @@ def _value_range(x: torch.Tensor) -> tuple[float, float]:
     return low, high
 
 
+# Real numbers that are not floating point: 0/1 pixels as integers or booleans convert exactly, and are accepted.
+_INTEGER_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
+
+
 def check_images(x, features: int | None, output_range: tuple[float, float] | None,
                  what: str = "images") -> torch.Tensor:
-    """x as (N, features), refused in one StudyError line unless it is a non-empty tensor batch of
-    the decoder's output size with values in the decoder's output range (the Sigmoid's [0, 1], up
-    to rounding). A decoder with an unbounded output (Linear, LeakyReLU) gets no range check.
-    Never changes a value: validation only."""
+    """x as (N, features), refused in one StudyError line unless it is a non-empty, dense tensor batch
+    of real numbers (floating point, integers or booleans; not complex) that holds data (not on the
+    meta device), of the decoder's output size with values in the decoder's output range (the
+    Sigmoid's [0, 1], up to rounding). A decoder with an unbounded output (Linear, LeakyReLU) gets no
+    range check. Never changes a value: validation only."""
     if not isinstance(x, torch.Tensor):
         raise StudyError(f"{what} must be a torch.Tensor (N, ...), got {type(x).__name__}")
+    if x.is_meta:
+        raise StudyError(f"{what} are on the meta device, which holds shapes but no values: pass {what} that hold "
+                         f"data (on the cpu or a GPU)")
+    if x.layout != torch.strided:
+        raise StudyError(f"{what} must be a dense (strided) tensor, got layout {x.layout}: convert it with .to_dense()")
+    if not (x.is_floating_point() or x.dtype in _INTEGER_DTYPES):
+        raise StudyError(f"{what} must hold real numbers (floating point, integers or booleans), got {x.dtype}")
     if x.dim() < 2 or x.shape[0] == 0:
         raise StudyError(f"expected a non-empty batch of {what} (N, ...), got shape {tuple(x.shape)}")
     x = x.reshape(x.shape[0], -1)

@@ -4,15 +4,17 @@ driven by :func:`optimize` with batched restarts and retries (Bora et al. 2017).
 
 Every solver works on all images at once (no per-image Python loop; chunks only bound memory).
 Objectives: BCE plus prior for Adam/L-BFGS, half the squared pixel error plus prior for LM and
-trust-region Newton.
+trust-region Newton; trust-region Newton also minimizes BCE plus prior (objective="bce": with
+prior weight 1, the model's negative log joint, whose minimizer is the posterior's mode, MAP).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StudyError
-from .peer import scipy_least_squares
+from .peer import scipy_least_squares, scipy_map
 from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers
 from .table import box_bounds
 from .timing import MethodResult, Recorder, best_restart, timed
@@ -303,18 +305,39 @@ def _second_derivative(layer, a: torch.Tensor) -> torch.Tensor:
     return curvature
 
 
-def _newton_chunk(layers, z, x, exact: bool):
-    """For one chunk: cost 1/2||D(z) - x||^2, Hessian (n, d, d) and gradient (n, d).
+NEWTON_OBJECTIVES = ("least_squares", "bce")
 
-    exact: J^T J + sum_k r_k Hess D_k(z), the second term as sum over activations of
-    A^T diag(adjoint * f''(a)) A (A: Jacobian of that activation's input); else J^T J.
+
+def _newton_head(h, x, objective: str):
+    """The loss at the network's head h: (cost, its gradient in h, its curvature in h or None).
+
+    least_squares: h = D(z), cost 1/2||h - x||^2, curvature the identity (None: J^T J as it was).
+    bce: h = the logits a (the layers before the final Sigmoid), cost BCE summed from the logits,
+    gradient sigmoid(a) - x, curvature diag(s (1 - s)): so the Gauss-Newton part is
+    J_a^T diag(s (1 - s)) J_a and the exact Hessian adds sum_k (s_k - x_k) Hess a_k.
     """
+    if objective == "bce":
+        s = torch.sigmoid(h)
+        return F.binary_cross_entropy_with_logits(h, x, reduction="none").sum(1), s - x, s * (1 - s)
+    residual = h - x
+    return 0.5 * (residual * residual).sum(1), residual, None
+
+
+def _newton_chunk(layers, z, x, exact: bool, objective: str = "least_squares"):
+    """For one chunk: cost (1/2||D(z) - x||^2, or BCE from the logits), Hessian (n, d, d), gradient (n, d).
+
+    exact: J^T W J + sum_k r_k Hess h_k(z) (h: the head _newton_head reads, r its gradient there,
+    W its curvature), the second term as sum over activations of A^T diag(adjoint * f''(a)) A
+    (A: Jacobian of that activation's input); else the Gauss-Newton matrix J^T W J.
+    """
+    if objective == "bce":
+        layers = layers[:-1]  # the head is the logits: the Sigmoid is inside the loss
     inputs, h = [], z
     for layer in layers:
         inputs.append(h)
         h = layer.forward(h)
-    residual = h - x
-    adjoints, adjoint = [None] * len(layers), residual  # d(r . D)/d(output of layer i)
+    cost, residual, curvature = _newton_head(h, x, objective)
+    adjoints, adjoint = [None] * len(layers), residual  # d(r . h)/d(output of layer i)
     for i in reversed(range(len(layers))):
         layer, a = layers[i], inputs[i]
         adjoints[i] = adjoint
@@ -332,18 +355,41 @@ def _newton_chunk(layers, z, x, exact: bool):
             if exact:
                 hessian = hessian + (jac_t * (adj * _second_derivative(layer, a))[:, None, :]) @ jac_t.mT
             jac_t = jac_t * layer.kind.derivative(layer, a, layer.forward(a))[:, None, :]
-    return 0.5 * (residual * residual).sum(1), hessian + jac_t @ jac_t.mT, adjoint
+    gauss_newton = jac_t @ jac_t.mT if curvature is None else (jac_t * curvature[:, None, :]) @ jac_t.mT
+    return cost, hessian + gauss_newton, adjoint
 
 
-def _newton_terms(layers, z, x, prior_weight, chunk, exact):
+def _newton_terms(layers, z, x, prior_weight, chunk, exact, objective: str = "least_squares"):
     """Per sample: cost (+ prior), Hessian or Gauss-Newton matrix, gradient; in chunks."""
-    parts = [_newton_chunk(layers, zc, xc, exact) for zc, xc in zip(z.split(chunk), x.split(chunk))]
+    parts = [_newton_chunk(layers, zc, xc, exact, objective) for zc, xc in zip(z.split(chunk), x.split(chunk))]
     cost, hessian, grad = (torch.cat(values) for values in zip(*parts))
     if prior_weight:
         cost = cost + 0.5 * prior_weight * (z * z).sum(1)
         hessian = hessian + prior_weight * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
         grad = grad + prior_weight * z
     return cost, hessian, grad
+
+
+def _newton_cost(layers, z, x, prior_weight, chunk, objective: str):
+    """The objective alone (a trial point's): _lm_cost for least squares, BCE + prior for bce."""
+    if objective == "least_squares":
+        return _lm_cost(layers, z, x, prior_weight, chunk)
+    with torch.no_grad():
+        cost = torch.cat([bce(layers, zc, xc) for zc, xc in zip(z.split(chunk), x.split(chunk))])
+    return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
+
+
+def _check_newton(layers, hessian: str, objective: str, radius0, chunk) -> None:
+    """One StudyError line for options _newton_tr cannot use."""
+    if hessian not in ("exact", "gauss_newton"):
+        raise StudyError(f"newton_tr hessian must be 'exact' or 'gauss_newton', got {hessian!r}")
+    if objective not in NEWTON_OBJECTIVES:
+        raise StudyError(f"newton_tr objective must be one of {', '.join(NEWTON_OBJECTIVES)}, got {objective!r}")
+    if objective == "bce" and layers[-1].kind.name != "sigmoid":
+        raise StudyError("newton_tr objective 'bce' needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
+                         f"this one ends in {layers[-1].kind.name}")
+    if not radius0 > 0 or chunk < 1:
+        raise StudyError(f"newton_tr needs radius0 > 0 and chunk >= 1, got {radius0!r} and {chunk!r}")
 
 
 def _trust_step(hessian, grad, radius, iters: int = 30):
@@ -384,19 +430,18 @@ def _newton_stops(cost, grad, step, z, ok, actual, predicted, gtol, ftol, xtol):
 
 
 def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, radius0=1.0,
-               gtol=None, ftol=None, xtol=None, hessian="exact"):
-    """Trust-region Newton per sample on 1/2||D(z) - x||^2 + prior_weight ||z||^2 / 2, batched.
+               gtol=None, ftol=None, xtol=None, hessian="exact", objective="least_squares"):
+    """Trust-region Newton per sample on 1/2||D(z) - x||^2 + prior_weight ||z||^2 / 2, batched;
+    objective "bce": on BCE(D(z), x) (from the logits) + prior_weight ||z||^2 / 2 instead.
 
-    hessian "exact" (default) or "gauss_newton" (J^T J, as LM uses). Each sample keeps its own
+    hessian "exact" (default) or "gauss_newton" (J^T J, as LM uses; J^T diag(s (1 - s)) J for bce,
+    J the logits' Jacobian). Each sample keeps its own
     radius: ratio rho of actual to predicted reduction, accept if rho > 1e-4, radius / 4 if
     rho < 1/4, * 2 if rho > 3/4 at the boundary. A sample stops on ||g|| <= gtol cost,
     on relative actual and predicted reductions <= ftol, or when its step is below
     xtol (||z|| + xtol); only running samples are computed. info["iterations"]: per sample.
     """
-    if hessian not in ("exact", "gauss_newton"):
-        raise StudyError(f"newton_tr hessian must be 'exact' or 'gauss_newton', got {hessian!r}")
-    if not radius0 > 0 or chunk < 1:
-        raise StudyError(f"newton_tr needs radius0 > 0 and chunk >= 1, got {radius0!r} and {chunk!r}")
+    _check_newton(layers, hessian, objective, radius0, chunk)
     eps = torch.finfo(z0.dtype).eps
     gtol, xtol = (eps ** (2 / 3) if tol is None else tol for tol in (gtol, xtol))
     ftol = 10 * eps if ftol is None else ftol
@@ -404,7 +449,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
     z = z0.clone()
     n = z.shape[0]
     with torch.no_grad():
-        cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, exact)
+        cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, exact, objective)
         radius = torch.full((n,), float(radius0), dtype=torch.float64, device=z.device)
         counts = torch.zeros(n, dtype=torch.long, device=z.device)
         usable = torch.isfinite(cost) & torch.isfinite(grad).all(1) & torch.isfinite(hess).flatten(1).all(1)
@@ -414,7 +459,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
             it += 1
             step, predicted = _trust_step(hess[active], grad[active], radius[active])
             trial = z[active] + step.to(z.dtype)
-            trial_cost = _lm_cost(layers, trial, x[active], prior_weight, chunk)
+            trial_cost = _newton_cost(layers, trial, x[active], prior_weight, chunk, objective)
             actual = (cost[active] - trial_cost).double()
             ok = (actual > 1e-4 * predicted) & (predicted > 0)  # False for nan
             length = step.norm(dim=1)
@@ -425,7 +470,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
             counts[active] += 1
             if accepted.numel():
                 cost[accepted], hess[accepted], grad[accepted] = _newton_terms(
-                    layers, z[accepted], x[accepted], prior_weight, chunk, exact)
+                    layers, z[accepted], x[accepted], prior_weight, chunk, exact, objective)
             done = _newton_stops(cost[active], grad[active], step, z[active], ok, actual, predicted, gtol, ftol, xtol)
             active = active[~done]
             if it % record_every == 0:
@@ -442,10 +487,12 @@ def _scipy_trf(layers, z0, x, rec, **options):
 
 
 _SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr,
-            "scipy_lm": scipy_least_squares, "scipy_trf": _scipy_trf}
-# scipy_*: steps bounds the function evaluations per image
-_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000}
-_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1, "newton_tr": 1, "scipy_lm": 1, "scipy_trf": 1}
+            "scipy_lm": scipy_least_squares, "scipy_trf": _scipy_trf, "scipy_map": scipy_map}
+# scipy_lm/trf: steps bounds the function evaluations per image; scipy_map: the L-BFGS-B iterations
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000,
+                  "scipy_map": 2000}
+_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1, "newton_tr": 1, "scipy_lm": 1, "scipy_trf": 1,
+                         "scipy_map": 1}
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
@@ -494,13 +541,13 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
     "lbfgs": per-image L-BFGS on the same objective; "lm": Levenberg-Marquardt on
     1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2; "newton_tr": trust-region Newton on it, per sample
     until converged (steps caps it); "scipy_lm" / "scipy_trf": SciPy's least_squares on it, image by
-    image on the CPU (peer.py: the reference; steps caps its evaluations). Starts: N(0, I) (seeded) or init.
+    image on the CPU (peer.py: the reference; steps caps its evaluations); "scipy_map": SciPy's L-BFGS-B on
+    newton_tr's objective="bce", BCE + prior_weight ||z||^2 / 2 (MAP's reference). Starts: N(0, I) (seeded) or init.
     retry_above: images whose best objective stays above it (a local minimum, when x is
     known to be realizable) get `retries` fresh N(0, I) starts, batched, and keep the best.
-    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory, xtol,
-    max_backtracks; newton_tr: chunk, radius0, gtol, ftol, xtol, hessian). info: per-image "objective",
-    "bce", "restart" chosen (retry starts numbered after the first restarts), "retried"; "objective_restarts" (R, N).
-    """
+    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory, xtol, max_backtracks;
+    newton_tr: chunk, radius0, gtol, ftol, xtol, hessian, objective). info: per-image "objective", "bce",
+    "restart" chosen (retries numbered after the restarts), "retried"; "objective_restarts" (R, N)."""
     if method not in _SOLVERS:
         raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")
     if lr is not None and method != "adam":

@@ -6,10 +6,13 @@ derivative, box bounds) and the failure attribution (range, saturation, clamp). 
 new layer kind is one entry in :data:`KINDS`.
 
 Functions of an entry take the layer as a :class:`Plain` (its tensors in the working dtype)
-so that a LeakyReLU's slope or a Linear's weight reaches them without an nn.Module.
+so that a LeakyReLU's slope or a Linear's weight reaches them without an nn.Module. Whether an
+instance can be inverted (an entry's refuse hook) is decided in the dtype the decoder computes in:
+a LeakyReLU slope of 1e-46 is a ReLU in float32.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,7 +44,7 @@ def _same(p: Plain, t: Tensor) -> Tensor:
     return t
 
 
-def _no_reason(layer: nn.Module) -> str | None:
+def _no_reason(layer: nn.Module, dtype: torch.dtype) -> str | None:
     return None
 
 
@@ -53,7 +56,8 @@ class LayerKind:
     y's memory; derivative(p, a, y) -> f'(a) elementwise (None: f' = 1, nothing to scale);
     inverse_slope(p, y) -> (f^-1)'(y), how much an error in y is amplified; output_range the open
     interval (low, high) of a bounded activation (None: unbounded); slope(layer) reads the
-    parameter the functions need; refuse(layer) says why an instance cannot be inverted.
+    parameter the functions need; refuse(layer, dtype) says why an instance cannot be inverted when
+    the decoder computes in dtype (None: it can).
     A Linear's inverse is its pseudo-inverse, which the chain computes (is_linear).
     """
 
@@ -65,7 +69,7 @@ class LayerKind:
     inverse_slope: Callable[[Plain, Tensor], Tensor] | None = None
     output_range: tuple[float, float] | None = None
     slope: Callable[[nn.Module], float] = lambda layer: 0.0
-    refuse: Callable[[nn.Module], str | None] = _no_reason
+    refuse: Callable[[nn.Module, torch.dtype], str | None] = _no_reason
     is_linear: bool = False
 
     @property
@@ -136,13 +140,30 @@ def _leaky_slope(layer: nn.Module) -> float:
     return float(layer.negative_slope)
 
 
-def _leaky_refuse(layer: nn.Module) -> str | None:
-    if not layer.negative_slope > 0:
-        return f"negative_slope {layer.negative_slope!r} is not > 0, so it is not injective"
+def _leaky_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
+    """Injective in dtype's arithmetic: a slope > 0 that dtype holds as a normal number (a subnormal one
+    loses precision in every product, or flushes to 0 where denormals are flushed), so that its
+    products and the inverse's division by it stay finite and distinct."""
+    slope = layer.negative_slope
+    if not slope > 0:
+        return f"negative_slope {slope!r} is not > 0, so it is not injective"
+    if not math.isfinite(slope):
+        return f"negative_slope {slope!r} is not a finite number"
+    where = f"in {dtype}, the dtype the decoder computes in"
+    held = torch.tensor(slope, dtype=dtype)
+    if held == 0:
+        return f"negative_slope {slope!r} rounds to 0 {where}: there the layer is a ReLU, not injective"
+    if not torch.isfinite(held):
+        return f"negative_slope {slope!r} overflows to inf {where}"
+    if held < torch.finfo(dtype).tiny:
+        return (f"negative_slope {slope!r} is subnormal {where} (smallest normal {torch.finfo(dtype).tiny:g}): "
+                f"its products lose their precision or flush to 0, not injective")
+    if not torch.isfinite(1 / held):  # not for IEEE dtypes once subnormals are out: 1/tiny < max
+        return f"1/negative_slope overflows to inf {where}, so its inverse cannot be computed"
     return None
 
 
-def _flatten_refuse(layer: nn.Module) -> str | None:
+def _flatten_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
     # Flatten(1, -1) leaves a 2-D (N, D) activation unchanged; other dims reshape.
     if (layer.start_dim, layer.end_dim) != (1, -1):
         return f"Flatten(start_dim={layer.start_dim}, end_dim={layer.end_dim}) is not a no-op on (N, D) input"
@@ -189,21 +210,26 @@ def layer_tag(index: int, layer: nn.Module) -> str:
     return f"decoder layer {index} ({type(layer).__name__})"
 
 
-def kind_of(index: int, layer: nn.Module) -> LayerKind:
-    """The table entry of decoder layer `index`; StudyError naming it and the reason if refused."""
+def kind_of(index: int, layer: nn.Module, runs_in: torch.dtype | None = None) -> LayerKind:
+    """The table entry of decoder layer `index`; StudyError naming it and the reason if refused.
+
+    runs_in: the dtype the decoder computes in (its parameters'), where invertibility is decided;
+    None: torch's default dtype, what a decoder is built in.
+    """
     kind = KINDS.get(type(layer))
     if kind is None:
         reason = REFUSED.get(type(layer), "only " + ", ".join(t.__name__ for t in KINDS) + " are supported")
         raise StudyError(f"{layer_tag(index, layer)} has no inverse: {reason}")
-    reason = kind.refuse(layer)
+    reason = kind.refuse(layer, torch.get_default_dtype() if runs_in is None else runs_in)
     if reason is not None:
         raise StudyError(f"{layer_tag(index, layer)}: {reason}")
     return kind
 
 
-def plain_layer(index: int, layer: nn.Module, dtype: torch.dtype) -> Plain:
-    """Decoder layer `index` as a Plain in dtype (weights detached and cast: never the parameters)."""
-    kind = kind_of(index, layer)
+def plain_layer(index: int, layer: nn.Module, dtype: torch.dtype, runs_in: torch.dtype | None = None) -> Plain:
+    """Decoder layer `index` as a Plain in dtype (weights detached and cast: never the parameters);
+    refused (kind_of) as the decoder computing in runs_in (None: in dtype) cannot invert it."""
+    kind = kind_of(index, layer, dtype if runs_in is None else runs_in)
     if kind.is_linear:
         bias = None if layer.bias is None else layer.bias.detach().to(dtype)
         return Plain(kind, layer.weight.detach().to(dtype), bias)

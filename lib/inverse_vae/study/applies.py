@@ -1,74 +1,59 @@
-"""Which sections of notebooks 02-05 apply to a run's model, and the one line that says why not.
+"""Which sections of notebooks 02-05 apply to a run's model, decided once per notebook.
 
-The family of runs differs in what the study's sections assume: the autoencoder has no KL term
-and no prior (z ~ N(0, I) is not its latent distribution), a decoder without a Sigmoid output is
-not confined to [0, 1] (so BCE is undefined and logit(0) never arises), and a decoder without Tanh
-has no atanh domain and nothing that saturates there. Each `*_reason` returns None when the section
-applies, else the reason; `skipped` prints "does not apply: <reason>" and tells the notebook to
-write no metric for that section (the key absent, never a placeholder).
+The family differs in what the sections assume: the autoencoder has no KL term and no prior (z ~ N(0, I)
+is not its latent distribution), a decoder without a Sigmoid output is not confined to [0, 1] (BCE is
+undefined, logit(0) never arises), and one without Tanh has no atanh domain. `applies = of(model)`, then
+`if applies("prior"):` runs a section, or prints "does not apply: <why>" once and writes no metric for it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-__all__ = ["bce_reason", "clamp_reason", "describe", "has", "kl_reason", "prior_reason", "realizable_source",
-           "skipped", "tanh_reason"]
+WHY_NOT = {
+    "kl": "the autoencoder has no KL term (no negative ELBO)",
+    "prior": "z ~ N(0, I) is not the autoencoder's latent distribution (it was trained without a prior)",
+    "bce": "the decoder has no Sigmoid output, so BCE is undefined (MSE and PSNR are reported)",
+    "sigmoid": "the decoder has no Sigmoid, so logit(0) = -inf never arises",
+    "tanh": "the decoder has no Tanh: no atanh domain, nothing to box or saturate there",
+    "clamp": "the decoder has no Sigmoid or Tanh, so its inverse needs no clamp",
+}
 
 
-def has(decoder: nn.Sequential, layer_type: type[nn.Module]) -> bool:
-    return any(isinstance(layer, layer_type) for layer in decoder)
+@dataclass(frozen=True)
+class Applies:
+    variational: bool  # a VAE: a prior and a KL term
+    bce: bool  # the decoder ends in a Sigmoid: outputs in [0, 1] like the images
+    sigmoid: bool
+    tanh: bool
+    decoder: str  # its layers, for the reader
 
+    def holds(self, section: str) -> bool:
+        return {"kl": self.variational, "prior": self.variational, "bce": self.bce, "sigmoid": self.sigmoid,
+                "tanh": self.tanh, "clamp": self.sigmoid or self.tanh}[section]
 
-def bounded_output(decoder: nn.Sequential) -> bool:
-    """True when the decoder ends in a Sigmoid: its outputs, like the images, lie in [0, 1]."""
-    return isinstance(decoder[-1], nn.Sigmoid)
-
-
-def kl_reason(model) -> str | None:
-    return None if model.variational else "the autoencoder has no KL term (no negative ELBO)"
-
-
-def prior_reason(model) -> str | None:
-    return None if model.variational else \
-        "z ~ N(0, I) is not the autoencoder's latent distribution (it was trained without a prior)"
-
-
-def bce_reason(decoder: nn.Sequential) -> str | None:
-    return None if bounded_output(decoder) else \
-        "the decoder has no Sigmoid, its outputs are not confined to [0, 1], so BCE is undefined (MSE and PSNR are reported)"
-
-
-def sigmoid_reason(decoder: nn.Sequential) -> str | None:
-    return None if has(decoder, nn.Sigmoid) else "the decoder has no Sigmoid, so logit(0) = -inf never arises"
-
-
-def tanh_reason(decoder: nn.Sequential) -> str | None:
-    others = sorted({type(layer).__name__ for layer in decoder if not isinstance(layer, nn.Linear)})
-    return None if has(decoder, nn.Tanh) else \
-        f"the decoder has no Tanh ({', '.join(others)} only): no atanh domain, nothing to box or saturate there"
-
-
-def clamp_reason(decoder: nn.Sequential) -> str | None:
-    return None if has(decoder, nn.Tanh) or has(decoder, nn.Sigmoid) else \
-        "the decoder has no Sigmoid or Tanh, so its inverse needs no clamp"
-
-
-def skipped(reason: str | None) -> bool:
-    """Print "does not apply: <reason>" and return True when there is a reason; False otherwise."""
-    if reason is None:
+    def __call__(self, section: str) -> bool:
+        """Whether the section applies; when not, one printed line says why."""
+        if self.holds(section):
+            return True
+        print(f"does not apply: {WHY_NOT[section]}")
         return False
-    print(f"does not apply: {reason}")
-    return True
+
+    def describe(self) -> str:
+        kind = "VAE" if self.variational else "deterministic autoencoder"
+        skipped = [WHY_NOT[s] for s in WHY_NOT if not self.holds(s)]
+        return f"This run's model is a {kind}; its decoder is {self.decoder}." + (
+            " Sections that do not apply: " + "; ".join(skipped) + "." if skipped else "")
 
 
-def realizable_source(model) -> str:
-    """Where the realizable latents come from: the prior for a VAE, the encoded test images for
-    the autoencoder (its latents are not N(0, I))."""
-    return "prior" if model.variational else "encoder_mean"
+def has(decoder: nn.Sequential, *kinds: type[nn.Module]) -> bool:
+    return any(isinstance(layer, kinds) for layer in decoder)
 
 
-def describe(model) -> str:
-    """One line naming the model and its decoder, for notebook text that must hold for every run."""
-    kind = "VAE" if model.variational else "deterministic autoencoder"
-    layers = " -> ".join(type(layer).__name__ for layer in model.decoder)
-    return f"This run's model is a {kind}; its decoder is {layers}."
+def of(model) -> Applies:
+    decoder = model.decoder
+    return Applies(bool(model.variational), isinstance(decoder[-1], nn.Sigmoid),
+                   any(isinstance(layer, nn.Sigmoid) for layer in decoder),
+                   any(isinstance(layer, nn.Tanh) for layer in decoder),
+                   " -> ".join(type(layer).__name__ for layer in decoder))

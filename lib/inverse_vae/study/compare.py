@@ -20,11 +20,14 @@ import torch
 
 from ..constants import IMAGE_SIZE, RECOVERY_TARGETS, SUCCESS_THRESHOLDS
 from ..inversion.chain import DTYPES, realizable
-from ..inversion.methods import METHODS, run_method
+from ..inversion.methods import BUDGET_VS_CONVERGED, MAP, MAP_PEER, METHODS, PEER, SVI, run_method
 from ..inversion.plain import forward_jacobian, plain_layers
+from ..inversion.posterior import amortization_gap, negative_log_joint, posterior_reason
 from ..metrics import latent_recovery, per_image_metrics, rate_bounds, relative_errors
-from .applies import bounded_output
-from .evaluate import probe_accuracy
+from ..progress import progress
+from .applies import WHY_NOT
+from .evaluate import encode_means, probe_accuracy
+from .shared import prior_latents
 
 
 def _run(name: str, model, x: torch.Tensor, overrides: dict, starts: dict, **extra):
@@ -56,12 +59,12 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
     measured on its own images, against the best of every method that ran on each.
     """
     results, per_image, starts = {}, {}, {}
-    for name in names:
+    for name in progress(names, desc="methods on real images"):
         n = sample_size(name, len(x), slow_n)
         results[name] = _run(name, model, x[:n], overrides, starts.setdefault(n, {}))
         with torch.no_grad():
             x_hat = model.decoder(results[name].z.float())
-        per_image[name] = per_image_metrics(x_hat, x[:n], bce=bounded_output(model.decoder))
+        per_image[name] = per_image_metrics(x_hat, x[:n], bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
     measure = image_measure(per_image[names[0]])
     bce = np.full((len(names), len(x)), np.nan)
     for i, name in enumerate(names):
@@ -79,9 +82,30 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
             "nonfinite": int(np.isnan(m[measure]).sum()),
             "probe_accuracy": probe_accuracy(probe, r.z, np.asarray(labels)[:n]) if probe else float("nan"),
             "seconds": r.seconds, "images_per_second": n / r.seconds if r.seconds > 0 else float("inf"),
-            "iterations": r.iterations,
+            "iterations": r.iterations, "z_norm_median": float(r.z.double().norm(dim=1).nanmedian()),
         }
+        if posterior_reason(model) is None:  # the model's own measure of a latent: how well it explains x
+            table[name]["log_joint"] = float(negative_log_joint(model.decoder, r.z, x[:n]).nanmean())
     return table, per_image, results
+
+
+def posterior_check(model, x: torch.Tensor, results: dict, seed: int) -> dict:
+    """The posterior mode against its SciPy reference (within 0.1% of the objective, per image) and against
+    the encoder (a lower negative log joint on every image?), and the amortization gap: the ELBO SVI's
+    per-image q gains over the encoder's q (Cremer et al. 2018), on the images SVI ran."""
+    out = {}
+    if MAP in results:
+        ours = negative_log_joint(model.decoder, results[MAP].z, x)
+        encoder = negative_log_joint(model.decoder, results["encoder"].z, x[: len(results["encoder"].z)])
+        out["map_lower_than_encoder"] = float((ours[: len(encoder)] < encoder).double().mean())
+        if MAP_PEER in results:
+            reference = negative_log_joint(model.decoder, results[MAP_PEER].z, x[: len(results[MAP_PEER].z)])
+            out["map_within_0.1%_of_scipy"] = float((ours[: len(reference)] <= reference + 1e-3 * reference.abs())
+                                                    .double().mean())
+    if SVI in results:
+        n = len(results[SVI].z)
+        out["amortization_gap"] = amortization_gap(model, x[:n], results[SVI], samples=1000, seed=seed)
+    return out
 
 
 def image_measure(metrics: dict) -> str:
@@ -98,7 +122,7 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
     for arithmetic, dtype in DTYPES.items():
         x = realizable(model.decoder, z, dtype)
         starts = {}  # per image count: the slow methods' subset is another batch
-        for name in names:
+        for name in progress(names, desc=f"methods on realizable images, {arithmetic} outputs"):
             n = sample_size(name, len(z), slow_n)
             r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
             table.setdefault(name, {})[arithmetic] = {**with_bounds(latent_recovery(r.z, z[:n])), "seconds": r.seconds}
@@ -112,7 +136,7 @@ def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Ten
     x = realizable(decoder, z, torch.float64)
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.device)
     n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
-    return (x + n).clamp(0, 1) if bounded_output(decoder) else x + n
+    return (x + n).clamp(0, 1) if isinstance(decoder[-1], torch.nn.Sigmoid) else x + n
 
 
 def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dict,
@@ -122,7 +146,7 @@ def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dic
     first `draws` rows; the autoencoder's encoded test images, N(0, I) not being its distribution)."""
     out = {name: [] for name in names}
     d = model.latent_dim
-    for i, level in enumerate(levels):
+    for i, level in enumerate(progress(levels, desc="noise levels")):
         if latents is not None:
             z = latents[:draws].double()
         else:
@@ -228,12 +252,9 @@ def realizable_methods(names) -> list[str]:
 def applicable_methods(names, model) -> list[str]:
     """The methods that apply to the model: for the autoencoder not those with an N(0, I) prior term
     (not its latent distribution), said in one printed line; all of them for a VAE."""
-    from . import applies
-
-    reason = applies.prior_reason(model)
-    dropped = [n for n in names if _has_prior(n)] if reason else []
+    dropped = [n for n in names if _has_prior(n)] if not model.variational else []
     if dropped:
-        applies.skipped(f"{', '.join(dropped)}: {reason}")
+        print(f"does not apply: {', '.join(dropped)}: {WHY_NOT['prior']}")
     return [n for n in names if n not in dropped]
 
 
@@ -339,8 +360,6 @@ def budget_vs_converged(real: dict, results: dict) -> dict:
     """Per start (encoder, layer-wise, random): the budget LM against the converged projection on the
     real images (BCE, seconds, the gap), and how often the converged one reaches the reference
     SciPy's cost on the same objective (within 0.1%, per image), when the reference ran."""
-    from ..inversion.methods import BUDGET_VS_CONVERGED, PEER
-
     peer = results.get(PEER)
     rows = {}
     for start, (budget, converged) in BUDGET_VS_CONVERGED.items():
@@ -361,9 +380,6 @@ def budget_vs_converged(real: dict, results: dict) -> dict:
 def realizable_latents(run, model, images: torch.Tensor, n: int) -> torch.Tensor:
     """The first n latents whose images x = D(z) the realizable comparison inverts (float64): the
     run's prior sample for a VAE, the encoder's latents of the test images for the autoencoder."""
-    from .evaluate import encode_means
-    from .shared import prior_latents
-
     if model.variational:
         return prior_latents(run, model.latent_dim, n).double()
     return encode_means(model, images[:n]).double()

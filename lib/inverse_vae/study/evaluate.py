@@ -10,7 +10,6 @@ from sklearn.preprocessing import StandardScaler
 
 from ..core.losses import negative_elbo_nats, original_loss
 from ..metrics import image_metrics, per_image_metrics
-from .applies import bounded_output
 
 
 @torch.no_grad()
@@ -29,7 +28,7 @@ def decode(model, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
 @torch.no_grad()
 def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size: int, seed: int) -> dict:
     """Test loss in the original convention (batch means, sampled z) and, for a VAE, the negative
-    ELBO in nats (an autoencoder has no KL term: its keys are left out, see applies.kl_reason).
+    ELBO in nats (an autoencoder has no KL term: its keys are left out, see applies).
 
     One seeded sample of z per image, as the original's validation did.
     """
@@ -52,21 +51,13 @@ def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size
 
 def reconstruction_metrics(model, x_hat: torch.Tensor, x: torch.Tensor) -> dict:
     """image_metrics of D(.) against x, with BCE only where the decoder's output lies in [0, 1]."""
-    return image_metrics(x_hat, x, bce=bounded_output(model.decoder))
+    return image_metrics(x_hat, x, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
 
 
 def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
     """Logistic regression on standardized latents: how linearly readable the digit is."""
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
     return probe.fit(np.asarray(train_z), np.asarray(train_y))
-
-
-def fit_probe(run, model):
-    """The study's probe: trained on the encoder means of the run's training split."""
-    from ..core.splits import train_val_images
-
-    (x_train, y_train), _ = train_val_images(run)
-    return linear_probe(encode_means(model, x_train), y_train, run.config.evaluate.probe_max_iter, run.config.seed)
 
 
 def probe_accuracy(probe, z, y) -> float:
@@ -86,7 +77,7 @@ def per_digit(values: dict[str, np.ndarray], labels) -> dict[int, dict[str, floa
 
 def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
     """Per-digit bce (where it applies), mse, psnr, ssim of D(encoder mean) against x."""
-    return per_digit(per_image_metrics(decode(model, means), images, bce=bounded_output(model.decoder)), labels)
+    return per_digit(per_image_metrics(decode(model, means), images, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid)), labels)
 
 
 def embed_2d(z, method: str, n_components: int = 2, seed: int = 0) -> np.ndarray:

@@ -12,8 +12,11 @@ from torch import nn
 
 from ..constants import IMAGE_SIDE, ORIGINAL_EPS
 from ..inversion.chain import DTYPES, InverseChain, realizable
+from ..inversion.methods import layerwise_constrained
 from ..metrics import image_metrics, latent_recovery
-from . import applies
+from ..progress import progress
+from .applies import has
+from .evaluate import probe_accuracy
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 
@@ -57,7 +60,7 @@ def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Ten
     """One row per eps: realizable latent recovery (both arithmetics) and real-image reconstruction."""
     rows, chain = [], InverseChain(decoder)
     outputs = {name: realizable(decoder, z_prior, dtype) for name, dtype in DTYPES.items()}
-    for eps in eps_list:
+    for eps in progress(eps_list, desc="clamp margins"):
         row = {"eps": eps}
         for name, dtype in DTYPES.items():
             rec = latent_recovery(invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
@@ -127,7 +130,7 @@ def residual_regimes(decoder: nn.Sequential, x_real: torch.Tensor, x_realizable:
     a Sigmoid or Tanh to clamp, and realizable images with no clamp."""
     regimes = [("real, original clamps", x_real, ORIGINAL_EPS), ("realizable, original clamps", x_realizable, ORIGINAL_EPS),
                ("realizable, no clamp", x_realizable, 0.0)]
-    if applies.clamp_reason(decoder):
+    if not has(decoder, nn.Sigmoid, nn.Tanh):
         return [("real, no clamp", x_real, 0.0), regimes[-1]]
     return regimes
 
@@ -164,8 +167,6 @@ def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -
 
 def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict:
     """D(z_hat) against x (mapped back from a squeezed range first), and the probe on z_hat."""
-    from .evaluate import probe_accuracy
-
     x_hat = reconstruct(decoder, z_hat)
     if squeeze_range is not None:
         lo, hi = squeeze_range
@@ -185,8 +186,6 @@ def _realizable_row(decoder, z, invert) -> dict:
 def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, decoder: nn.Sequential | None = None) -> dict:
     """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations;
     with a decoder without Tanh, no "atanh box only" (there is no atanh domain to box; 04 says so)."""
-    from ..inversion.methods import layerwise_constrained
-
     def layerwise(**flags):
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
 
@@ -197,7 +196,7 @@ def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, deco
         "atanh box only": layerwise(one_sided_pixels=False),
         "constrained layer-wise": layerwise(),
     }
-    if decoder is not None and applies.tanh_reason(decoder):
+    if decoder is not None and not has(decoder, nn.Tanh):
         del inverters["atanh box only"]
     return inverters
 
@@ -227,7 +226,7 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
                       lo + (hi - lo) * flat, None, squeeze_range))
     cases.append(("encoder mean (reference)", model.decoder, _encoder_inverter(model), x, probe, None))
     rows = {}
-    for name, decoder, invert, images, row_probe, squeezed in cases:
+    for name, decoder, invert, images, row_probe, squeezed in progress(cases, desc="fixes"):
         rows[name] = {**_real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed),
                       **_realizable_row(decoder, z_prior, invert)}
     return rows

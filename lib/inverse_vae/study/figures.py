@@ -175,14 +175,16 @@ def curves(x, series: dict[str, list], xlabel: str, ylabel: str, title: str, pat
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
+    styles = _method_styles(series)
     for label, ys in series.items():
-        ax.plot(x, ys, marker="o", label=label)
+        ax.plot(x, ys, label=label, **styles[label])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    many = len(series) > 4  # beside the axes rather than over the data
+    ax.legend(fontsize=7 if many else 8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if many else {}))
     return save(fig or ax.figure, path)
 
 
@@ -250,14 +252,77 @@ def singular_values(svals: dict[str, np.ndarray], path=None):
     return save(fig, path)
 
 
-def quality_vs_time(points: dict[str, list[tuple[float, float]]], n_images: int, path=None):
-    """Each method's mean BCE per pixel along its iterations, against seconds (one point: one-shot)."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+def _method_styles(names) -> dict[str, dict]:
+    """A distinct colour and marker per method (20 colours, then markers take over), stable by name order."""
+    colours, markers = plt.get_cmap("tab20").colors, "osD^v<>ph*"
+    return {n: {"color": colours[i % 20], "marker": markers[(i // 10) % len(markers)]} for i, n in enumerate(names)}
+
+
+def quality_vs_time(points: dict[str, list[tuple[float, float]]], n_images: int, path=None, *,
+                    probe: dict[str, float] | None = None, norms: dict[str, float] | None = None):
+    """Left: each method's mean BCE per pixel along its iterations against seconds per image (one point for
+    a one-shot method), the axis cut to the range the methods share (a diverging one is drawn at the top
+    edge, named in its label). Right, with `probe`: what the latent still means, the probe's accuracy on ẑ
+    against its final BCE, with ||ẑ|| (`norms`) in the label, so a pixel-optimal z at infinity shows."""
+    fig, axes = plt.subplots(1, 2 if probe else 1, figsize=(15 if probe else 8, 5.5), squeeze=False)
+    ax, styles = axes[0, 0], _method_styles(points)
+    finals = np.array([pts[-1][1] for pts in points.values()], dtype=float)
+    top = 10 * np.nanmedian(finals[np.isfinite(finals)]) if np.isfinite(finals).any() else 1.0
     for name, pts in points.items():
         s, b = zip(*pts)
-        ax.plot(s, b, marker="o" if len(pts) == 1 else None, ms=6, label=name)
-    ax.set(xscale="log", yscale="log", xlabel="seconds per image (log scale)",
-           ylabel="mean BCE per pixel of D(ẑ) (nats, log scale)",
-           title=f"Quality versus time on up to {n_images} test images")
-    ax.legend(fontsize=7)
+        b = np.minimum(np.asarray(b, dtype=float), top)
+        off = " (off the scale)" if pts[-1][1] > top else ""
+        ax.plot(s, b, ms=6, label=name + off, color=styles[name]["color"],
+                marker=styles[name]["marker"], markevery=[len(s) - 1])
+    ax.set(xscale="log", yscale="log", xlabel="seconds per image (log scale)", ylim=(None, top * 1.05),
+           ylabel="mean BCE per pixel of D(ẑ) (nats, log scale)", title=f"Quality versus time, up to {n_images} test images")
+    ax.legend(fontsize=6.5, ncol=2)
+    if probe:
+        ax = axes[0, 1]
+        for name, pts in points.items():
+            if name in probe:
+                label = f"{name}, median ||ẑ|| {norms[name]:.3g}" if norms else name
+                ax.scatter(min(pts[-1][1], top), probe[name], label=label, **styles[name])
+        ax.set(xscale="log", xlabel="final mean BCE per pixel (log scale)", ylabel="probe accuracy on ẑ (0-1)",
+               title="What ẑ still means: the linear probe reads the digit from it")
+        ax.axhline(0.1, ls=":", color="0.5")
+        ax.legend(fontsize=6.5, ncol=2)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def runs_overview(frame, path=None, sweep=None):
+    """Notebook 99's charts across runs: closed-form recovery against the best method's; the real-image
+    BCE of D(ẑ) per inversion (log scale); each design's float32 closed-form recovery against its NELBO."""
+    ran = frame[frame["notebooks"] > 0]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    x = np.arange(len(ran))
+    for i, (key, label) in enumerate((("cf_f32", "closed form, float32 to 1e-4"), ("cf_f64", "closed form, float64 to 1e-6"),
+                                      ("best_f64", "best method, float64 to 1e-6"))):
+        axes[0].bar(x + (i - 1) * 0.27, ran[key].fillna(0), 0.27, label=label)
+    axes[0].set(xticks=x, ylabel="share of realizable latents recovered", title="Realizable images x = D(z)")
+    axes[0].set_xticklabels(ran.index, rotation=35, ha="right", fontsize=8)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    for i, (key, label) in enumerate((("recon_bce", "encoder mean"), ("cf_real_bce", "closed form (clamp 1e-3)"),
+                                      ("map_real_bce", "posterior mode (MAP)"))):
+        axes[1].bar(x + (i - 1) * 0.27, ran[key], 0.27, label=label)
+    axes[1].set(xticks=x, yscale="log", ylabel="BCE per pixel of D(ẑ) (log scale)", title="Real test images")
+    axes[1].set_xticklabels(ran.index, rotation=35, ha="right", fontsize=8)
+    priced = ran.dropna(subset=["nelbo", "cf_f32"])
+    axes[2].scatter(priced["nelbo"], priced["cf_f32"], color="C3")
+    for name, row in priced.iterrows():
+        axes[2].annotate(name, (row["nelbo"], row["cf_f32"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    if sweep is not None and len(sweep):  # shorter trainings of the designs, hollow: their epochs in the label
+        axes[2].scatter(sweep["test_nelbo_nats"].astype(float), sweep["f32_success_1e-4"].astype(float),
+                        facecolors="none", edgecolors="C0", label="sweep (shorter trainings)")
+        for name, row in sweep.iterrows():
+            axes[2].annotate(f"{name} ({row['epochs']} ep.)", (float(row["test_nelbo_nats"]), float(row["f32_success_1e-4"])),
+                             fontsize=7, xytext=(4, -8), textcoords="offset points", color="C0")
+        axes[2].legend(fontsize=7)
+    axes[2].set(xlabel="test negative ELBO (nats per image, lower is better)", ylabel="closed form, float32 to 1e-4",
+                title="The price of invertibility")
+    axes[2].yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return save(fig, path)

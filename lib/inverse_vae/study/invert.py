@@ -17,7 +17,9 @@ from ..inversion.attribution import CAUSES, attribute_failures, failure_frame, f
 from ..inversion.chain import DTYPES as ARITHMETICS
 from ..inversion.chain import InverseChain, decoder_in, forward_trace, realizable
 from ..metrics import latent_recovery
-from . import applies
+from ..progress import progress
+from .applies import has
+from .shared import prior_latents
 
 
 def timed_inverse(decoder: nn.Sequential, x: torch.Tensor, *, eps: float, dtype: torch.dtype):
@@ -52,14 +54,14 @@ def realizable_case(decoder: nn.Sequential, z: torch.Tensor, arithmetic: str, ep
 
 def clamp_cases(decoder: nn.Sequential) -> dict[str, float]:
     """Key suffix -> clamp margin: no clamp, and the original clamp where the decoder has an
-    activation to clamp (a Sigmoid or Tanh; see applies.clamp_reason)."""
-    return {"": 0.0} if applies.clamp_reason(decoder) else {"": 0.0, "_original_clamp": ORIGINAL_EPS}
+    activation to clamp (a Sigmoid or Tanh)."""
+    return {"": 0.0, "_original_clamp": ORIGINAL_EPS} if has(decoder, nn.Sigmoid, nn.Tanh) else {"": 0.0}
 
 
 def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """Every source x arithmetic x clamp case (clamp_cases), keyed as metrics/03 names them."""
     summaries, attributions = {}, {}
-    for source, z in sources.items():
+    for source, z in progress(sources.items(), total=len(sources), desc="realizable sources"):
         summaries[source] = {}
         for arithmetic in ARITHMETICS:
             for suffix, eps in clamp_cases(decoder).items():
@@ -75,7 +77,7 @@ def real_cases(decoder: nn.Sequential) -> dict[str, float]:
     """The chains 03 runs on real images: name -> clamp margin (the original clamp only where the
     decoder has a Sigmoid or Tanh to clamp)."""
     cases = {"original_clamp": ORIGINAL_EPS, "no_clamp": 0.0}
-    return {"no_clamp": 0.0} if applies.clamp_reason(decoder) else cases
+    return cases if has(decoder, nn.Sigmoid, nn.Tanh) else {"no_clamp": 0.0}
 
 
 def case_title(case: str) -> str:
@@ -84,10 +86,8 @@ def case_title(case: str) -> str:
 
 def realizable_sources(run, model, means: torch.Tensor) -> dict[str, torch.Tensor]:
     """The latents whose images x = D(z) are exactly in the decoder's range: the run's prior sample
-    (a VAE's; said not to apply to the autoencoder) and the encoder means of the test images."""
-    from .shared import prior_latents
-
-    if applies.skipped(applies.prior_reason(model)):
+    (a VAE's; the autoencoder has none) and the encoder means of the test images."""
+    if not model.variational:
         return {"encoder_mean": means}
     return {"prior": prior_latents(run, model.latent_dim), "encoder_mean": means}
 
@@ -113,7 +113,7 @@ def saturation_points(decoder: nn.Sequential | None = None) -> dict:
     fns = {"tanh_to_1": (torch.tanh, 1.0, 1), "sigmoid_to_1": (torch.sigmoid, 1.0, 1),
            "sigmoid_to_0": (lambda a: torch.sigmoid(-a), 0.0, -1)}
     if decoder is not None:
-        fns = {k: v for k, v in fns.items() if applies.has(decoder, _SATURATING[k])}
+        fns = {k: v for k, v in fns.items() if has(decoder, _SATURATING[k])}
     return {name: {k: sign * saturation_point(fn, dtype, target) for k, (fn, target, sign) in fns.items()}
             for name, dtype in ARITHMETICS.items()}
 

@@ -1,14 +1,18 @@
-"""What several notebooks use, made once per run: the model on the run's device, the prior
-sample, the fitted linear probe and the t-SNE of the encoder means.
+"""What several notebooks use, made once per run: the data splits, the model on the run's device, the
+prior sample, the linear probe and the t-SNE of the encoder means.
 
-Notebooks 03, 04 and 05 measure on the same prior latents z ~ N(0, I) (05 on their first rows),
-02-05 read the digit from latents with the same probe, and 02 and 03 show the same t-SNE of the
-encoder means; these are cached in the run folder (runs.cache), keyed by what shaped them, so a
-notebook reruns without refitting.
+The probe and the t-SNE are cached in reports/<run>/cache/ as .npz (no pickle: loading never runs code),
+keyed by the checkpoint's digest and the settings that shaped them: a notebook reruns without refitting,
+a retrained model or other params recompute them. git ignores the folder.
 """
 from __future__ import annotations
 
-import warnings
+import hashlib
+import html
+import io
+import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,53 +20,113 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..core.checkpoints import load_model
-from ..core.devices import resolve_device, resolve_device_said
-from ..runs.cache import cached_arrays, file_digest
-from .evaluate import embed_2d, fit_probe
+from ..core.checkpoints import fingerprint_changes, load_checkpoint, load_model
+from ..core.config import load_config, run_name
+from ..core.data import fetch_mnist, load_mnist, train_val_split
+from ..core.files import atomic_write
+from ..core.model import resolve_device
+from ..core.training import objective_summary
+from ..errors import StudyError
+from .evaluate import embed_2d, encode_means, linear_probe
 
-# The fitted state of StandardScaler and LogisticRegression: enough to predict, no pickle.
-_SCALER = ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")
+_SCALER = ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")  # enough to predict
 _LOGISTIC = ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_")
 
 
+def _subset(images, labels, n):
+    return (images, labels) if n is None else (images[:n], labels[:n])
+
+
+def train_val_images(run, log=print):
+    """((train images, labels), (validation images, labels)): the seeded 90/10 split, MNIST fetched if needed."""
+    fetch_mnist(run.data_root, log=log)
+    images, labels = _subset(*load_mnist(run.data_root, train=True), run.config.data.train_subset)
+    train_idx, val_idx = train_val_split(len(images), run.config.data.val_fraction, run.config.seed)
+    return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+
+
+def test_images(run, log=print) -> tuple[torch.Tensor, torch.Tensor]:
+    fetch_mnist(run.data_root, log=log)
+    return _subset(*load_mnist(run.data_root, train=False), run.config.data.test_subset)
+
+
 def device(run) -> torch.device:
-    """The device the run's params ask for (auto, cuda, mps or cpu); where it is missing, the CPU,
-    said in one printed line."""
-    return resolve_device_said(run.config.device)
+    """The device the params ask for; where it is missing here, the CPU, said in one line."""
+    return resolve_device(run.config.device, say=print)
 
 
 def trained_model(run):
-    """The run's final model (test.model_path), in eval mode on the run's device."""
+    """The run's final model (test.model_path) in eval mode on the run's device; refused in one line when it
+    is missing (which notebook makes it), is not the final epoch, or was trained with other params."""
+    state, t = load_checkpoint(run.model_file), run.config.train
+    epoch, changed = state.get("epoch"), fingerprint_changes(state, run.config)
+    if isinstance(epoch, int) and epoch != t.train_epochs and not run.config.test.allow_intermediate \
+            and (epoch < t.train_epochs or changed is not None):
+        raise StudyError(f"{run.shown(run.model_file)} holds epoch {epoch}, not train.train_epochs ({t.train_epochs}): "
+                         f"finish training (notebooks/01_train.ipynb), or set test.allow_intermediate: true")
+    if changed:
+        raise StudyError(f"{run.shown(run.model_file)} was trained with other params (changed: {', '.join(changed[:6])}): "
+                         f"rerun notebooks/01_train.ipynb")
     return load_model(run.config, run.model_file, device(run))
 
 
-def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:
-    """The run's prior sample (float32, seeded by the run's seed): its first n rows, all by default."""
-    total = run.config.invert.n_prior
-    if n is not None and n > total:
-        raise ValueError(f"asked for {n} prior latents but invert.n_prior is {total}")
-
-    def draw():
-        g = torch.Generator().manual_seed(run.config.seed)
-        return {"z": torch.randn(total, latent_dim, generator=g).numpy()}
-
-    z = cached_arrays(run.dir / "cache", "prior", {"seed": run.config.seed, "n": total, "d": latent_dim}, draw)["z"]
-    return torch.from_numpy(z[:n] if n is not None else z)
+def describe(run, notebook: str) -> str:
+    """Markdown for a notebook's first cell: the run, what 01 trains, and the run's hypothesis stated before
+    its results (escaped: text from a params file is shown, never rendered as HTML)."""
+    lines = [f"**Run** `{run.name}` · params `{run.shown(Path(run.config.source))}` · writes `{run.shown(run.dir)}/`"]
+    if notebook == "01_train":
+        lines.append(f"**Trains** {objective_summary(run.config.train)}.")
+    if run.config.hypothesis is not None:
+        lines.append(f"**Hypothesis of this run, stated before its results:** {html.escape(run.config.hypothesis.strip())}")
+    return "\n\n".join(lines)
 
 
-def probe_to_arrays(probe: Pipeline) -> dict[str, np.ndarray]:
-    scaler, logistic = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
-    arrays = {f"scaler.{k}": np.asarray(getattr(scaler, k)) for k in _SCALER}
-    arrays.update({f"logistic.{k}": np.asarray(getattr(logistic, k)) for k in _LOGISTIC})
+def device_name(model) -> str:
+    return str(next(model.parameters()).device)
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached(run, name: str, key: dict, compute) -> dict[str, np.ndarray]:
+    """The arrays stored as cache/<name>.npz for this key, computed and stored when absent or stale."""
+    path, text = run.dir / "cache" / f"{name}.npz", json.dumps(key, sort_keys=True)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["__key__"]) == text:
+                return {k: data[k] for k in data.files if k != "__key__"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        pass  # absent, stale or damaged: recompute
+    arrays = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, __key__=np.array(text), **arrays)
+    atomic_write(path, buffer.getvalue())
     return arrays
 
 
-def probe_from_arrays(arrays: dict[str, np.ndarray]) -> Pipeline:
-    """A fitted pipeline equal, for predict, to the one probe_to_arrays stored."""
+def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:
+    """The run's prior sample z ~ N(0, I) (float32, seeded by the run's seed), its first n rows."""
+    total = run.config.invert.n_prior
+    if n is not None and n > total:
+        raise ValueError(f"asked for {n} prior latents but invert.n_prior is {total}")
+    z = torch.randn(total, latent_dim, generator=torch.Generator().manual_seed(run.config.seed))
+    return z[:n] if n is not None else z
+
+
+def _probe_arrays(probe: Pipeline) -> dict[str, np.ndarray]:
+    scaler, logistic = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
+    return {**{f"scaler.{k}": np.asarray(getattr(scaler, k)) for k in _SCALER},
+            **{f"logistic.{k}": np.asarray(getattr(logistic, k)) for k in _LOGISTIC}}
+
+
+def _probe_from(arrays: dict[str, np.ndarray]) -> Pipeline:
     probe = make_pipeline(StandardScaler(), LogisticRegression())
-    for step, names in (("standardscaler", _SCALER), ("logisticregression", _LOGISTIC)):
-        prefix = "scaler." if step == "standardscaler" else "logistic."
+    for step, prefix, names in (("standardscaler", "scaler.", _SCALER), ("logisticregression", "logistic.", _LOGISTIC)):
         for name in names:
             value = arrays[prefix + name]
             setattr(probe.named_steps[step], name, value.item() if value.ndim == 0 else value)
@@ -70,12 +134,16 @@ def probe_from_arrays(arrays: dict[str, np.ndarray]) -> Pipeline:
 
 
 def probe(run, model) -> Pipeline:
-    """The run's linear probe (fitted on the encoder means of its training split), cached."""
+    """The run's linear probe, fitted on the encoder means of its training split (cached)."""
     c = run.config
     key = {"checkpoint": file_digest(run.model_file), "seed": c.seed, "max_iter": c.evaluate.probe_max_iter,
            "train_subset": c.data.train_subset, "val_fraction": c.data.val_fraction}
-    return probe_from_arrays(cached_arrays(run.dir / "cache", "probe", key,
-                                           lambda: probe_to_arrays(fit_probe(run, model))))
+
+    def fit():
+        (x_train, y_train), _ = train_val_images(run)
+        return _probe_arrays(linear_probe(encode_means(model, x_train), y_train, c.evaluate.probe_max_iter, c.seed))
+
+    return _probe_from(cached(run, "probe", key, fit))
 
 
 def means_embedding(run, means: torch.Tensor, n: int) -> np.ndarray:
@@ -83,36 +151,19 @@ def means_embedding(run, means: torch.Tensor, n: int) -> np.ndarray:
     c = run.config
     key = {"checkpoint": file_digest(run.model_file), "seed": c.seed, "n": n, "dims": c.test.n_components,
            "method": "openTSNE"}
-    return cached_arrays(run.dir / "cache", "means_tsne", key,
-                         lambda: {"embedding": embed_2d(means[:n], "tsne", c.test.n_components, c.seed)})["embedding"]
-
-
-def device_name(model) -> str:
-    """Where a model computes ("cpu", "cuda:0"), for the metrics (bench/study_time.py reads it)."""
-    return str(next(model.parameters()).device)
-
-
-def quiet_model(run, device: str | None = None):
-    """The run's trained model on `device` (default: the run's own), with no device-fallback warning:
-    for a notebook that reads other runs' models, where device(run) has already said where it computes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return load_model(run.config, run.model_file, resolve_device(device or run.config.device))
+    return cached(run, "means_tsne", key,
+                  lambda: {"embedding": embed_2d(means[:n], "tsne", c.test.n_components, c.seed)})["embedding"]
 
 
 def companion_model(run, params_file: str | None, purpose: str):
-    """(run, model) of another run whose model a notebook compares (params_file relative to the
-    project), read only: the run beside this one, else the committed one under reports/. None,
-    said in one printed line, when params_file is None or that run is not trained."""
-    from ..runs.paths import open_run
-
+    """(config, model, model file) of another run a notebook compares (read only): the run beside this one,
+    else the committed one under reports/. None, said in one line, when params_file is None or not trained."""
     if params_file is None:
         return None
-    roots = dict.fromkeys([run.dir.parent, run.root / "reports"])
-    for reports_root in roots:
-        other = open_run(params_file, reports_root, run.root, log=lambda *_: None)
-        if other.model_file.is_file():
-            return other, quiet_model(other, run.config.device)
-    print(f"{purpose}: the run of {params_file} is not trained (no {other.model_file.relative_to(run.root)}); "
-          f"`./run_all.sh {params_file}` trains it. Left out here.")
+    config = load_config(run.root / params_file)
+    for reports in dict.fromkeys([run.dir.parent, run.root / "reports"]):
+        model_file = reports / run_name(params_file) / config.test.model_path
+        if model_file.is_file():
+            return config, load_model(config, model_file, resolve_device(run.config.device)), model_file
+    print(f"{purpose}: the run of {params_file} is not trained; `./run_all.sh {params_file}` trains it. Left out here.")
     return None

@@ -1,0 +1,251 @@
+"""A run: a params file checked in full and bound to its folder, reports/<run>/.
+
+reports_root None (the notebooks' default) is the git-ignored scratch root reports/scratch/: a notebook
+run as it is in JupyterLab never rewrites the committed reports. A scratch run without a model starts
+from the committed run's final checkpoint, copied in after its params fingerprint is checked.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import posixpath
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from torch import nn
+
+from ..core.checkpoints import fingerprint_changes, load_checkpoint
+from ..core.config import Config, load_config, run_name
+from ..core.files import atomic_write, clean_stale_temps, write_json
+from ..core.model import build_sequential, check_architecture
+from ..core.training import check_training_options
+from ..errors import CheckpointError, ParamsError, StudyError
+from ..inversion import solvers
+from ..inversion.methods import METHODS, closed_form, encoder, layerwise_constrained
+from ..inversion.posterior import svi
+from ..inversion.table import kind_of
+
+SCRATCH_ROOT = Path("reports") / "scratch"
+# A run name becomes a folder under reports/: plain, and none of the names reports/ itself holds.
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"})
+# Method overrides that can finish: integer options bounded, every option a plain number, flag or name.
+OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
+                   "memory": 1000, "max_backtracks": 1000, "max_rejects": 1000, "iters": 100_000, "seed": 2**32 - 1}
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder holding pyproject.toml and params/, from `start` (default: cwd) upwards."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "params").is_dir():
+            return folder
+    raise StudyError(f"no project root (pyproject.toml beside params/) above {here}")
+
+
+def path_problem(value: str) -> str | None:
+    """Why a params path would leave the run folder (absolute, or climbing out with ..), else None."""
+    if PurePath(value).is_absolute() or value.startswith("~"):
+        return f"must be a path relative to the run folder reports/<run>/, got {value!r}"
+    normal = posixpath.normpath(value.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../"):
+        return f"must stay inside the run folder reports/<run>/, got {value!r}"
+    return None
+
+
+def check_run_name(path: Path, root: Path | None) -> None:
+    """A plain name that collides neither with what reports/ holds nor with another run's params file."""
+    name = run_name(path)
+    if not RUN_NAME.match(name) or name.lower() in RESERVED:
+        raise ParamsError(f"run name {name!r} (the params file's name) must be plain (letters, digits, '-', '_') and not "
+                          f"one of {', '.join(sorted(RESERVED))}, which reports/ holds itself: rename the file")
+    twin = root / "params" / path.name if root is not None else None
+    if twin is not None and twin.is_file() and twin.resolve() != path.resolve():
+        raise ParamsError(f"run name {name!r} is params/{path.name}'s: this file would rewrite that run's reports; rename it")
+
+
+def _option_names(spec) -> set[str]:
+    """The keywords a named method takes: its function's, and its solver's for optimize and hybrids."""
+    function = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
+                "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}[spec.function]
+    internal = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}
+    names = set(inspect.signature(function).parameters)
+    solver = spec.options.get("refine" if spec.function == "hybrid" else "method")
+    if solver in solvers._SOLVERS:
+        names |= set(inspect.signature(solvers._SOLVERS[solver]).parameters)
+    return names - internal
+
+
+def check_overrides(overrides) -> None:
+    """methods.overrides: known methods, options their function takes, plain values, budgets that finish."""
+    for name, options in (overrides or {}).items():
+        if name not in METHODS:
+            raise ParamsError(f"methods.overrides: unknown method {name!r}; known: {', '.join(METHODS)}")
+        if not hasattr(options, "items"):
+            raise ParamsError(f"methods.overrides.{name}: must be a mapping of options, got {options!r}")
+        known = _option_names(METHODS[name])
+        for key, value in options.items():
+            where = f"methods.overrides.{name}.{key}"
+            if key not in known:
+                raise ParamsError(f"{where}: not an option of {name}; known: {', '.join(sorted(known))}")
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)) or \
+                    (isinstance(value, float) and not math.isfinite(value)):
+                raise ParamsError(f"{where}: must be a finite number or a name, got {value!r}")
+            limit = OVERRIDE_LIMITS.get(key)
+            if limit is not None and (not isinstance(value, int) or not 0 <= value <= limit):
+                raise ParamsError(f"{where}: must be an integer from 0 to {limit:,}, got {value!r}")
+
+
+def check_config(config: Config) -> None:
+    """What the schema alone cannot see, one ParamsError line naming the key or layer: paths inside the run
+    folder, the model built and a batch passed through it, a decoder the study can invert, a loss its output
+    allows, optimizer and scheduler keywords, method names and overrides."""
+    for key in ("train.model_path", "train.progress_path", "test.model_path", "test.results_path"):
+        section, field = key.split(".")
+        problem = path_problem(getattr(getattr(config, section), field))
+        if problem:
+            raise ParamsError(f"{key}: {problem}")
+    check_architecture(config.model.architecture)
+    try:  # each layer a kind the table inverts, in the dtype it computes in; no Linear narrowing (rank < inputs)
+        for i, layer in enumerate(build_sequential(config.model.architecture.decoder, "model.architecture.decoder")):
+            kind_of(i, layer)
+            if isinstance(layer, nn.Linear) and layer.in_features > layer.out_features:
+                raise StudyError(f"decoder layer {i} (Linear) {layer.in_features}->{layer.out_features} is not injective: "
+                                 f"it narrows, so pinv cannot recover its input")
+    except StudyError as exc:
+        raise ParamsError(f"model.architecture.decoder: cannot be inverted: {exc}") from None
+    last = config.model.architecture.decoder[-1].name
+    if config.train.reconstruction_loss == "bceloss" and last != "Sigmoid":
+        raise ParamsError(f"train.loss[0]: bceloss needs outputs in [0, 1], but the decoder ends with {last}; end it "
+                          f"with Sigmoid, or use mseloss")
+    check_training_options(config.train)
+    for key in ("names", "noise_names"):
+        unknown = [n for n in getattr(config.methods, key) or () if n not in METHODS]
+        if unknown:
+            raise ParamsError(f"methods.{key}: unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
+    check_overrides(config.methods.overrides)
+
+
+def load_checked_config(path: str | Path, root: Path | None = None) -> Config:
+    """load_config, then every check: one line that starts with the file's path."""
+    config = load_config(path)
+    try:
+        check_run_name(Path(path), root)
+        check_config(config)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+    return config
+
+
+def _inside(run: Run, value: str, key: str) -> Path:
+    problem = path_problem(value)
+    if problem:
+        raise ParamsError(f"run {run.name}: {key}: {problem}")
+    return run.dir / value
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated config bound to its run folder."""
+
+    config: Config
+    root: Path  # the project
+    dir: Path  # reports/<run>/
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def scratch(self) -> bool:
+        return self.dir.is_relative_to(self.root / SCRATCH_ROOT)
+
+    @property
+    def checkpoints(self) -> Path:
+        return _inside(self, self.config.train.model_path, "train.model_path")
+
+    @property
+    def progress(self) -> Path:
+        return _inside(self, self.config.train.progress_path, "train.progress_path")
+
+    @property
+    def model_file(self) -> Path:
+        """The checkpoint notebooks 02-05 evaluate and invert (test.model_path)."""
+        return _inside(self, self.config.test.model_path, "test.model_path")
+
+    @property
+    def results(self) -> Path:
+        return _inside(self, self.config.test.results_path, "test.results_path")
+
+    @property
+    def figures(self) -> Path:
+        return self.results / "figures"
+
+    @property
+    def metrics(self) -> Path:
+        return self.results / "metrics"
+
+    @property
+    def data_root(self) -> Path:
+        p = Path(self.config.data.root)
+        return p if p.is_absolute() else self.root / p
+
+    def figure(self, name: str) -> Path:
+        self.figures.mkdir(parents=True, exist_ok=True)
+        return self.figures / name
+
+    def write_metrics(self, notebook: str, values: dict) -> Path:
+        return write_json(self.metrics / f"{notebook}.json", values)
+
+    def read_metrics(self, notebook: str) -> dict:
+        path = self.metrics / f"{notebook}.json"
+        if not path.is_file():
+            raise StudyError(f"{path.relative_to(self.root)} not found: run notebooks/{notebook}.ipynb first")
+        return json.loads(path.read_text())
+
+    def shown(self, path: Path) -> str:
+        """`path` relative to the project (reports name no machine's checkout)."""
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+
+def open_run(params_file: str | Path, reports_root: str | Path | None = "reports", root: str | Path | None = None,
+             say=print) -> Run:
+    """Check the params file in full and bind it to reports_root/<params stem>/ (relative to the project).
+
+    reports_root None: the scratch root reports/scratch/ (git-ignored), said in one line."""
+    root = project_root(root)
+    params_file = Path(params_file) if Path(params_file).is_absolute() else root / params_file
+    config = load_checked_config(params_file, root)
+    scratch = reports_root is None
+    folder = Path(SCRATCH_ROOT if scratch else reports_root)
+    run = Run(config, root, (folder if folder.is_absolute() else root / folder) / run_name(params_file))
+    if run.dir.is_dir():
+        clean_stale_temps(run.dir)  # what killed writers left (files older than a minute)
+    if scratch:
+        say(f"scratch run: writing into {run.shown(run.dir)}/ (ignored by git); set reports_root = \"reports\" to "
+            f"write reports/{run.name}/ on purpose")
+        _start_from_committed(run, say)
+    return run
+
+
+def _start_from_committed(run: Run, say) -> None:
+    """A scratch run without its model gets the committed run's final checkpoint (copied, so nothing tracked
+    is ever written), when that checkpoint was trained with these very params."""
+    committed = run.root / "reports" / run.name / run.model_file.relative_to(run.dir)
+    if run.model_file.is_file() or not committed.is_file():
+        return
+    try:
+        changed = fingerprint_changes(load_checkpoint(committed), run.config)
+    except CheckpointError as exc:
+        say(f"note: the committed model is not usable ({exc}); notebook 01 trains this scratch run")
+        return
+    if changed:
+        say(f"note: the committed model of {run.name} was trained with other params ({', '.join(changed[:4])}); "
+            f"notebook 01 trains this scratch run")
+        return
+    atomic_write(run.model_file, committed.read_bytes())
+    shutil.copystat(committed, run.model_file)
+    say(f"scratch run: starts from the committed model {run.shown(committed)} (copied, fingerprint checked)")

@@ -1,0 +1,90 @@
+"""What the Snakefile needs to know of the study: the family of runs, each notebook's inputs, outputs, and
+the params its results depend on (so an edited params file re-runs exactly the notebooks it affects).
+
+Rules: every notebook depends on the model (the params fingerprint: what shapes the weights, and which
+checkpoint is evaluated) and on its own code cells; each also on the sections it reads, below. A
+hypothesis, a comment or a path of the figures changes no result and re-runs nothing. A change in lib/
+re-runs nothing by itself (the tests guard it): force the notebooks it touches with --force.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..core.checkpoints import params_fingerprint
+from ..core.config import Config, load_config, run_name
+
+# The params each notebook's results depend on, beside the model (dotted keys of the params file).
+READS = {
+    "01_train": ("train.train_epochs", "train.plot_epochs", "train.model_path", "train.progress_path"),
+    "02_evaluate": ("test.batch_size", "test.n_components", "evaluate", "data.test_subset"),
+    "03_invert": ("invert", "evaluate.tsne_samples", "evaluate.probe_max_iter", "test.n_components", "data.test_subset"),
+    "04_failure_analysis": ("failure", "invert.n_prior", "evaluate.probe_max_iter", "data.test_subset"),
+    "05_inverse_methods": ("methods", "invert.n_prior", "evaluate.probe_max_iter", "data.test_subset"),
+}
+MODEL = ("train.train_epochs", "test.model_path", "test.allow_intermediate")  # which checkpoint is evaluated
+
+
+def _pick(plain: dict, key: str):
+    for part in key.split("."):
+        plain = plain.get(part) if isinstance(plain, dict) else None
+    return plain
+
+
+def code_digest(notebook: Path) -> str:
+    """The notebook's code cells (papermill's injected parameters aside): an edited explanation re-runs
+    nothing, an edited computation re-runs it."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells
+                     if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", []))
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def depends_on(config: Config, notebook: str, root: Path) -> str:
+    """The params (and code) notebook `notebook`'s results depend on, as one line of JSON for Snakemake's
+    params: a change in it re-runs the notebook, and with it what reads its outputs."""
+    plain = config.to_dict()
+    values = {"model": params_fingerprint(config), **{k: _pick(plain, k) for k in MODEL + READS[notebook]},
+              "code": code_digest(root / "notebooks" / f"{notebook}.ipynb")}
+    if notebook == "04_failure_analysis" and config.failure.squeezed_params:
+        values["squeezed"] = params_fingerprint(load_config(root / config.failure.squeezed_params))
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def outputs(config: Config, run: str, notebook: str, reports: str) -> dict[str, str]:
+    """What a notebook writes that the workflow tracks: its executed copy, its metrics (and 01 the model)."""
+    folder = f"{reports}/{run}"
+    results = f"{folder}/{config.test.results_path}".replace("/./", "/").rstrip("/.")
+    out = {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
+    if notebook == "01_train":
+        out["model"] = f"{folder}/{config.test.model_path}"
+    return out
+
+
+def inputs(config: Config, params_file: Path, notebook: str, reports: str, root: Path) -> list[str]:
+    """What a notebook reads that another rule makes: the model and metrics of 01 (for 02-05), and the
+    squeezed run's model (for the default's 04). The notebook and params files are not inputs: their
+    content, not their file times, decides (`depends_on`), so an edited comment re-runs nothing."""
+    if notebook == "01_train":
+        return []
+    needs = list(outputs(config, run_name(params_file), "01_train", reports).values())
+    if notebook == "04_failure_analysis" and config.failure.squeezed_params:
+        other = root / config.failure.squeezed_params
+        needs.append(outputs(load_config(other), run_name(other), "01_train", reports)["model"])
+    return needs
+
+
+def stale(root: Path, reports: str = "reports") -> list[str]:
+    """The rules whose committed executed notebook is not what its notebook would make now (other code cells,
+    or an error in it): a first run in a fresh checkout adopts the other reports as up to date, not these."""
+    found = []
+    for executed in sorted((root / reports).glob("*/[0-9][0-9]_*.ipynb")):
+        notebook = root / "notebooks" / executed.name
+        if executed.parent.name in ("scratch", "summary", "explore") or not notebook.is_file():
+            continue
+        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+        errored = any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+        if errored or code_digest(executed) != code_digest(notebook):
+            found.append(f"{executed.stem}__{executed.parent.name}".replace("-", "_"))
+    return found

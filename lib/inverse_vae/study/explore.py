@@ -1,0 +1,99 @@
+"""The explorer (notebook 98): one image, real or realizable, through the inverse chain of one run's
+decoder, layer by layer, beside the encoder and the best inversion, and where its latent lies.
+
+`case(model, x, z)` measures one image (x: (1, 784); z its true latent when x = D(z), else None) in a
+chosen arithmetic, with or without the original clamp; `draw(case)` shows it. For a realizable image the
+chain's error after each step is measured against the decoder's forward pass, and a failure is charged to
+a step and a cause by inversion.attribution; for a real image there is no truth, so each step shows how far
+what arrives lies from the values the layer can produce.
+"""
+from __future__ import annotations
+
+import functools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ..constants import IMAGE_SIDE, ORIGINAL_EPS
+from ..inversion.attribution import CAUSES, attribute_failures
+from ..inversion.chain import DTYPES, InverseChain, realizable
+from ..inversion.methods import run_method
+from ..metrics import relative_errors
+
+# The best inversion shown: trust-region Newton from the encoder mean, which recovers realizable z; on a real
+# image with the small prior that gives its projection a finite optimum (without one Newton runs to its cap).
+BEST = {"realizable": "hybrid_encoder_newton_tr", "real": "hybrid_encoder_newton_tr_prior"}
+
+
+@functools.lru_cache(maxsize=16)
+def _chain(decoder) -> InverseChain:
+    """A decoder's chain, its pseudo-inverses computed once (the explorer updates on every click)."""
+    return InverseChain(decoder)
+
+
+def case(model, x: torch.Tensor, z: torch.Tensor | None = None, *, arithmetic: str = "float64",
+         clamp: bool = False) -> dict:
+    """Everything the explorer shows for one image: the images, the chain's steps, the latents."""
+    dtype, eps = DTYPES[arithmetic], ORIGINAL_EPS if clamp else 0.0
+    if z is not None:
+        x = realizable(model.decoder, z, dtype)  # in the chosen arithmetic, as a user would have it
+    x = x.reshape(1, -1).to(next(model.parameters()).device)
+    chain = _chain(model.decoder)
+    trace = chain.trace(x, dtype=dtype, eps=eps)
+    latents = {"encoder": run_method("encoder", None, x, model).z, "closed form": trace[-1].output,
+               "best": run_method(BEST["real" if z is None else "realizable"], None, x.double(), model).z}
+    steps = [{"step": t.step.name, "outside": _outside(t), "nonfinite": int((~torch.isfinite(t.output)).sum())}
+             for t in trace]
+    out = {"x": x, "latents": latents, "steps": steps, "arithmetic": arithmetic, "clamp": clamp, "z": z}
+    if z is not None:
+        found = attribute_failures(model.decoder, z.to(dtype), x, eps=eps, dtype=dtype,
+                                   threshold=1e-4 if arithmetic == "float32" else 1e-6, chain=chain)
+        for step, errors in zip(steps, found["step_errors"]):
+            step["rel_err"] = errors["rel_err_median"]
+        layer, cause = int(found["sample_layer"][0]), CAUSES[int(found["sample_cause"][0])]
+        out["verdict"] = "recovered" if layer < 0 else f"fails at decoder layer {layer} ({cause})"
+        out["rel_err"] = {name: float(relative_errors(v.reshape(1, -1).double(), z.double())[0]) for name, v in latents.items()}
+    return out
+
+
+def _outside(t) -> float:
+    """The share of what arrives at an activation's inverse outside its open domain (0 for a Linear)."""
+    bounds = t.step.kind.output_range
+    if bounds is None:
+        return 0.0
+    return float(((t.arriving <= bounds[0]) | (t.arriving >= bounds[1]) | ~torch.isfinite(t.arriving)).double().mean())
+
+
+def draw(found: dict, model, *, title: str = ""):
+    """x and D(ẑ) of each inversion; the chain's steps; ||ẑ|| against the prior's typical radius."""
+    fig = plt.figure(figsize=(13, 3.6))
+    grid = fig.add_gridspec(1, 6, width_ratios=[1, 1, 1, 1, 2.6, 1.6])
+    images = {"x": found["x"]}
+    with torch.no_grad():
+        for name, z in found["latents"].items():
+            finite = torch.isfinite(z).all()
+            images[f"D({name})"] = model.decoder(z.float()) if finite else torch.full_like(found["x"], float("nan"))
+    for i, (name, image) in enumerate(images.items()):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(image.detach().cpu().float().reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1)
+        ax.set(xticks=[], yticks=[], title=name)
+    ax = fig.add_subplot(grid[0, 4])
+    names = [s["step"] for s in found["steps"]]
+    if "rel_err" in found["steps"][0]:
+        ax.semilogy(names, [max(s["rel_err"], 1e-17) for s in found["steps"]], marker="o")
+        ax.set(ylabel="relative error after the step", title=found.get("verdict", ""))
+    else:
+        ax.bar(names, [s["outside"] for s in found["steps"]])
+        ax.set(ylabel="share arriving outside the domain", title="real image: no preimage to compare with")
+    ax.tick_params(axis="x", rotation=40, labelsize=7)
+    ax = fig.add_subplot(grid[0, 5])
+    norms = {k: float(z.double().norm()) for k, z in found["latents"].items()}
+    d = found["latents"]["encoder"].shape[1]
+    ax.barh(list(norms), [v if np.isfinite(v) else 0 for v in norms.values()], color=["C0", "C3", "C2"])
+    ax.axvline(np.sqrt(d), ls="--", color="0.4", label=f"prior's typical ||z|| = √{d}")
+    ax.set(xscale="log", xlabel="||ẑ|| (log scale)", title="where the latent lies")
+    ax.legend(fontsize=7)
+    fig.suptitle(title or f"{found['arithmetic']}, {'original clamp' if found['clamp'] else 'no clamp'}", fontsize=10)
+    fig.tight_layout()
+    return fig

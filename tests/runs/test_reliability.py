@@ -1,0 +1,80 @@
+"""Failure behaviour end to end: the shell commands' exit codes, a real kill, a failing notebook."""
+import copy
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from inverse_vae.core.checkpoints import latest_checkpoint, load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_all(*args, env=None):
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda r: r["train"].__setitem__("epochs", 3), "train.epochs: unknown key (did you mean 'plot_epochs'?)"),
+    (lambda r: r["train"].__setitem__("batch_size", -1), "train.batch_size:"),
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(1, {"ReLU": None}), "cannot be inverted"),
+])
+def test_run_all_exits_2_on_bad_params_and_writes_nothing(default_raw, write_params, edit, expected):
+    raw = copy.deepcopy(default_raw)
+    edit(raw)
+    params = write_params(raw, "refused_run")
+    done = _run_all(params)
+    assert done.returncode == 2, done.stderr
+    error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and expected in error_lines[0]
+    assert not (ROOT / "reports" / "refused_run").exists()
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import dataclasses, sys, time
+    from pathlib import Path
+    import torch
+    from inverse_vae.runs.run import open_run
+    from inverse_vae.core.training import train
+
+    run = open_run(Path(sys.argv[1]) / "params" / "smoke.yaml", root=sys.argv[1], say=lambda line: None)
+    config = run.config.replace(train={"train_epochs": 6, "batch_size": 32, "plot_epochs": 1})
+    run = dataclasses.replace(run, config=config, dir=Path(sys.argv[2]))
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(256, 1, 28, 28, generator=g) > 0.7).float()
+    v = (torch.rand(64, 1, 28, 28, generator=g) > 0.7).float()
+    slow = sys.argv[3] == "slow"
+    result = train(run, x, v, progress=False, on_epoch=(lambda e, h: time.sleep(0.3)) if slow else None)
+    torch.save(result.model.state_dict(), Path(sys.argv[2]) / "final.pt")
+""")
+
+
+@pytest.mark.slow
+def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    script = tmp_path / "train_script.py"
+    script.write_text(TRAIN_SCRIPT)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([sys.executable, str(script), str(ROOT), str(whole), "fast"], check=True)
+
+    proc = subprocess.Popen([sys.executable, str(script), str(ROOT), str(killed), "slow"])
+    deadline = time.time() + 120
+    while latest_checkpoint(killed / "checkpoints") is None or \
+            load_checkpoint(latest_checkpoint(killed / "checkpoints"))["epoch"] < 2:
+        assert time.time() < deadline and proc.poll() is None, "training never reached epoch 2"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
+    proc.wait()
+    assert not (killed / "final.pt").exists()
+    epoch_at_kill = load_checkpoint(latest_checkpoint(killed / "checkpoints"))["epoch"]
+    assert 2 <= epoch_at_kill < 6
+
+    subprocess.run([sys.executable, str(script), str(ROOT), str(killed), "fast"], check=True)
+    a, b = torch.load(whole / "final.pt"), torch.load(killed / "final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)

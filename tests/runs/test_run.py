@@ -1,0 +1,126 @@
+"""A run: checked in full before any work, bound to its folder, names that collide refused, scratch runs
+that start from the committed model without writing anything git tracks."""
+import copy
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from inverse_vae.__main__ import main
+from inverse_vae.core.checkpoints import load_checkpoint
+from inverse_vae.errors import ParamsError
+from inverse_vae.runs.run import SCRATCH_ROOT, open_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
+def _refused(capsys, params, *named) -> str:
+    assert main(["check-params", str(params)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {params}: "), lines
+    assert all(name in lines[0] for name in named), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("train", "model_path", "/tmp/elsewhere"), ("train", "progress_path", "../../figures"),
+    ("test", "model_path", "checkpoints/../../x.pt"), ("test", "results_path", ".."), ("test", "results_path", "~/r"),
+])
+def test_a_path_leaving_the_run_folder_is_refused(default_raw, write_params, capsys, section, key, value):
+    raw = copy.deepcopy(default_raw)
+    raw[section][key] = value
+    _refused(capsys, write_params(raw, "escaping"), f"{section}.{key}", "run folder")
+
+
+@pytest.mark.parametrize("stem", ["..", ".hidden", "two words", "semi;colon", "index.html", "summary", "scratch", "Site"])
+def test_a_run_name_that_is_not_plain_or_is_one_reports_holds_is_refused(tmp_path, capsys, stem):
+    params = tmp_path / f"{stem}.yaml"
+    params.write_text((ROOT / "params" / "default.yaml").read_text())
+    _refused(capsys, params, f"run name {stem!r}")
+
+
+def test_a_params_file_named_like_another_runs_is_refused(tmp_path, capsys, monkeypatch):
+    twin = tmp_path / "default.yaml"  # reports/default/ is params/default.yaml's
+    twin.write_text((ROOT / "params" / "default.yaml").read_text().replace("seed: 0", "seed: 5"))
+    monkeypatch.chdir(ROOT)
+    _refused(capsys, twin, "params/default.yaml", "rename it")
+    assert main(["check-params", "params/default.yaml"]) == 0  # the run's own file is fine
+
+
+def test_plain_relative_paths_and_names_are_accepted(default_raw, write_params):
+    raw = copy.deepcopy(default_raw)
+    raw["test"]["model_path"] = "./pretrained/../checkpoints/model_90.pt"  # climbs, but stays inside
+    assert main(["check-params", str(write_params(raw, "v1_2_run-b"))]) == 0
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda r: r["model"]["architecture"]["decoder"].__setitem__(3, {"ReLU": None}), "cannot be inverted"),
+    (lambda r: r["model"]["architecture"]["decoder"].insert(1, {"BatchNorm1d": {"args": [128]}}), "decoder[1].BatchNorm1d"),
+    (lambda r: r["model"]["architecture"]["encoder"]["conv"].insert(1, {"LayerNorm": {"args": [500]}}), "conv[1].LayerNorm"),
+    (lambda r: r["model"]["architecture"]["decoder"][0]["Linear"].__setitem__("device", "cuda"), "decoder[0].Linear.device"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"optimize_adam": {"stpes": 3}}}), "optimize_adam.stpes"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"optimize_adam": {"steps": "many"}}}), "optimize_adam.steps"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"optimize_adam": {"steps": 10**9}}}), "optimize_adam.steps"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"optimize_lm": {"restarts": 10**6}}}), "optimize_lm.restarts"),
+    (lambda r: r.__setitem__("methods", {"overrides": {"adam": {"steps": 3}}}), "unknown method 'adam'"),
+    (lambda r: r.__setitem__("seed", 2**40), "seed"),
+])
+def test_what_a_run_would_fail_on_later_is_refused_before_any_work(default_raw, write_params, capsys, edit, named):
+    raw = copy.deepcopy(default_raw)
+    edit(raw)
+    _refused(capsys, write_params(raw, "late"), named)
+
+
+def test_a_run_whose_config_changed_afterwards_still_cannot_leave(tmp_path):
+    run = open_run(ROOT / "params" / "smoke.yaml", reports_root=tmp_path, root=ROOT)
+    moved = dataclasses.replace(run, config=run.config.replace(test={"model_path": "/etc/model.pt"}))
+    with pytest.raises(ParamsError, match="test.model_path"):
+        moved.model_file  # noqa: B018 (the property is the code under test)
+    assert run.model_file == tmp_path / "smoke" / "checkpoints" / "model_4.pt"
+
+
+def test_opening_a_run_cleans_what_a_killed_write_left(tmp_path):
+    folder = tmp_path / "smoke" / "checkpoints"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".model_2.pt.abcd1234.tmp", tmp_path / "smoke" / ".01_train.ipynb.wxyz6789.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in flight")
+    os.utime(stale, (time.time() - 3600,) * 2)
+    open_run(ROOT / "params" / "smoke.yaml", reports_root=tmp_path, root=ROOT)
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project's params and the committed default model, to open scratch runs in."""
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    committed = tmp_path / "reports" / "default" / "checkpoints"
+    committed.mkdir(parents=True)
+    shutil.copy2(ROOT / "reports" / "default" / "checkpoints" / "model_90.pt", committed)
+    return tmp_path
+
+
+def test_a_scratch_run_starts_from_the_committed_model_copied_not_shared(project):
+    said = []
+    run = open_run("params/default.yaml", None, project, say=said.append)
+    committed = project / "reports" / "default" / "checkpoints" / "model_90.pt"
+    assert run.dir == project / SCRATCH_ROOT / "default" and run.model_file.read_bytes() == committed.read_bytes()
+    assert run.model_file.stat().st_ino != committed.stat().st_ino  # a copy: nothing tracked is written
+    assert any("starts from the committed model" in line for line in said)
+    assert load_checkpoint(run.model_file)["epoch"] == 90
+
+
+def test_a_scratch_run_of_other_params_does_not_take_the_committed_model(project):
+    (project / "params" / "default.yaml").write_text(
+        (project / "params" / "default.yaml").read_text().replace("alpha: 0.1", "alpha: 0.2"))
+    said = []
+    run = open_run("params/default.yaml", None, project, say=said.append)
+    assert not run.model_file.exists() and any("trained with other params (train.alpha)" in line for line in said)

@@ -1,0 +1,151 @@
+"""The workflow engine (Snakemake) over the study: what re-runs when params change, the one command's
+forms, the cluster profiles, a failing notebook, and a fresh clone that plans no work."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from inverse_vae.constants import NOTEBOOKS
+from inverse_vae.core.config import load_config
+from inverse_vae.runs import workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = ROOT / ".venv" / "bin" / "snakemake"
+
+
+def _depends(config) -> dict[str, str]:
+    return {nb: workflow.depends_on(config, nb, ROOT) for nb in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("updates, rerun", [
+    ({"hypothesis": "an edited hypothesis changes no result"}, []),
+    ({"train": {"plot_epochs": 30}}, ["01_train"]),  # only where 01 writes its figures
+    ({"train": {"optim": {"name": "adam", "learning_rate": 0.002}}}, list(NOTEBOOKS)),  # another model: all
+    ({"seed": 3}, list(NOTEBOOKS)),
+    ({"methods": {"realizable_n": 10}}, ["05_inverse_methods"]),
+    ({"invert": {"n_prior": 500}}, ["03_invert", "04_failure_analysis", "05_inverse_methods"]),
+    ({"evaluate": {"tsne_samples": 100}}, ["02_evaluate", "03_invert"]),
+    ({"failure": {"delta": 0.01}}, ["04_failure_analysis"]),
+])
+def test_a_changed_params_key_reruns_exactly_the_notebooks_that_read_it(updates, rerun):
+    config = load_config(ROOT / "params" / "default.yaml")
+    before, after = _depends(config), _depends(config.replace(**updates))
+    assert [nb for nb in NOTEBOOKS if before[nb] != after[nb]] == rerun
+
+
+def test_an_edited_explanation_reruns_nothing_an_edited_computation_reruns_its_notebook(tmp_path):
+    notebook = nbformat.read(ROOT / "notebooks" / "03_invert.ipynb", as_version=4)
+    digest = workflow.code_digest(ROOT / "notebooks" / "03_invert.ipynb")
+    next(c for c in notebook.cells if c.cell_type == "markdown").source += "\nOne more sentence."
+    nbformat.write(notebook, tmp_path / "prose.ipynb")
+    next(c for c in notebook.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])).source += "\n1"
+    nbformat.write(notebook, tmp_path / "code.ipynb")
+    assert workflow.code_digest(tmp_path / "prose.ipynb") == digest != workflow.code_digest(tmp_path / "code.ipynb")
+
+
+def test_the_default_runs_04_waits_for_the_squeezed_model():
+    config = load_config(ROOT / "params" / "default.yaml")
+    needs = workflow.inputs(config, ROOT / "params" / "default.yaml", "04_failure_analysis", "reports", ROOT)
+    assert "reports/squeezed/checkpoints/model_90.pt" in needs and "reports/default/checkpoints/model_90.pt" in needs
+    assert workflow.inputs(config, ROOT / "params" / "default.yaml", "01_train", "reports", ROOT) == []
+
+
+def _run_all(*args, cwd=ROOT, env=None, timeout=600):
+    return subprocess.run(["./run_all.sh", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_prints_usage_and_does_nothing_else():
+    index = ROOT / "reports" / "index.html"
+    before = index.stat().st_mtime_ns
+    done = _run_all("--help")
+    assert done.returncode == 0 and done.stdout.startswith("usage: ./run_all.sh") and "--dry-run" in done.stdout
+    assert index.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args, expected", [(["--bogus"], "unknown option --bogus"),
+                                            (["--all", "params/default.yaml"], "give no params files with it")])
+def test_a_wrong_command_line_is_one_line_and_exit_2(args, expected):
+    done = _run_all(*args)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]
+
+
+def test_a_bad_params_file_exits_2_before_any_work(tmp_path, default_raw, write_params):
+    default_raw["train"]["optim"]["learning_rate"] = -1
+    bad = write_params(default_raw, "bad")
+    done = _run_all(str(bad))
+    assert done.returncode == 2 and "train.optim.learning_rate" in done.stderr and not (ROOT / "reports" / "bad").exists()
+
+
+@pytest.mark.slow
+def test_the_family_dag_builds_under_the_slurm_profile_without_a_cluster():
+    done = subprocess.run([str(SNAKEMAKE), "--profile", "profiles/slurm", "--dry-run", "all", "--quiet", "rules"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    jobs = done.stdout + done.stderr
+    assert all(f"05_inverse_methods__{p.stem}" in jobs or "Nothing to be done" in jobs
+               for p in (ROOT / "params").glob("*.yaml") if p.stem != "smoke")
+
+
+def _smoke_variant(tmp_path: Path, **edits) -> Path:
+    """A params file beside params/ (the workflow reads params/ and notebooks/ of the project)."""
+    text = "base: smoke.yaml\n" + "".join(f"{k}: {json.dumps(v)}\n" for k, v in edits.items())
+    path = ROOT / "params" / f"zz_test_{tmp_path.name[-12:].replace('-', '_')}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_a_job_runs_through_a_non_local_executor_with_nothing_but_its_script(tmp_path):
+    """The cluster-generic executor with a submit script that runs each job detached in a clean environment:
+    the rules carry everything a remote job needs."""
+    reports = tmp_path / "reports"
+    done = subprocess.run([str(SNAKEMAKE), "--profile", "profiles/local-cluster", "--config", "runs=params/smoke.yaml",
+                           f"reports={reports}", "threads=1", "--", str(reports / "smoke" / "metrics" / "02_evaluate.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    evaluation = json.loads((reports / "smoke" / "metrics" / "02_evaluate.json").read_text())
+    assert 0.1 < evaluation["probe_accuracy"] <= 1 and (reports / "smoke" / "checkpoints" / "model_4.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_keeps_its_error_and_nothing_counts_as_done(tmp_path):
+    params = _smoke_variant(tmp_path, data={"train_subset": 2000, "test_subset": 5})  # 02's t-SNE of 5 points fails
+    reports, name = tmp_path / "reports", params.stem
+    try:
+        command = [str(SNAKEMAKE), "--cores", "2", "--keep-incomplete", "--rerun-triggers", "params", "input", "code",
+                   "--config", f"runs=params/{params.name}", f"reports={reports}", "threads=1", "--"]
+        target = str(reports / name / "metrics" / "02_evaluate.json")
+        failed = subprocess.run(command + [target], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        assert failed.returncode != 0
+        executed = nbformat.read(reports / name / "02_evaluate.ipynb", as_version=4)
+        assert any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+        assert not Path(target).exists() and (reports / name / "metrics" / "01_train.json").is_file()
+        again = subprocess.run(command[:1] + ["--dry-run"] + command[1:] + [target], cwd=ROOT, capture_output=True,
+                               text=True, timeout=600)
+        assert "02_evaluate__" in again.stdout + again.stderr and "01_train__" not in again.stdout
+    finally:
+        params.unlink()
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_plans_no_work_and_an_edited_params_file_replans_what_it_affects(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    (clone / "data").symlink_to(ROOT / "data")
+    env = {"PYTHONPATH": str(clone / "lib")}
+    planned = _run_all("--dry-run", "--all", cwd=clone, env=env, timeout=1200)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert "Nothing to be done" in planned.stdout + planned.stderr
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+    latent = clone / "params" / "latent16.yaml"
+    latent.write_text(latent.read_text() + "methods:\n  realizable_n: 300\n")
+    replanned = _run_all("--dry-run", "--all", cwd=clone, env=env, timeout=1200).stdout
+    assert "05_inverse_methods__latent16" in replanned and "04_failure_analysis__latent16" not in replanned
+    shutil.rmtree(clone)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from inverse_vae.core.config import family, run_name
+from inverse_vae.constants import NOTEBOOKS
 from inverse_vae.runs import workflow as wf
 from inverse_vae.runs.run import load_checked_config
 
@@ -25,7 +26,7 @@ def rule_name(run, notebook):
 
 
 for run, (params_file, cfg) in CONFIGS.items():
-    for notebook in wf.NOTEBOOKS:
+    for notebook in NOTEBOOKS:
         rule:
             name: rule_name(run, notebook)
             input: wf.inputs(cfg, params_file, notebook, REPORTS, ROOT)
@@ -42,7 +43,7 @@ for run, (params_file, cfg) in CONFIGS.items():
 
 
 rule summary:
-    input: [wf.outputs(cfg, run, nb, REPORTS)["metrics"] for run, (_, cfg) in CONFIGS.items() for nb in wf.NOTEBOOKS]
+    input: [wf.outputs(cfg, run, nb, REPORTS)["metrics"] for run, (_, cfg) in CONFIGS.items() for nb in NOTEBOOKS]
     output: notebook=f"{REPORTS}/summary/99_summary.ipynb", metrics=f"{REPORTS}/summary/metrics/99_summary.json"
     params: code=wf.code_digest(ROOT / "notebooks/99_summary.ipynb")
     threads: THREADS
@@ -72,7 +73,7 @@ rule page:
 def pages(wildcards=None):
     """Every executed notebook of the runs selected, and of the other runs already there."""
     there = {p for p in Path(REPORTS).glob("*/[0-9][0-9]_*.ipynb") if p.parent.name not in ("scratch",)}
-    made = {Path(wf.outputs(cfg, run, nb, REPORTS)["notebook"]) for run, (_, cfg) in CONFIGS.items() for nb in wf.NOTEBOOKS}
+    made = {Path(wf.outputs(cfg, run, nb, REPORTS)["notebook"]) for run, (_, cfg) in CONFIGS.items() for nb in NOTEBOOKS}
     return sorted(str(p.with_suffix(".html")) for p in there | made)
 
 

@@ -54,7 +54,7 @@ rule summary:
 
 rule explore:
     """The explorer's fixed examples, executed: the report shows them as images (the controls need JupyterLab)."""
-    input: [wf.outputs(cfg, run, "01_train", REPORTS)["model"] for run, (_, cfg) in CONFIGS.items()]
+    input: [wf.outputs(cfg, run, "01_train", REPORTS)["metrics"] for run, (_, cfg) in CONFIGS.items()]
     output: notebook=f"{REPORTS}/explore/98_explore.ipynb"
     params: code=wf.code_digest(ROOT / "notebooks/98_explore.ipynb")
     threads: THREADS

@@ -79,7 +79,9 @@ engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-tri
 # it); file times after a checkout are arbitrary, so record them once as up to date instead.
 if [[ ! -d .snakemake/metadata ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then
   echo "first run in this checkout: adopting the committed reports as up to date (snakemake --touch)"
-  "${engine[@]}" all --touch --forceall --quiet rules progress >/dev/null
+  adopt_log=$(mktemp)
+  "${engine[@]}" all --touch --forceall --quiet rules progress >"$adopt_log" 2>&1 || { cat "$adopt_log" >&2; exit 1; }
+  rm -f "$adopt_log"
   stale=$($py -m inverse_vae stale --runs "$runs")  # executed from other code than the notebooks': not adopted, re-run
   [[ -n $stale ]] && { echo "not up to date (their notebooks changed): $stale"; forced+=($stale); }
 fi

@@ -53,25 +53,24 @@ def depends_on(config: Config, notebook: str, root: Path) -> str:
 
 
 def outputs(config: Config, run: str, notebook: str, reports: str) -> dict[str, str]:
-    """What a notebook writes that the workflow tracks: its executed copy, its metrics (and 01 the model)."""
+    """What the workflow tracks of a notebook: its executed copy and its metrics. Not 01's checkpoint: Snakemake
+    deletes a rule's outputs before running it again, and a final checkpoint is what a re-run resumes from
+    (02-05 wait for 01's metrics, written after the model)."""
     folder = f"{reports}/{run}"
     results = f"{folder}/{config.test.results_path}".replace("/./", "/").rstrip("/.")
-    out = {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
-    if notebook == "01_train":
-        out["model"] = f"{folder}/{config.test.model_path}"
-    return out
+    return {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
 
 
 def inputs(config: Config, params_file: Path, notebook: str, reports: str, root: Path) -> list[str]:
-    """What a notebook reads that another rule makes: the model and metrics of 01 (for 02-05), and the
-    squeezed run's model (for the default's 04). The notebook and params files are not inputs: their
+    """What a notebook reads that another rule makes: 01's outputs, written once the model is (for 02-05), and
+    the squeezed run's (for the default's 04). The notebook and params files are not inputs: their
     content, not their file times, decides (`depends_on`), so an edited comment re-runs nothing."""
     if notebook == "01_train":
         return []
     needs = list(outputs(config, run_name(params_file), "01_train", reports).values())
     if notebook == "04_failure_analysis" and config.failure.squeezed_params:
         other = root / config.failure.squeezed_params
-        needs.append(outputs(load_config(other), run_name(other), "01_train", reports)["model"])
+        needs.append(outputs(load_config(other), run_name(other), "01_train", reports)["metrics"])
     return needs
 
 

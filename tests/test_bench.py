@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end on small inputs and print the figures they promise."""
+import json
 import re
 import subprocess
 import sys
@@ -31,3 +32,15 @@ def test_invert_speed_prints_rate_memory_and_the_products_floor(root):
     assert set(rows) == {"closed_form", "encoder"}
     assert all(int(r.group(6)) > 0 for r in rows.values())  # peak MB
     assert re.search(r"^closed_form: its matrix products alone \([\d.]+ GFLOP\) take [\d.]+ s", out, re.M)
+
+
+@pytest.mark.slow
+def test_price_sweep_trains_a_design_and_records_what_the_summary_plots(root, tmp_path):
+    out = tmp_path / "sweep.json"
+    _run(root, "bench/price_sweep.py", "tiny", "--epochs", "2", "--step", "1", "--train-subset", "2000", "--n-prior",
+         "200", "--cond", "4", "--rotate", "--bias", "--weight", "3", "--out", str(out))
+    [record] = json.loads(out.read_text())
+    assert record["settings"]["cond_max"] == 4.0 and record["settings"]["decoder_bias"]
+    assert all(c < 4.0 + 1e-6 for c in record["cond"].values())  # the constraint holds
+    assert 0 <= record["f32_success_1e-4"] <= 1 and record["test_nelbo_nats"] > 0
+    assert record["real_first_1000"]["ratio_to_encoder"] > 0

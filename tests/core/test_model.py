@@ -1,5 +1,6 @@
 """The builder's allow-list, the architecture check (a batch through every stack), the model's original
 layout, the device fallback, and the loss against a hand computation."""
+import copy
 import math
 
 import pytest
@@ -78,3 +79,65 @@ def test_original_loss_matches_a_hand_computation():
     assert nats["bce"][0].item() == pytest.approx(-(math.log(0.8) + math.log(0.7)), rel=1e-6)
     assert nats["kl"][1].item() == pytest.approx(0.5 * (1.0 - math.log(2.0) + 2.0 - 1), rel=1e-6)
     assert torch.allclose(nats["nelbo"], nats["bce"] + nats["kl"])
+
+
+# --- a decoder invertible by construction (model.decoder_constraint) -----------------------------------
+
+def _constrained(default_raw, cond=4.0, rotate=True):
+    from inverse_vae.core.config import validate_config
+
+    raw = copy.deepcopy(default_raw)
+    raw["model"]["decoder_constraint"] = {"cond_max": cond, "rotate": rotate}
+    return validate_config(raw)
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+def test_constrained_weights_keep_their_condition_number_below_the_bound_whatever_the_optimizer_does(default_raw, rotate):
+    torch.manual_seed(0)
+    model = build_model(_constrained(default_raw, 4.0, rotate))
+    optimizer = torch.optim.SGD(model.decoder.parameters(), lr=5.0)
+    for _ in range(3):  # large, arbitrary steps
+        optimizer.zero_grad()
+        model.decoder(torch.randn(64, 32)).pow(3).sum().backward()
+        optimizer.step()
+    for layer in model.decoder:
+        if isinstance(layer, torch.nn.Linear):
+            s = torch.linalg.svdvals(layer.weight.detach().double())
+            assert float(s[0] / s[-1]) < 4.0 + 1e-6
+
+
+def test_a_constrained_model_reloads_with_plain_weights_of_the_same_values(default_raw, tmp_path):
+    from inverse_vae.core.checkpoints import load_model, save_checkpoint
+    from inverse_vae.inversion.chain import InverseChain
+
+    config = _constrained(default_raw, 16.0)
+    torch.manual_seed(0)
+    model = build_model(config)
+    assert any("parametrizations" in key for key in model.state_dict())
+    save_checkpoint({"model_state_dict": model.state_dict()}, tmp_path / "weights.pt")
+    loaded = load_model(config, tmp_path / "weights.pt")
+    assert all(type(layer) in (torch.nn.Linear, torch.nn.Tanh, torch.nn.Sigmoid) for layer in loaded.decoder)
+    for ours, theirs in zip(loaded.decoder, model.decoder):
+        if isinstance(ours, torch.nn.Linear):
+            assert torch.equal(ours.weight, theirs.weight.detach())
+    InverseChain(loaded.decoder)  # the table inverts it (a parametrized Linear it would refuse)
+
+
+def test_the_constraint_enters_the_fingerprint_only_when_set(default_raw):
+    from inverse_vae.core.checkpoints import params_fingerprint
+    from inverse_vae.core.config import validate_config
+
+    plain = params_fingerprint(validate_config(copy.deepcopy(default_raw)))
+    assert not any("decoder_constraint" in key for key in plain)  # the committed runs' checkpoints still match
+    constrained = params_fingerprint(_constrained(default_raw, 16.0))
+    assert constrained["model.decoder_constraint.cond_max"] == 16.0 and constrained["model.decoder_constraint.rotate"]
+
+
+def test_a_condition_bound_below_one_is_refused(default_raw):
+    from inverse_vae.core.config import validate_config
+    from inverse_vae.errors import ParamsError
+
+    raw = copy.deepcopy(default_raw)
+    raw["model"]["decoder_constraint"] = {"cond_max": 0.5}
+    with pytest.raises(ParamsError, match=r"^model\.decoder_constraint\.cond_max"):
+        validate_config(raw)

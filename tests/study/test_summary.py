@@ -258,3 +258,13 @@ def test_examples_show_each_trained_runs_reconstructions_and_leave_out_a_failing
     frame.loc["default", "notebooks"] = 0  # a run never executed is not drawn
     assert summary.examples(reports, params_dir, frame, x, warn=warned.append) == {}
     assert np.isfinite(frame.loc["default", "cf_f64"])
+
+
+def test_the_committed_price_sweep_is_read_with_each_points_epochs(root):
+    sweep = summary.price_sweep(root / "reports")
+    assert len(sweep) >= 5 and set(sweep["epochs"]) <= {30, 90}
+    assert sweep["f32_success_1e-4"].astype(float).between(0, 1).all() and (sweep["test_nelbo_nats"].astype(float) > 100).all()
+
+
+def test_no_price_sweep_is_an_empty_frame(tmp_path):
+    assert summary.price_sweep(tmp_path).empty

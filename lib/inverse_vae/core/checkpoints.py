@@ -40,7 +40,7 @@ import torch
 from ..errors import CheckpointError
 from .config import Config
 from .files import WriteError, atomic_write
-from .model import build_model
+from .model import build_model, plain_decoder
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
@@ -54,7 +54,7 @@ FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_e
                         "train.train_epochs")
 # Keys added after runs were committed: in the fingerprint only when set, so a checkpoint written before
 # they existed (reports/default's) still matches params that leave them out.
-FINGERPRINT_WHEN_SET = ("train.preactivation_penalty",)
+FINGERPRINT_WHEN_SET = ("train.preactivation_penalty", "model.decoder_constraint")
 DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
 DIGEST_KEYS = ("tensor_digest", "content_digest")  # written by save_checkpoint, never by its callers
 CONTENT_DIGEST_FORM = b"inverse_vae checkpoint content digest 1\n"  # hashed first: names this encoding
@@ -445,8 +445,11 @@ def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path
 
 
 def load_model(config: Config, path: str | Path, device: str | torch.device = "cpu"):
-    """Build the config's model (VAE or deterministic autoencoder, see model.build_model) and load the
-    checkpoint's weights into it (eval mode); any layout of the module docstring."""
+    """Build the config's model (see model.build_model), load the checkpoint's weights into it, in eval mode;
+    any layout of the module docstring. A constrained decoder comes back with plain weights (its values):
+    what the study evaluates and inverts."""
     model = build_model(config)
     load_state_into(model, load_checkpoint(path)["model_state_dict"], path)
+    if config.model.decoder_constraint is not None:
+        model.decoder = plain_decoder(model.decoder)
     return model.to(device).eval()

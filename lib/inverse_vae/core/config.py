@@ -267,8 +267,17 @@ class Architecture(Section):
         return {key: specs for key, specs in parts.items() if specs is not None}
 
 
+class DecoderConstraint(Section):
+    """Decoder weights built as Q diag(d) V^T with cond < cond_max (core.model.BoundedSemiOrthogonal)."""
+
+    cond_max: Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)] | tuple[
+        Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)], ...] = 16.0
+    rotate: StrictBool = True  # free right singular vectors V (without: W = Q diag(d))
+
+
 class ModelSection(Section):
     architecture: Architecture
+    decoder_constraint: DecoderConstraint | None = None  # null: plain weights, as the original
 
 
 class Test(Section):

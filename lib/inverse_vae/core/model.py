@@ -12,10 +12,13 @@ table to say.
 """
 from __future__ import annotations
 
+import copy
+import math
 import warnings
 
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
 from ..constants import IMAGE_SIDE, IMAGE_SIZE
 from ..errors import ParamsError
@@ -149,9 +152,68 @@ class Autoencoder(_Decoding):
 
 
 def build_model(config: Config) -> VAE | Autoencoder:
-    """The config's model: a VAE, or an Autoencoder when the encoder has no heads."""
+    """The config's model: a VAE, or an Autoencoder when the encoder has no heads; its decoder's weights
+    constrained (model.decoder_constraint) when the params say so."""
     architecture = config.model.architecture
-    return (VAE if architecture.variational else Autoencoder)(architecture)
+    model = (VAE if architecture.variational else Autoencoder)(architecture)
+    if config.model.decoder_constraint is not None:
+        constrain_decoder(model.decoder, config.model.decoder_constraint.cond_max, config.model.decoder_constraint.rotate)
+    return model
+
+
+def _orthonormal(a: torch.Tensor) -> torch.Tensor:
+    q, r = torch.linalg.qr(a)
+    return q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+
+
+class BoundedSemiOrthogonal(nn.Module):
+    """A free matrix A (out x in) and, rotated, B (in x in, from I) -> W = Q diag(d) V^T with Q, V the
+    orthonormal factors of A and B and d_i = m exp(h tanh(log(n_i / m) / h)) (n_i: A's column norms, m their
+    geometric mean, h = log(cond_max) / 2): W's singular values are exactly d, so cond(W) < cond_max whatever
+    the optimizer does. The scales follow A's norms, so they grow under Adam as fast as a plain weight's."""
+
+    def __init__(self, cond_max: float, in_features: int | None = None):
+        super().__init__()
+        self.half_log_cond = 0.5 * math.log(cond_max)
+        self.rotation = None if in_features is None else nn.Parameter(torch.eye(in_features))
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        log_n = a.norm(dim=0).log()
+        m, h = log_n.mean(), self.half_log_cond
+        w = _orthonormal(a) * (m.exp() if h == 0 else (m + h * torch.tanh((log_n - m) / h)).exp())
+        return w if self.rotation is None else w @ _orthonormal(self.rotation).T
+
+
+def constrain_decoder(decoder: nn.Sequential, cond_max, rotate: bool = True) -> nn.Sequential:
+    """Parametrize every Linear weight of `decoder` in place (cond_max: one number, or one per Linear); the
+    initial W is the layer's own (no random number is drawn), biases stay free."""
+    linears = [layer for layer in decoder if isinstance(layer, nn.Linear)]
+    conds = [float(cond_max)] * len(linears) if isinstance(cond_max, (int, float)) else list(cond_max)
+    if len(conds) != len(linears):
+        raise ParamsError(f"model.decoder_constraint.cond_max: {len(conds)} values for {len(linears)} Linear layers")
+    for layer, c in zip(linears, conds):
+        parametrize.register_parametrization(layer, "weight", BoundedSemiOrthogonal(c, layer.in_features if rotate else None))
+    return decoder
+
+
+def plain_decoder(decoder: nn.Sequential) -> nn.Sequential:
+    """A new decoder of plain layers holding the (parametrized) decoder's current weights: what every inversion
+    computes with (the layer table knows nn.Linear, and a float64 copy of a parametrized decoder would
+    recompute W in float64, another decoder than the float32 one that made the images). Not
+    remove_parametrizations on a deepcopy: the copy shares the generated class, whose weight it would remove."""
+    layers = []
+    for layer in decoder:
+        if isinstance(layer, nn.Linear) and parametrize.is_parametrized(layer):
+            plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                              device=layer.weight.device, dtype=layer.weight.dtype)
+            with torch.no_grad():
+                plain.weight.copy_(layer.weight)
+                if layer.bias is not None:
+                    plain.bias.copy_(layer.bias)
+            layers.append(plain)
+        else:
+            layers.append(copy.deepcopy(layer))
+    return nn.Sequential(*layers)
 
 
 def _mps_available() -> bool:

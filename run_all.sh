@@ -82,9 +82,11 @@ if [[ ! -d .snakemake/metadata ]] && git diff --quiet HEAD -- params notebooks r
   adopt_log=$(mktemp)
   "${engine[@]}" all --touch --forceall --quiet rules progress >"$adopt_log" 2>&1 || { cat "$adopt_log" >&2; exit 1; }
   rm -f "$adopt_log"
-  stale=$($py -m inverse_vae stale --runs "$runs")  # executed from other code than the notebooks': not adopted, re-run
-  [[ -n $stale ]] && { echo "not up to date (their notebooks changed): $stale"; forced+=($stale); }
 fi
+# What an executed notebook says of itself decides too: one executed from other code cells than its notebook's
+# (or holding an error) re-runs, whatever the engine's records say (they may be adopted, or another checkout's).
+stale=$($py -m inverse_vae stale --runs "$runs")
+[[ -n $stale ]] && { echo "not up to date (executed from other code, or failed): $stale"; forced+=($stale); }
 ((${#forced[@]})) && snake+=(--forcerun "${forced[@]}")
 if ((dry)); then
   exec "${engine[@]}" "${targets[@]}" --dry-run --quiet rules "${snake[@]}"

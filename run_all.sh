@@ -74,7 +74,7 @@ print(" ".join(Path(p).stem for p in (sys.argv[1].split(",") if sys.argv[1] else
   done
   forced+=("${rules[@]}")
 fi
-engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-triggers params input code --keep-incomplete)
+engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-triggers params input code --keep-incomplete --rerun-incomplete)
 # A fresh clone: the committed reports are what the committed params and notebooks made (the tests check
 # it); file times after a checkout are arbitrary, so record them once as up to date instead.
 if [[ ! -d .snakemake/metadata ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then

@@ -119,3 +119,27 @@ def test_every_package_the_library_imports_is_pinned_in_the_lock():
     unpinned = {module: sorted(files) for module, files in imports.items()
                 if not {_canonical(d) for d in distributions.get(module, [module])} & pinned}
     assert not unpinned, unpinned
+
+
+@pytest.mark.slow
+def test_set_up_alone_makes_git_ignore_outputs_saved_into_a_notebook(tmp_path):
+    """`./run_all.sh --setup` in a fresh clone (its .venv the project's): the git filter is in place, a
+    notebook saved with outputs and JupyterLab's language_info leaves `git status` clean, nothing else ran."""
+    import nbformat
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    done = subprocess.run(["./run_all.sh", "--setup"], cwd=clone, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (clone / ".snakemake").exists() and not (clone / "data").exists()  # set-up only
+    path = clone / "notebooks" / "03_invert.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    cell = next(c for c in notebook.cells if c.cell_type == "code")
+    cell.execution_count = 7
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="an output\n")]
+    notebook.metadata["language_info"] = {"name": "python", "version": "3.11.7", "file_extension": ".py"}
+    nbformat.write(notebook, path)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
+    assert status == "", status
+    assert "an output" in path.read_text()  # the file keeps its outputs; only git does not see them

@@ -22,8 +22,10 @@ if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]
   echo "$want" > "$stamp"
 fi
 # Outputs saved in JupyterLab never reach git: the filter nbstripout applies to the files .gitattributes names.
-if git rev-parse --git-dir >/dev/null 2>&1 && [[ "$(git config --get filter.nbstripout.clean || true)" != *nbstripout* ]]; then
-  git config filter.nbstripout.clean "'$PWD/.venv/bin/python' -m nbstripout"
+# It drops language_info too, which JupyterLab rewrites with this machine's Python version on every save.
+strip="'$PWD/.venv/bin/python' -m nbstripout --extra-keys metadata.language_info"
+if git rev-parse --git-dir >/dev/null 2>&1 && [[ "$(git config --get filter.nbstripout.clean || true)" != "$strip" ]]; then
+  git config filter.nbstripout.clean "$strip"
   git config filter.nbstripout.smudge cat
-  git config diff.ipynb.textconv "'$PWD/.venv/bin/python' -m nbstripout -t"
+  git config diff.ipynb.textconv "$strip -t"
 fi

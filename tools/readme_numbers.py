@@ -1,55 +1,70 @@
-"""Print the README's numbers from the metrics files, so that the prose quoting them can be regenerated after
-the reports are re-executed (every number in the README's answer and table is one of these).
+"""The README's numbers, from the metrics files: its answer is notebook 99's findings
+(reports/summary/metrics/99_summary.json) and its family table is the summary's frame, so the prose that quotes
+them is regenerated, never retyped, after the reports are re-executed. tests/test_readme.py fails when the
+README and the metrics disagree.
 
-    .venv/bin/python tools/readme_numbers.py
+    .venv/bin/python tools/readme_numbers.py           # print both sections
+    .venv/bin/python tools/readme_numbers.py --write   # write them into README.md between their markers
 """
 import json
+import re
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from inverse_vae.study import summary
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lib"))
+
+from inverse_vae.study import summary  # noqa: E402
+
+README = ROOT / "README.md"
 REPORTS = ROOT / "reports"
+# README column label: the summary frame's key (and how its numbers are printed)
+TABLE = {"test −ELBO (nats)": ("nelbo", "{:.2f}"), "IWAE −log p(x)": ("iwae", "{:.2f}"),
+         "encoder BCE/px": ("recon_bce", "{:.4f}"), "closed form, prior samples: float32 to 1e-4": ("cf_f32", "{:.2%}"),
+         "float64 to 1e-6": ("cf_f64", "{:.1%}"), "closed form, real: BCE/px": ("cf_real_bce", "{:.3f}"),
+         "posterior mode, real: BCE/px": ("map_real_bce", "{:.4f}"), "best method, float64 to 1e-6": ("best_f64", "{:.1%}")}
 
 
-def metrics(run: str, notebook: str) -> dict:
-    path = REPORTS / run / "metrics" / f"{notebook}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+def answer() -> str:
+    path = REPORTS / "summary" / "metrics" / "99_summary.json"
+    findings = json.loads(path.read_text(encoding="utf-8"))["findings"] if path.is_file() else []
+    return "\n".join(f"- {line}" for line in findings) or "(notebook 99 has not been executed: ./run_all.sh --all)"
 
 
-def seconds(run: str) -> str:
-    """papermill's record of 01 and of 02-05 together, from the executed notebooks."""
-    def duration(name):
-        path = REPORTS / run / f"{name}.ipynb"
-        return json.loads(path.read_text())["metadata"].get("papermill", {}).get("duration") if path.is_file() else None
-    first = duration("01_train")
-    rest = [duration(n) for n in ("02_evaluate", "03_invert", "04_failure_analysis", "05_inverse_methods")]
-    return f"{first or 0:.0f} s + {sum(r or 0 for r in rest):.0f} s"
+def family() -> str:
+    frame = summary.family_frame(REPORTS, ROOT / "params", warn=lambda line: None)
+    frame = frame[frame["notebooks"] > 0]
+    cell = lambda v, fmt: "—" if pd.isna(v) else fmt.format(v)  # noqa: E731
+    lines = ["| run | " + " | ".join(TABLE) + " |", "|---" * (len(TABLE) + 1) + "|"]
+    for name, row in frame.iterrows():
+        values = [cell(row[key], fmt) for key, fmt in TABLE.values()]
+        lines.append(f"| [{name}](params/{name}.yaml) | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+SECTIONS = {"answer": answer, "family": family}
+
+
+def marked(text: str, name: str) -> re.Match:
+    found = re.search(rf"<!-- {name}: tools/readme_numbers.py -->\n(.*?)\n<!-- /{name} -->", text, re.S)
+    if found is None:
+        raise SystemExit(f"README.md: no <!-- {name}: tools/readme_numbers.py --> ... <!-- /{name} --> markers")
+    return found
 
 
 def main() -> None:
-    frame = summary.family_frame(REPORTS, ROOT / "params")
-    pd.set_option("display.width", 250)
-    print(frame.drop(columns=["design"]).round(4).to_string())
-    print()
-    for run in frame.index:
-        m02, m03, m05 = metrics(run, "02_evaluate"), metrics(run, "03_invert"), metrics(run, "05_inverse_methods")
-        post = m05.get("posterior", {})
-        methods = m05.get("methods", {})
-        real = {k: (v.get("real") or {}) for k, v in methods.items()}
-        print(run, "| times", seconds(run), "| iwae", m02.get("iwae", {}).get("nats"), m02.get("iwae", {}).get("stderr"),
-              "| nelbo", m02.get("nelbo_nats"), "| posterior", json.dumps(post)[:300])
-        for name in ("encoder", "map_encoder_newton", "hybrid_encoder_newton_tr", "hybrid_encoder_newton_tr_prior",
-                     "svi_encoder", "closed_form"):
-            r = real.get(name)
-            if r:
-                print(f"    {name:32s} bce {r.get('bce', float('nan')):.4f} probe {r['probe_accuracy']:.3f} "
-                      f"||z|| {r.get('z_norm_median', float('nan')):.3g} log_joint {r.get('log_joint', float('nan')):.2f} "
-                      f"n {r['n']} s {r['seconds']:.1f}")
-    print()
-    print(summary.seeds(frame).round(4).to_string())
+    if "--write" not in sys.argv[1:]:
+        for name, render in SECTIONS.items():
+            print(f"## {name}\n\n{render()}\n")
+        return
+    text = README.read_text(encoding="utf-8")
+    for name, render in SECTIONS.items():
+        found = marked(text, name)
+        text = text[:found.start(1)] + render() + text[found.end(1):]
+    README.write_text(text, encoding="utf-8")
+    print("README.md: answer and family table written from the metrics")
 
 
 if __name__ == "__main__":

@@ -268,3 +268,32 @@ def test_the_committed_price_sweep_is_read_with_each_points_epochs(root):
 
 def test_no_price_sweep_is_an_empty_frame(tmp_path):
     assert summary.price_sweep(tmp_path).empty
+
+
+def _real(bce, probe, norm):
+    return {"real": {"bce": bce, "probe_accuracy": probe, "z_norm_median": norm}}
+
+
+def test_the_findings_quote_the_metrics_and_leave_out_what_was_not_measured(reports, params_dir):
+    for name in ("default", "default_seed1"):
+        write_run(reports, name, metrics())
+    only_answer = summary.findings(_frame(reports, params_dir)[0], reports)
+    assert "0.03% of prior samples" in only_answer[0] and "33.0% to 1e-6" in only_answer[0]
+    assert not any("posterior mode" in line or "built to be inverted" in line for line in only_answer)
+    default = metrics()
+    default["02_evaluate"]["iwae"] = {"nats": 104.2, "stderr": 0.3, "k": 1000, "elbo_nats": 110.0}
+    default["05_inverse_methods"]["methods"] = {"encoder": _real(0.11, 0.94, 2.9), "map_encoder_newton": _real(0.107, 0.75, 2.5),
+                                                "hybrid_encoder_newton_tr": _real(0.091, 0.11, 1240.0),
+                                                "closed_form": {"real": None}}
+    default["05_inverse_methods"]["posterior"] = {"amortization_gap": {"gap": 4.81, "gap_stderr": 0.5, "n": 50}}
+    write_run(reports, "default", default)
+    (params_dir / "constrained.yaml").write_text("# constrained: built to invert\nseed: 0\n")
+    built = metrics(cf32=0.998, cf64=1.0)
+    built["03_invert"]["real"]["original_clamp"]["bce"] = 0.25  # 0.25 / 0.114: more than twice the encoder's
+    write_run(reports, "constrained", built)
+    lines = summary.findings(_frame(reports, params_dir)[0], reports)
+    posterior = next(line for line in lines if "posterior mode" in line)
+    assert "hybrid_encoder_newton_tr, BCE 0.0910" in posterior and "1.24e+03" in posterior and "BCE 0.1070" in posterior
+    assert "4.8 ± 0.5 nats (50 images)" in posterior and "104.20 ± 0.30 nats (K = 1000), 5.80 below" in posterior
+    inverted = next(line for line in lines if "built to be inverted" in line)
+    assert "99.8% of prior samples" in inverted and "2.19× the encoder's 0.114: not within twice" in inverted

@@ -35,3 +35,38 @@ def seeded_decoder(sizes, *, scale: float = 1.0, bias: bool = False, bias_std: f
                 linear.bias.copy_(bias_std * torch.randn(fan_out, generator=gen)) if bias_std else linear.bias.zero_()
         layers += [linear, nn.Sigmoid() if i == len(sizes) - 2 else hidden()]
     return nn.Sequential(*layers).to(dtype)
+
+
+class FakeVAE(nn.Module):
+    """encode(x) -> (mean, log_var) and a decoder (4-d latent), enough for the encoder-based methods."""
+
+    def __init__(self, decoder, n_out: int):
+        super().__init__()
+        self.decoder = decoder
+        self.enc = nn.Linear(n_out, 4).double()
+
+    def encode(self, x):
+        h = self.enc(x.reshape(x.shape[0], -1))
+        return h, torch.zeros_like(h)
+
+
+def entry_points(decoder, n_out: int) -> dict:
+    """name -> call(images): the chain's invert and trace, each method function and each named method (the
+    iterative ones for two steps), on a decoder with a 4-d latent."""
+    from inverse_vae.inversion.chain import InverseChain
+    from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, layerwise_constrained, optimize, run_method
+
+    chain, model = InverseChain(decoder), FakeVAE(decoder, n_out)
+    calls = {
+        "chain.invert": lambda im: chain.invert(im),
+        "chain.trace": lambda im: chain.trace(im),
+        "closed_form": lambda im: closed_form(decoder, im),
+        "layerwise_constrained": lambda im: layerwise_constrained(decoder, im, iters=5),
+        "optimize": lambda im: optimize(decoder, im, method="lm", steps=2),
+        "hybrid": lambda im: hybrid(decoder, im, start=torch.zeros(2, 4, dtype=torch.float64), steps=2),
+    }
+    for name, spec in METHODS.items():
+        options = {"steps": 2} if spec.function in ("optimize", "hybrid") else {}
+        calls[f"run_method:{name}"] = lambda im, name=name, options=options: run_method(
+            name, decoder, im, model=model, **options)
+    return calls

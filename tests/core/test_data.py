@@ -341,33 +341,6 @@ def test_torchvision_route_restores_socket_timeout(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------- load_mnist
 
 
-def test_load_mnist_reads_tiny_files(tmp_path, monkeypatch):
-    raw = tmp_path / "MNIST" / "raw"
-    rng = np.random.default_rng(1)
-    arrays = {
-        "train-images-idx3-ubyte": rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte": np.array([3, 1, 4, 1], dtype=np.uint8),
-        "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte": np.array([5, 9], dtype=np.uint8),
-    }
-    for name, a in arrays.items():
-        data.write_idx(raw / name, a)
-    monkeypatch.setattr(data, "MNIST_FILES", {n: data.md5sum(raw / n) for n in NAMES})
-
-    x, y = data.load_mnist(tmp_path, train=True)
-    assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
-    assert y.dtype == torch.int64 and y.tolist() == [3, 1, 4, 1]
-    from PIL import Image
-    from torchvision.transforms.functional import to_tensor
-    assert torch.equal(x[2], to_tensor(Image.fromarray(arrays["train-images-idx3-ubyte"][2], mode="L")))
-    x, y = data.load_mnist(tmp_path, train=False)
-    assert x.shape == (2, 1, 28, 28) and y.tolist() == [5, 9]
-
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x05\x08")
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
-        data.load_mnist(tmp_path, train=False)
-
-
 def test_load_mnist_missing_files_gives_our_message(tmp_path):
     with pytest.raises(DataError, match="missing.*fetch_mnist"):
         data.load_mnist(tmp_path, train=True)

@@ -152,3 +152,20 @@ def test_the_real_files_load_to_the_same_tensors_as_torchvision_reads_them(train
     assert x.shape == (60000 if train else 10000, 1, 28, 28)
     assert torch.equal(x, want_x) and torch.equal(y, want_y)
     assert x.is_contiguous() and y.is_contiguous()
+
+
+def test_load_mnist_reads_tiny_files_as_torchvision_would(tmp_path, monkeypatch):
+    from PIL import Image
+    from torchvision.transforms.functional import to_tensor
+
+    arrays = _tiny_mnist(tmp_path, monkeypatch)
+    x, y = data.load_mnist(tmp_path, train=True)
+    assert x.shape == (4, 1, 28, 28) and x.dtype == torch.float32
+    assert y.dtype == torch.int64 and y.tolist() == [3, 1, 4, 1]
+    assert torch.equal(x[2], to_tensor(Image.fromarray(arrays["train-images-idx3-ubyte"][2], mode="L")))
+    x, y = data.load_mnist(tmp_path, train=False)
+    assert x.shape == (2, 1, 28, 28) and y.tolist() == [5, 9]
+    raw = data.raw_folder(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x05\x08")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        data.load_mnist(tmp_path, train=False)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from decoders import small_decoder
+from decoders import entry_points, small_decoder
 from torch import nn
 
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion import plain
 from inverse_vae.inversion.chain import InverseChain
-from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, layerwise_constrained, optimize, run_method
+from inverse_vae.inversion.methods import closed_form
 
 N_OUT = 50
 
@@ -32,36 +32,11 @@ def _unbounded():
     return nn.Sequential(nn.Linear(4, 16), nn.LeakyReLU(0.1), nn.Linear(16, N_OUT)).double()
 
 
-class FakeVAE(nn.Module):
-    def __init__(self, decoder):
-        super().__init__()
-        self.decoder = decoder
-        self.enc = nn.Linear(N_OUT, 4).double()
-
-    def encode(self, x):
-        h = self.enc(x.reshape(x.shape[0], -1))
-        return h, torch.zeros_like(h)
-
-
 def _entry_points(decoder):
     """name -> call(images): check_images, the chain's invert and trace, and every method."""
-    chain = InverseChain(decoder)
     layers, _, _ = plain.plain_layers(decoder, None)
-    calls = {
-        "plain.check_images": lambda im: plain.check_images(im, N_OUT, plain.output_range(layers)),
-        "chain.invert": lambda im: chain.invert(im),
-        "chain.trace": lambda im: chain.trace(im),
-        "closed_form": lambda im: closed_form(decoder, im),
-        "layerwise_constrained": lambda im: layerwise_constrained(decoder, im, iters=5),
-        "optimize": lambda im: optimize(decoder, im, method="lm", steps=2),
-        "hybrid": lambda im: hybrid(decoder, im, start=torch.zeros(2, 4, dtype=torch.float64), steps=2),
-    }
-    model = FakeVAE(decoder)
-    for name, spec in METHODS.items():
-        options = {"steps": 2} if spec.function in ("optimize", "hybrid") else {}
-        calls[f"run_method:{name}"] = lambda im, name=name, options=options: run_method(
-            name, decoder, im, model=model, **options)
-    return calls
+    return {"plain.check_images": lambda im: plain.check_images(im, N_OUT, plain.output_range(layers)),
+            **entry_points(decoder, N_OUT)}
 
 
 def _images(decoder):

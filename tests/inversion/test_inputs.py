@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
-from decoders import small_decoder
+from decoders import FakeVAE, entry_points, small_decoder
 
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.chain import InverseChain
-from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, layerwise_constrained, optimize, run_method
+from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, optimize, run_method
 from inverse_vae.metrics import latent_recovery
 
 N_OUT = 50
@@ -24,37 +24,6 @@ def decoder():
 def x(decoder):
     with torch.no_grad():
         return decoder(torch.randn(6, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
-
-
-class FakeVAE(torch.nn.Module):
-    """encode(x) -> (mean, log_var) and a decoder, enough for the encoder-based methods."""
-
-    def __init__(self, decoder):
-        super().__init__()
-        self.decoder = decoder
-        self.enc = torch.nn.Linear(N_OUT, 4).double()
-
-    def encode(self, x):
-        h = self.enc(x.reshape(x.shape[0], -1))
-        return h, torch.zeros_like(h)
-
-
-def _every_entry_point(decoder):
-    """name -> call(images): the chain's invert and trace, each method function and each named method."""
-    chain = InverseChain(decoder)
-    model = FakeVAE(decoder)
-    calls = {
-        "chain.invert": lambda im: chain.invert(im),
-        "chain.trace": lambda im: chain.trace(im),
-        "closed_form": lambda im: closed_form(decoder, im),
-        "layerwise_constrained": lambda im: layerwise_constrained(decoder, im, iters=5),
-        "optimize": lambda im: optimize(decoder, im, method="lm", steps=2),
-        "hybrid": lambda im: hybrid(decoder, im, start=torch.zeros(2, 4, dtype=torch.float64), steps=2),
-    }
-    for name in METHODS:
-        calls[f"run_method:{name}"] = lambda im, name=name: run_method(name, decoder, im, model=model, steps=2) \
-            if METHODS[name].function in ("optimize", "hybrid") else run_method(name, decoder, im, model=model)
-    return calls
 
 
 BAD_INPUTS = {
@@ -73,7 +42,7 @@ BAD_INPUTS = {
 def test_every_entry_point_refuses_bad_images_in_one_line(decoder, x, bad):
     make, pattern = BAD_INPUTS[bad]
     images = make(x[:2].clone())
-    for name, call in _every_entry_point(decoder).items():
+    for name, call in entry_points(decoder, N_OUT).items():
         with pytest.raises(StudyError, match=pattern) as e:
             call(images)
         assert "\n" not in str(e.value), name
@@ -102,7 +71,7 @@ def test_a_nan_image_comes_back_nan_from_every_method(decoder, x, name):
     images[1] = math.nan  # all-nan image
     images[3, 7] = math.nan  # one nan pixel
     options = {"steps": 3} if METHODS[name].function in ("optimize", "hybrid") else {}
-    result = run_method(name, decoder, images, model=FakeVAE(decoder), **options)
+    result = run_method(name, decoder, images, model=FakeVAE(decoder, N_OUT), **options)
     bad = torch.isnan(result.z).all(1)
     assert bad.tolist() == [False, True, False, True, False, False]
     assert torch.isfinite(result.z[~bad]).all()

@@ -18,12 +18,21 @@ import torch
 from ..constants import IMAGE_SIDE, ORIGINAL_EPS
 from ..inversion.attribution import CAUSES, attribute_failures
 from ..inversion.chain import DTYPES, InverseChain, realizable
-from ..inversion.methods import run_method
+from ..inversion.methods import MAP, run_method
+from ..inversion.posterior import posterior_reason
 from ..metrics import relative_errors
 
-# The best inversion shown: trust-region Newton from the encoder mean, which recovers realizable z; on a real
-# image with the small prior that gives its projection a finite optimum (without one Newton runs to its cap).
-BEST = {"realizable": "hybrid_encoder_newton_tr", "real": "hybrid_encoder_newton_tr_prior"}
+# The best inversion shown: trust-region Newton from the encoder mean, which recovers realizable z. A real image
+# has no preimage: the model's own answer is its posterior mode (MAP), which keeps the latent's meaning where the
+# pixel-optimal z runs off to infinity (issue #25); the autoencoder has no posterior, so there the projection
+# with the small prior that gives it a finite optimum.
+BEST = {"realizable": "hybrid_encoder_newton_tr", "real": MAP, "real without a posterior": "hybrid_encoder_newton_tr_prior"}
+
+
+def best_method(model, realizable_image: bool) -> str:
+    if realizable_image:
+        return BEST["realizable"]
+    return BEST["real"] if posterior_reason(model) is None else BEST["real without a posterior"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -42,7 +51,7 @@ def case(model, x: torch.Tensor, z: torch.Tensor | None = None, *, arithmetic: s
     chain = _chain(model.decoder)
     trace = chain.trace(x, dtype=dtype, eps=eps)
     latents = {"encoder": run_method("encoder", None, x, model).z, "closed form": trace[-1].output,
-               "best": run_method(BEST["real" if z is None else "realizable"], None, x.double(), model).z}
+               "best": run_method(best_method(model, z is not None), None, x.double(), model).z}
     steps = [{"step": t.step.name, "outside": _outside(t), "nonfinite": int((~torch.isfinite(t.output)).sum())}
              for t in trace]
     out = {"x": x, "latents": latents, "steps": steps, "arithmetic": arithmetic, "clamp": clamp, "z": z}

@@ -1,0 +1,48 @@
+"""The explorer's measurement of one image (study/explore.py, notebook 98): a prior sample gets the chain's
+error per step and a verdict charged to a step and cause; a real digit gets what arrives outside each
+inverse's domain; the best inversion is the posterior mode for a real digit of a VAE, and the figure draws."""
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+from inverse_vae.core.config import load_config
+from inverse_vae.core.model import build_model
+from inverse_vae.inversion.methods import MAP
+from inverse_vae.study import explore
+
+matplotlib.use("Agg")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(load_config(ROOT / "params" / "smoke.yaml")).eval()
+
+
+def test_a_prior_sample_in_float64_is_recovered_and_every_step_has_its_error(model):
+    z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    found = explore.case(model, None, z, arithmetic="float64")
+    assert found["verdict"] == "recovered" and found["rel_err"]["closed form"] < 1e-6
+    assert all("rel_err" in step for step in found["steps"]) and len(found["steps"]) == len(model.decoder)
+    assert set(found["latents"]) == {"encoder", "closed form", "best"}
+
+
+def test_a_real_digit_shows_what_arrives_outside_each_domain_and_the_posterior_mode(model):
+    x = torch.zeros(1, 784)
+    x[0, 300:320] = 1.0  # a stroke: 0 and 1 lie outside the Sigmoid's open range
+    found = explore.case(model, x, arithmetic="float32", clamp=False)
+    assert "verdict" not in found and found["steps"][0]["outside"] > 0  # the first inverse step is the logit
+    assert explore.best_method(model, realizable_image=False) == MAP
+    assert explore.best_method(model, realizable_image=True) == explore.BEST["realizable"]
+    figure = explore.draw(found, model, title="a stroke")
+    assert len(figure.axes) == 6
+
+
+def test_the_autoencoder_has_no_posterior_so_its_best_is_the_projection_with_a_prior(root):
+    autoencoder = build_model(load_config(root / "params" / "deterministic.yaml"))
+    assert explore.best_method(autoencoder, realizable_image=False) == explore.BEST["real without a posterior"]

@@ -44,3 +44,11 @@ def test_price_sweep_trains_a_design_and_records_what_the_summary_plots(root, tm
     assert all(c < 4.0 + 1e-6 for c in record["cond"].values())  # the constraint holds
     assert 0 <= record["f32_success_1e-4"] <= 1 and record["test_nelbo_nats"] > 0
     assert record["real_first_1000"]["ratio_to_encoder"] > 0
+
+
+@pytest.mark.slow
+def test_explore_time_prints_every_choice_and_the_slowest_update(root):
+    out = _run(root, "bench/explore_time.py", "--n", "1")
+    rows = re.findall(r"^(test image|prior sample) +(float32|float64) +(True|False) +[\d.]+s +[\d.]+s +[\d.]+s$", out, re.M)
+    assert len(rows) == 8
+    assert re.fullmatch(r"slowest update of 8: [\d.]+ s \(target under 1 s\)", out.strip().splitlines()[-1])

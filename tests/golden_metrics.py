@@ -5,7 +5,7 @@ The goldens (tests/goldens/metrics/*.json) are the metrics of the smoke notebook
 (another BLAS kernel, vector width, thread count) rounds differently: losses move in their
 fourth digit, and a rate measured on n samples moves by a few 1/n when a sample sits next to a
 threshold. What must not move is the shape of the result: a changed formula, a wrong sign or a
-broken method moves numbers far past these tolerances (tests/test_golden_metrics.py shows it).
+broken method moves numbers far past these tolerances (tests/notebooks/test_golden_metrics.py shows it).
 
 Each leaf of the JSON is judged by its key (the last name on its path):
 * IGNORED (and every key ending in _seconds): timings and the machine's description;

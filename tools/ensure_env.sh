@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or refresh .venv from requirements.lock, install the study editable with its [test] extra (and so
-# the command .venv/bin/inverse-vae), register its Jupyter kernel "inverse-vae", and make git strip the
+# the command .venv/bin/inverse-vae), install its Jupyter kernel "inverse-vae" and save hook, and make git strip the
 # outputs of notebooks/*.ipynb when they are committed (nbstripout, as a git filter; .gitattributes says
 # which files). Run by run_all.sh and run_tests.sh; safe to run again (does nothing when up to date).
 set -euo pipefail
@@ -18,9 +18,10 @@ if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]
   .venv/bin/python -m pip install --quiet -r requirements.lock
   # The study, editable, with its test extra; -c keeps every version the lock's.
   .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
-  .venv/bin/python -m ipykernel install --sys-prefix --name inverse-vae --display-name "Python (inverse-vae)" >/dev/null
   echo "$want" > "$stamp"
 fi
+# The kernel "inverse-vae" and JupyterLab's save hook (notebooks/ saved without outputs: runs/jupyter.py).
+grep -qs strip_before_save .venv/etc/jupyter/jupyter_server_config.json || .venv/bin/python -m inverse_vae jupyter-setup >/dev/null
 # Outputs saved in JupyterLab never reach git: the filter nbstripout applies to the files .gitattributes names.
 # It drops language_info too, which JupyterLab rewrites with this machine's Python version on every save.
 strip="'$PWD/.venv/bin/python' -m nbstripout --extra-keys metadata.language_info"

@@ -1,4 +1,4 @@
-"""Command line: check-params, fetch-data, and what the workflow's rules run (execute, page, index).
+"""Command line: check-params, fetch-data, jupyter-setup, and what the workflow's rules run (execute, page, index).
 
 The same as `inverse-vae ...`. Bad input, and a file that cannot be written or read, end with one line on
 stderr and exit code 2; an interrupt (Ctrl-C) with one line and 130. ./run_all.sh is the usual entry.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .core.data import fetch_mnist
 from .errors import StudyError
-from .runs import workflow
+from .runs import jupyter, workflow
 from .runs.execute import execute
 from .runs.run import load_checked_config, project_root
 from .runs.site import render_notebook, write_index
@@ -39,6 +39,11 @@ def _index(args) -> None:
     print(f"wrote {write_index(Path(args.reports_root))}")
 
 
+def _jupyter_setup(args) -> None:
+    for path in jupyter.setup():
+        print(f"installed {path}")
+
+
 def _stale(args) -> None:
     runs = {Path(p).stem.replace("-", "_") for p in args.runs.split(",")} if args.runs else None
     print(" ".join(r for r in workflow.stale(project_root(), args.reports_root) if runs is None or r.split("__")[1] in runs))
@@ -53,6 +58,9 @@ def main(argv=None) -> int:
     fetch = sub.add_parser("fetch-data", help="make sure the four MNIST IDX files are in ROOT/MNIST/raw, verified")
     fetch.add_argument("--root", default="data")
     fetch.set_defaults(run=_fetch_data)
+    setup = sub.add_parser("jupyter-setup", help="install the kernel inverse-vae and the save hook that keeps "
+                           "notebooks/ without outputs, into this Python's environment")
+    setup.set_defaults(run=_jupyter_setup)
     execute = sub.add_parser("execute", help="run one notebook with a params file into REPORTS_ROOT/<run>/ (papermill)")
     execute.add_argument("notebook")
     execute.add_argument("params")

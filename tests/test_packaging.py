@@ -74,7 +74,7 @@ def test_test_tools_are_an_extra_pinned_in_the_lock():
 def test_the_set_up_installs_the_extra_and_conda_gets_it_too():
     assert re.search(r'pip install .*-c requirements\.lock -e "\.\[test\]"', (ROOT / "tools" / "ensure_env.sh").read_text())
     env = (ROOT / "environment.yml").read_text()
-    assert "- -e .[test]" in env and "ipykernel install --sys-prefix --name inverse-vae" in env
+    assert "- -e .[test]" in env and "inverse-vae jupyter-setup" in env
 
 
 def test_license_and_readme_metadata():

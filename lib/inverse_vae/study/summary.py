@@ -184,13 +184,14 @@ def _posterior(m02: dict, m05: dict) -> str | None:
     return (f"A real image has no exact preimage, so recovering it means choosing a z. The best pixel fit ({fit}, BCE "
             f"{f['bce']:.4f} per pixel against the encoder's {e['bce']:.4f}) lies far outside the prior (median ||ẑ|| "
             f"{f['z_norm_median']:.3g}), where the probe reads the digit at {_pct(f['probe_accuracy'])}: its z means nothing. "
-            f"The posterior mode reconstructs better than the encoder (BCE {m['bce']:.4f}) and keeps most of the latent's meaning "
-            f"(median ||ẑ|| {m['z_norm_median']:.2f}, probe {_pct(m['probe_accuracy'])}; encoder {e['z_norm_median']:.2f}, "
-            f"{_pct(e['probe_accuracy'])})"
+            f"The posterior mode reconstructs better than the encoder (BCE {m['bce']:.4f}) and keeps most of the "
+            f"latent's meaning (median ||ẑ|| {m['z_norm_median']:.2f}, probe {_pct(m['probe_accuracy'])}; encoder "
+            f"{e['z_norm_median']:.2f}, {_pct(e['probe_accuracy'])})"
             + (f"; a per-image q(z|x) closes an amortization gap of {gap['gap']:.1f} ± {gap['gap_stderr']:.1f} nats "
                f"({gap['n']} images)" if gap else "")
             + (f"; the importance-weighted bound puts the test -log p(x) at {iwae['nats']:.2f} ± {iwae['stderr']:.2f} nats "
-               f"(K = {iwae['k']}), {iwae['elbo_nats'] - iwae['nats']:.2f} below the negative ELBO of the same draws" if iwae else "") + ".")
+               f"(K = {iwae['k']}), {iwae['elbo_nats'] - iwae['nats']:.2f} below the negative ELBO of the same draws"
+               if iwae else "") + ".")
 
 
 def _built_to_invert(frame: pd.DataFrame, m05: dict, name: str = "constrained") -> str | None:
@@ -200,10 +201,11 @@ def _built_to_invert(frame: pd.DataFrame, m05: dict, name: str = "constrained") 
     c, d = frame.loc[name], frame.loc["default"]
     enc = _get(m05, "methods", "encoder", "real", "bce")
     ratio = c.cf_real_bce / c.recon_bce
-    return (f"The decoder built to be inverted (`{name}`: every decoder weight with a bounded condition number) lets the original's closed form recover "
-            f"{_pct(c.cf_f32)} of prior samples to 1e-4 from float32 outputs and {_pct(c.cf_f64)} to 1e-6 in float64, at a "
-            f"test negative ELBO of {c.nelbo:.2f} nats ({c.nelbo / d.nelbo:.3f}× the default's). On real images its "
-            f"closed form's BCE is {c.cf_real_bce:.3f} per pixel, {ratio:.2f}× the encoder's {c.recon_bce:.3f}: "
+    return (f"The decoder built to be inverted (`{name}`: every decoder weight with a bounded condition number) lets the "
+            f"original's closed form recover {_pct(c.cf_f32)} of prior samples to 1e-4 from float32 outputs and "
+            f"{_pct(c.cf_f64)} to 1e-6 in float64, at a test negative ELBO of {c.nelbo:.2f} nats "
+            f"({c.nelbo / d.nelbo:.3f}× the default's). On real images its closed form's BCE is {c.cf_real_bce:.3f} "
+            f"per pixel, {ratio:.2f}× the encoder's {c.recon_bce:.3f}: "
             + ("within" if ratio <= 2 else "not within") + " twice the encoder's"
             + (f" (its posterior mode: {c.map_real_bce:.4f}, its encoder on the same images {enc:.4f})"
                if c.map_real_bce == c.map_real_bce and enc else "") + ".")
@@ -212,8 +214,11 @@ def _built_to_invert(frame: pd.DataFrame, m05: dict, name: str = "constrained") 
 def findings(frame: pd.DataFrame, reports: Path) -> list[str]:
     """What the family shows, in sentences whose every number is read from the metrics (notebook 99 shows them;
     the first is the landing page's answer, all of them the README's)."""
-    runs = frame.index[frame["notebooks"] > 0]
-    works = lambda col: ", ".join(f"`{n}`" for n in runs[verdicts(frame).loc[runs, col] == True]) or "none"  # noqa: E712
+    runs, verdict = frame.index[frame["notebooks"] > 0], verdicts(frame)
+
+    def works(col: str) -> str:
+        return ", ".join(f"`{n}`" for n in runs[verdict.loc[runs, col] == True]) or "none"  # noqa: E712
+
     lines = [_answer(frame.loc["default"]),
              f"The closed form works on realizable images (≥ {WORKS_REALIZABLE:.0%} to 1e-6 in float64) for "
              f"{works('realizable')}; on real images (PSNR within {WORKS_REAL_PSNR_GAP_DB:g} dB of the encoder's, probe "

@@ -15,6 +15,7 @@ usage: ./run_all.sh [options] [params/RUN.yaml ...] [-- snakemake options]
   --cores N             run up to N cores' worth of notebooks side by side (default: all cores)
   --threads N           torch threads per notebook (default 2: the committed numbers' setting)
   --force NN[,NN]       re-run these notebooks (e.g. 03,05) of the runs selected, even if up to date
+                        (98, 99: the explorer, the summary)
   --fresh               first move the runs' earlier outputs into reports/.old/ (nothing deleted)
   --profile DIR         a Snakemake profile, e.g. profiles/slurm (see docs/workflow.md)
   --setup               set up only (.venv, the Jupyter kernel, the git filter), then stop
@@ -70,7 +71,11 @@ print(" ".join(Path(p).stem for p in (sys.argv[1].split(",") if sys.argv[1] else
   for nb in ${force//,/ }; do
     name=$(cd notebooks && ls "$nb"_*.ipynb 2>/dev/null | head -1) || true
     [[ -n $name ]] || { echo "error: --force $nb: no notebook notebooks/${nb}_*.ipynb" >&2; exit 2; }
-    for run in $selected; do rules+=("${name%.ipynb}__${run//-/_}"); done
+    case $nb in  # the notebooks across runs have one rule each
+      98) rules+=(explore) ;;
+      99) rules+=(summary) ;;
+      *) for run in $selected; do rules+=("${name%.ipynb}__${run//-/_}"); done ;;
+    esac
   done
   forced+=("${rules[@]}")
 fi

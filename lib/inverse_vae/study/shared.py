@@ -164,6 +164,7 @@ def companion_model(run, params_file: str | None, purpose: str):
     for reports in dict.fromkeys([run.dir.parent, run.root / "reports"]):
         model_file = reports / run_name(params_file) / config.test.model_path
         if model_file.is_file():
-            return config, load_model(config, model_file, resolve_device(run.config.device)), model_file
+            # on the notebook's own device, whose fallback (if any) the notebook has said already
+            return config, load_model(config, model_file, resolve_device(run.config.device, say=lambda line: None)), model_file
     print(f"{purpose}: the run of {params_file} is not trained; `./run_all.sh {params_file}` trains it. Left out here.")
     return None

@@ -181,7 +181,8 @@ def _posterior(m02: dict, m05: dict) -> str | None:
     fit = min(real, key=lambda name: real[name]["bce"])
     f, m, e = real[fit], real["map_encoder_newton"], real["encoder"]
     gap, iwae = _get(m05, "posterior", "amortization_gap"), m02.get("iwae")
-    return (f"A real image has no exact preimage, so recovering it means choosing a z. The best pixel fit ({fit}, BCE "
+    return (f"A real image has no exact preimage, so recovering it means choosing a z. On {e['n']} test images, the best "
+            f"pixel fit ({fit}, BCE "
             f"{f['bce']:.4f} per pixel against the encoder's {e['bce']:.4f}) lies far outside the prior (median ||ẑ|| "
             f"{f['z_norm_median']:.3g}), where the probe reads the digit at {_pct(f['probe_accuracy'])}: its z means nothing. "
             f"The posterior mode reconstructs better than the encoder (BCE {m['bce']:.4f}) and keeps most of the "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import torch
 
@@ -82,7 +83,8 @@ def draw(found: dict, model, *, title: str = ""):
     with torch.no_grad():
         for name, z in found["latents"].items():
             finite = torch.isfinite(z).all()
-            images[f"D({name})"] = model.decoder(z.float()) if finite else torch.full_like(found["x"], float("nan"))
+            label = f"D({name})" if finite else f"D({name}):\nẑ not finite"
+            images[label] = model.decoder(z.float()) if finite else torch.full_like(found["x"], float("nan"))
     for i, (name, image) in enumerate(images.items()):
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(image.detach().cpu().float().reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1)
@@ -90,19 +92,31 @@ def draw(found: dict, model, *, title: str = ""):
     ax = fig.add_subplot(grid[0, 4])
     names = [s["step"] for s in found["steps"]]
     if "rel_err" in found["steps"][0]:
-        ax.semilogy(names, [max(s["rel_err"], 1e-17) for s in found["steps"]], marker="o")
+        errors = np.array([s["rel_err"] for s in found["steps"]], dtype=float)
+        finite = np.isfinite(errors)
+        ax.semilogy(names, np.where(finite, np.maximum(errors, 1e-17), np.nan), marker="o")
+        if not finite.all():  # from the failing step on nothing finite is left: marked at the top
+            top = np.nanmax(np.where(finite, errors, np.nan), initial=1.0) * 10
+            ax.scatter([n for n, f in zip(names, finite) if not f], [top] * int((~finite).sum()), marker="x",
+                       color="C3", label="not finite")
+            ax.legend(fontsize=7)
         ax.set(ylabel="relative error after the step", title=found.get("verdict", ""))
     else:
         ax.bar(names, [s["outside"] for s in found["steps"]])
-        ax.set(ylabel="share arriving outside the domain", title="real image: no preimage to compare with")
+        ax.set(ylabel="share outside its domain", title="real image: what reaches each inverse")
     ax.tick_params(axis="x", rotation=40, labelsize=7)
     ax = fig.add_subplot(grid[0, 5])
     norms = {k: float(z.double().norm()) for k, z in found["latents"].items()}
     d = found["latents"]["encoder"].shape[1]
-    ax.barh(list(norms), [v if np.isfinite(v) else 0 for v in norms.values()], color=["C0", "C3", "C2"])
+    shown = {k: v for k, v in norms.items() if np.isfinite(v) and v > 0}  # a non-finite latent has no place
+    ax.scatter(list(shown.values()), list(shown), color=[{"encoder": "C0", "closed form": "C3"}.get(k, "C2") for k in shown],
+               s=60, zorder=3)
     ax.axvline(np.sqrt(d), ls="--", color="0.4", label=f"prior's typical ||z|| = √{d}")
-    ax.set(xscale="log", xlabel="||ẑ|| (log scale)", title="where the latent lies")
-    ax.legend(fontsize=7)
+    values = [*shown.values(), np.sqrt(d)]
+    ax.set(xscale="log", xlim=(min(values) / 3, max(values) * 3), ylim=(-0.6, len(norms) - 0.4),
+           xlabel="||ẑ|| (log scale)", title="where the latent lies")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: minor labels overlap
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     fig.suptitle(title or f"{found['arithmetic']}, {'original clamp' if found['clamp'] else 'no clamp'}", fontsize=10)
     fig.tight_layout()
     return fig

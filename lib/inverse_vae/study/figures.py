@@ -309,20 +309,22 @@ def runs_overview(frame, path=None, sweep=None):
     axes[1].set(xticks=x, yscale="log", ylabel="BCE per pixel of D(ẑ) (log scale)", title="Real test images")
     axes[1].set_xticklabels(ran.index, rotation=35, ha="right", fontsize=8)
     priced = ran.dropna(subset=["nelbo", "cf_f32"])
-    axes[2].scatter(priced["nelbo"], priced["cf_f32"], color="C3")
-    for name, row in priced.iterrows():
-        axes[2].annotate(name, (row["nelbo"], row["cf_f32"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
-    if sweep is not None and len(sweep):  # shorter trainings of the designs, hollow: their epochs in the label
-        axes[2].scatter(sweep["test_nelbo_nats"].astype(float), sweep["f32_success_1e-4"].astype(float),
-                        facecolors="none", edgecolors="C0", label="sweep (shorter trainings)")
-        for name, row in sweep.iterrows():
-            axes[2].annotate(f"{name} ({row['epochs']} ep.)", (float(row["test_nelbo_nats"]), float(row["f32_success_1e-4"])),
-                             fontsize=7, xytext=(4, -8), textcoords="offset points", color="C0")
-        axes[2].legend(fontsize=7)
+    axes[2].scatter(priced["nelbo"], priced["cf_f32"], color="C3", zorder=3, label="committed runs (90 epochs)")
+    labelled = priced[~priced.index.str.startswith("default_seed")].sort_values("nelbo")  # seeds sit on the default
+    for i, (name, row) in enumerate(labelled.iterrows()):  # neighbours' labels alternate above and below
+        axes[2].annotate("default (3 seeds)" if name == "default" and "default_seed1" in priced.index else name,
+                         (row["nelbo"], row["cf_f32"]), fontsize=8, xytext=(4, 6 if i % 2 else -13),
+                         textcoords="offset points")
+    if sweep is not None and len(sweep):  # shorter trainings of the designs, hollow; their names in 99's table
+        for (epochs, points), colour in zip(sweep.groupby("epochs"), ("C0", "C2", "C4", "C5")):
+            axes[2].scatter(points["test_nelbo_nats"].astype(float), points["f32_success_1e-4"].astype(float),
+                            facecolors="none", edgecolors=colour, label=f"sweep, {epochs} epochs (99's table)")
+    axes[2].legend(fontsize=7, loc="center right")
     axes[2].set(xlabel="test negative ELBO (nats per image, lower is better)", ylabel="closed form, float32 to 1e-4",
                 title="The price of invertibility")
     axes[2].yaxis.set_major_formatter(PercentFormatter(xmax=1))
-    for ax in axes[:2]:
-        ax.legend(fontsize=7)
+    axes[0].set(ylim=(0, 1.32), yticks=np.linspace(0, 1, 6))  # room above the bars for the legend
+    axes[0].legend(fontsize=7, loc="upper center", ncol=2)
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)

@@ -5,7 +5,8 @@
 A reader's copy of the notebook with the given params (in the git-ignored reports/scratch/notebooks/) runs
 on that params' scratch run, which starts from the committed run's final model: once through papermill
 (batch: its recorded duration, the kernel's start included) and once in JupyterLab driven by headless
-Chromium (Run > Run All Cells until every cell has its count; the kernel already started). Issue #24 asks
+Chromium (Run > Run All Cells until every cell has its count; the kernel already started), after one
+uncounted batch run that fills the scratch run's caches for both. Issue #24 asks
 for the interactive time within the batch time plus 30%. Run it alone: another job on the cores slows both.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     if chromium is None:
         raise SystemExit("no chromium on PATH (apt-get install chromium)")
     copy = reader_copy(args.notebook, args.params)
+    batch_seconds(copy)  # warm-up, not counted: the scratch run's caches (probe, t-SNE) exist for both ways after it
     batch, lab = [], []
     for i in range(args.repeats):
         batch.append(batch_seconds(copy))

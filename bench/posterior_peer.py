@@ -13,7 +13,7 @@ solver found for that image (and within 1e-6), seconds per image (batched solver
 time / N), on how many images it found the best (ties within 1e-9 count for each), its median
 iterations (SciPy: evaluations), how many stopped converged, its median ||z||, its BCE per pixel, and
 on how many images it lowered the encoder mean's objective. With --probe, also the linear probe's
-accuracy on its z (the study's probe, fitted here on the training split's encoder means: a minute).
+accuracy on its z (the run's probe, as the notebooks fit and cache it).
 
     .venv/bin/python bench/posterior_peer.py [--n 200] [--start 0] [--device cpu] [--prior-weight 1]
                                              [--max-iter 2000] [--probe] [--table]
@@ -36,14 +36,14 @@ def load(params: str, start: int, n: int, device_name: str):
     import torch
 
     import inverse_vae as iv
-    from inverse_vae.core import splits
-    from inverse_vae.core.devices import resolve_device
+    from inverse_vae.core.model import resolve_device
     from inverse_vae.inversion import methods
+    from inverse_vae.study import shared
 
     device = resolve_device(device_name)
     run = iv.open_run(params, root=ROOT)
     model = iv.load_model(run.config, run.model_file, device)
-    images, labels = splits.test_images(run, log=lambda s: None)
+    images, labels = shared.test_images(run, log=lambda s: None)
     x = images[start:start + n].reshape(n, -1).to(device, torch.float64)
     z0 = methods.encoder(model, x, dtype=torch.float64).z
     return run, model, x, labels[start:start + n].numpy(), z0
@@ -112,10 +112,11 @@ def report(results: dict, start_cost: np.ndarray, n: int, prior_weight: float, a
 
 
 def probe_accuracy(run, model, labels):
-    """z -> the study's linear probe's accuracy on labels (fitted now on the training split's encoder means)."""
-    from inverse_vae.study.evaluate import fit_probe, probe_accuracy
+    """z -> the study's linear probe's accuracy on labels (the run's probe, as the notebooks fit and cache it)."""
+    from inverse_vae.study.evaluate import probe_accuracy
+    from inverse_vae.study.shared import probe as fitted_probe
 
-    probe = fit_probe(run, model)
+    probe = fitted_probe(run, model)  # the run's probe, cached like the notebooks' (fitted once)
     return lambda z: probe_accuracy(probe, z, labels)
 
 

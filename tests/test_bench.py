@@ -52,3 +52,12 @@ def test_explore_time_prints_every_choice_and_the_slowest_update(root):
     rows = re.findall(r"^(test image|prior sample) +(float32|float64) +(True|False) +[\d.]+s +[\d.]+s +[\d.]+s$", out, re.M)
     assert len(rows) == 8
     assert re.fullmatch(r"slowest update of 8: [\d.]+ s \(target under 1 s\)", out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_posterior_peer_prints_every_solver_on_the_map_objective(root):
+    out = _run(root, "bench/posterior_peer.py", "--n", "3", "--max-iter", "50", "--newton-steps", "20")
+    rows = re.findall(r"^(newton_tr float64|newton_tr float32|gauss_newton_tr \(diag\.\)|scipy L-BFGS-B) +([\d.]+) +(\d+)%",
+                      out, re.M)
+    assert [r[0] for r in rows] == ["newton_tr float64", "newton_tr float32", "gauss_newton_tr (diag.)", "scipy L-BFGS-B"]
+    assert all(float(r[1]) > 0 for r in rows)

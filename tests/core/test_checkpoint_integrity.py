@@ -133,12 +133,14 @@ def test_a_damaged_tensor_still_says_so(tmp_path):
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed checkpoints")
 def test_the_committed_checkpoints_with_the_tensor_only_digest_still_load_unchanged():
-    for path in COMMITTED:
+    old_form = 0
+    for path in COMMITTED:  # most were written before the content digest; a newer run's carries it
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         state = load_checkpoint(path)
-        assert "content_digest" not in state and len(state["tensor_digest"]) == 64, path
+        old_form += "content_digest" not in state and len(state["tensor_digest"]) == 64
         assert state["epoch"] == 90 and all(len(v) == 90 for v in state["history"].values()), path
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before, path
+    assert old_form >= 1  # the older form is still among them, and loads
 
 
 def _old_form(state: dict, path: Path) -> Path:

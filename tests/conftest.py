@@ -19,6 +19,13 @@ from inverse_vae.runs.run import open_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items):
+    """nbval's items, the cells of tests/goldens/*.ipynb, execute the smoke notebooks: slow too."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -16,7 +16,9 @@ Each leaf of the JSON is judged by its key (the last name on its path):
   (layer, cause), a cause missing on one side counting 0, so a cause with a sample or two may
   appear on one path and not on the other;
 * ERRORS (relative errors, residuals and other quantities that sit at rounding level when a
-  method succeeds): equal within a factor of ERROR_FACTOR, or both below ERROR_FLOOR;
+  method succeeds; differences of two close numbers, `*_gap`; and where a projection's z lies,
+  `log_joint` and `z_norm_median`, which for a projection without a prior running towards infinity
+  its iteration budget decides): equal within a factor of ERROR_FACTOR, or both below ERROR_FLOOR;
 * every other number: relative difference at most REL_TOL (or both below ABS_FLOOR);
 * strings, booleans and None: equal. Keys must match on both sides.
 """
@@ -32,7 +34,8 @@ RATES = re.compile(r"^(success_.*|realizable_success_.*|.*probe_accuracy|share.*
                    r"|realizable_.*_success_.*|within_.*)$")
 COUNTS = re.compile(r"^(n|n_.*|nonfinite.*|.*_nonfinite|count|epochs|latent_dim)$")
 ERRORS = re.compile(r"^(rel_err_.*|realizable_rel_err_median|realizable_.*_rel_err_median|rel_dist_.*|dist_median|"
-                    r"gap_to_best|.*residual.*|smallest_sv_.*|condition_.*|median|p99|max)$")
+                    r"gap_to_best|.*_gap|.*residual.*|smallest_sv_.*|condition_.*|median|p99|max|log_joint|"
+                    r"z_norm_median)$")
 
 RATE_TOL = 0.08
 COUNT_TOL, COUNT_REL = 3, 0.25

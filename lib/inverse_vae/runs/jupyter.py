@@ -16,6 +16,8 @@ from pathlib import Path
 import nbformat
 from nbstripout import strip_output
 
+from ..errors import StudyError
+
 # nbstripout's own defaults, and language_info (JupyterLab rewrites it with the machine's Python version);
 # the git filter in tools/ensure_env.sh strips the same (nbstripout --extra-keys metadata.language_info).
 STRIPPED_KEYS = ["metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
@@ -43,8 +45,11 @@ def strip_before_save(model: dict, path: str, contents_manager, **kwargs) -> Non
 
 def setup() -> list[Path]:
     """Install the kernel and the save hook's server config into sys.prefix; the files written."""
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
-                    "--display-name", KERNEL_TITLE], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
+                           "--display-name", KERNEL_TITLE], capture_output=True, text=True)
+    if done.returncode != 0:  # one line, not a CalledProcessError traceback
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise StudyError(f"installing the Jupyter kernel {KERNEL} failed: {last}")
     # jupyter_server reads general settings from jupyter_server_config.json (its .d folder only enables extensions)
     config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
     settings = json.loads(config.read_text()) if config.is_file() else {}

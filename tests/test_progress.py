@@ -12,39 +12,44 @@ from inverse_vae.progress import BATCH_ENV, headless, progress
 _BEFORE = os.environ.get(BATCH_ENV)  # the runner restores it after each notebook
 
 
-def test_batch_prints_one_summary_line_and_yields_everything():
-    out = io.StringIO()
-    bar = progress(range(5), total=5, desc="epochs", batch=True, file=out)
+@pytest.fixture
+def batch(monkeypatch):
+    monkeypatch.setenv(BATCH_ENV, "1")
+
+
+def test_batch_prints_one_summary_line_and_yields_everything(batch, capsys):
+    bar = progress(range(5), total=5, desc="epochs")
     seen = []
     for i in bar:
         seen.append(i)
         bar.set_postfix(train=f"{i / 10:.2f}")
     bar.close()  # again: a no-op
     assert seen == [0, 1, 2, 3, 4]
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 1 and out.err == ""
     assert lines[0].startswith("epochs: 5/5 in ") and lines[0].endswith(" s (train=0.40)")
 
 
-def test_resumed_loop_says_how_many_ran_now():
-    out = io.StringIO()
-    list(progress(range(8, 11), total=10, initial=7, desc="epochs", batch=True, file=out))
-    assert out.getvalue().startswith("epochs: 10/10 (3 now) in ")
+def test_resumed_loop_says_how_many_ran_now(batch, capsys):
+    list(progress(range(8, 11), total=10, initial=7, desc="epochs"))
+    assert capsys.readouterr().out.startswith("epochs: 10/10 (3 now) in ")
 
 
-def test_disabled_prints_nothing():
-    out = io.StringIO()
-    assert list(progress(iter("abc"), enabled=False, batch=True, file=out)) == ["a", "b", "c"]
-    assert out.getvalue() == ""
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_disabled_prints_nothing(monkeypatch, capsys, value):
+    monkeypatch.setenv(BATCH_ENV, value)
+    assert list(progress(iter("abc"), enabled=False)) == ["a", "b", "c"]
+    assert capsys.readouterr() == ("", "")
 
 
-def test_interactive_is_a_tqdm_bar():
-    out = io.StringIO()
-    bar = progress(range(3), total=3, desc="steps", batch=False, file=out)
+def test_interactive_is_a_tqdm_bar(monkeypatch, capsys):
+    monkeypatch.setenv(BATCH_ENV, "0")
+    bar = progress(range(3), total=3, desc="steps")
     for _ in bar:
         bar.set_postfix(loss="1.0")
-    text = out.getvalue()
-    assert "steps" in text and "3/3" in text and "loss=1.0" in text
+    out = capsys.readouterr()
+    assert out.out == "" and "steps" in out.err and "3/3" in out.err and "loss=1.0" in out.err
 
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("0", False), ("", False)])

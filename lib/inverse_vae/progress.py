@@ -42,22 +42,16 @@ def headless() -> bool:
 
 
 class Progress:
-    """Iterates `iterable`; set_postfix(**values) shows the latest values (on the bar, or in the summary
-    line); close() ends it (done on exhausting the iterator too).
-
-    total/initial as tqdm's (the bar of a resumed loop starts at `initial` of `total`); `enabled` False
-    prints nothing; `batch` True/False forces the summary line/the bar (None: headless() decides); `file`
-    is where it writes (default: the bar to stderr, the summary line to stdout).
-    """
+    """Iterates `iterable` behind a bar (on stderr) or, headless, one summary line (on stdout) when it ends;
+    set_postfix(**values) shows the latest values; close() ends it (done on exhausting the iterator too).
+    total/initial as tqdm's (a resumed loop starts at `initial` of `total`); `enabled` False prints nothing."""
 
     def __init__(self, iterable: Iterable, *, total: int | None = None, desc: str = "", initial: int = 0,
-                 enabled: bool = True, batch: bool | None = None, file=None):
-        self.iterable, self.total, self.desc, self.initial = iterable, total, desc, initial
-        self.enabled, self.file = enabled, file
+                 enabled: bool = True):
+        self.iterable, self.total, self.desc, self.initial, self.enabled = iterable, total, desc, initial, enabled
         self.count, self.postfix, self.started, self.closed = 0, {}, time.perf_counter(), False
-        self.bar = None
-        if enabled and not (headless() if batch is None else batch):
-            self.bar = tqdm(iterable, total=total, desc=desc, initial=initial, file=file or sys.stderr, dynamic_ncols=True)
+        live = enabled and not headless()
+        self.bar = tqdm(iterable, total=total, desc=desc, initial=initial, dynamic_ncols=True) if live else None
 
     def __iter__(self) -> Iterator:
         for item in self.iterable if self.bar is None else self.bar:
@@ -79,7 +73,7 @@ class Progress:
             line = f"{self.desc}: " if self.desc else ""
             line += f"{done} in {time.perf_counter() - self.started:.1f} s"
             line += f" ({', '.join(f'{k}={v}' for k, v in self.postfix.items())})" if self.postfix else ""
-            print(line, file=self.file or sys.stdout, flush=True)
+            print(line, flush=True)
         self.closed = True
 
 

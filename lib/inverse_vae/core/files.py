@@ -1,5 +1,5 @@
-"""The one way the study writes a file: whole or not at all (checkpoints, MNIST files, metrics, pages,
-figures, executed notebooks), and the clean-up of what a killed writer left behind."""
+"""The one way the study writes a file: whole or not at all (checkpoints, MNIST files, metrics, pages, figures,
+executed notebooks), the clean-up of what a killed writer left behind, and setting a folder aside."""
 from __future__ import annotations
 
 import contextlib
@@ -80,10 +80,10 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], N
         raise
 
 
-def clean_stale_temps(folder: str | Path, before: float | None = None) -> list[Path]:
+def clean_stale_temps(folder: str | Path) -> list[Path]:
     """Remove the temporary files killed writers left under `folder` (recursively); return them. Only names
-    atomic_write makes, last modified STALE_AFTER_S before `before` (default: now): a write in flight is never touched."""
-    cutoff = (time.time() if before is None else before) - STALE_AFTER_S
+    atomic_write makes, untouched for STALE_AFTER_S: a write in flight is never touched."""
+    cutoff = time.time() - STALE_AFTER_S
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):
         with contextlib.suppress(OSError):  # gone meanwhile, or a read-only folder: leave it

@@ -1,10 +1,9 @@
-"""What the Snakefile needs to know of the study: the family of runs, each notebook's inputs, outputs, and
-the params its results depend on (so an edited params file re-runs exactly the notebooks it affects).
+"""What the Snakefile needs to know of the study: each notebook's inputs, outputs, and the params its results
+depend on, so an edited params file re-runs exactly the notebooks it affects.
 
-Rules: every notebook depends on the model (the params fingerprint: what shapes the weights, and which
-checkpoint is evaluated) and on its own code cells; each also on the sections it reads, below. A
-hypothesis, a comment or a path of the figures changes no result and re-runs nothing. A change in lib/
-re-runs nothing by itself (the tests guard it): force the notebooks it touches with --force.
+Every notebook depends on the model (the params fingerprint) and on its own code cells; each also on the keys
+it reads, below. A hypothesis or a comment re-runs nothing; nor does a change in lib/ (the tests guard it:
+force the notebooks it touches with --force).
 """
 from __future__ import annotations
 
@@ -74,16 +73,19 @@ def inputs(config: Config, params_file: Path, notebook: str, reports: str, root:
     return needs
 
 
+def failed(notebook: dict) -> bool:
+    """Whether an executed notebook holds an error (it raised, and was published with the error)."""
+    return any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
+
+
 def stale(root: Path, reports: str = "reports") -> list[str]:
-    """The rules whose committed executed notebook is not what its notebook would make now (other code cells,
-    or an error in it): a first run in a fresh checkout adopts the other reports as up to date, not these."""
+    """The rules whose executed notebook is not what its notebook would make now (other code cells, or an error
+    in it): a first run in a fresh checkout adopts the other reports as up to date, not these."""
     found = []
     for executed in sorted((root / reports).glob("*/[0-9][0-9]_*.ipynb")):
         notebook = root / "notebooks" / executed.name
         if executed.parent.name in ("scratch", "summary", "explore") or not notebook.is_file():
             continue
-        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
-        errored = any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
-        if errored or code_digest(executed) != code_digest(notebook):
+        if failed(json.loads(executed.read_text(encoding="utf-8"))) or code_digest(executed) != code_digest(notebook):
             found.append(f"{executed.stem}__{executed.parent.name}".replace("-", "_"))
     return found

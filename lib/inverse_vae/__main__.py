@@ -23,35 +23,26 @@ def _check_params(files) -> None:
         print(f"{path}: ok")
 
 
-def _stale(reports_root, runs) -> None:
+def _stale(reports_root, runs) -> str:
     wanted = {Path(p).stem.replace("-", "_") for p in runs.split(",")} if runs else None
-    print(" ".join(r for r in workflow.stale(project_root(), reports_root) if wanted is None or r.split("__")[1] in wanted))
-
-
-def _jupyter_setup() -> None:
-    for path in jupyter.setup():
-        print(f"installed {path}")
-
-
-def _say(template: str, make):
-    """The command that says `template` of what make(**arguments) returns."""
-    return lambda **args: print(template.format(make(**args)))
+    return " ".join(r for r in workflow.stale(project_root(), reports_root) if wanted is None or r.split("__")[1] in wanted)
 
 
 REPORTS = ("--reports-root", {"default": "reports"})
-# name: (help, its arguments, what it does with them)
+# name: (help, its arguments, what it does with them; a text it returns is printed)
 COMMANDS = {
     "check-params": ("validate params files in full; exit 2 naming the first bad key", [("files", {"nargs": "+"})],
                      _check_params),
     "fetch-data": ("make sure the four MNIST IDX files are in ROOT/MNIST/raw, verified", [("--root", {"default": "data"})],
-                   _say("MNIST ready in {}", fetch_mnist)),
+                   lambda root: f"MNIST ready in {fetch_mnist(root)}"),
     "jupyter-setup": ("install the kernel inverse-vae and the save hook that keeps notebooks/ without outputs, into this "
-                      "Python's environment", [], _jupyter_setup),
+                      "Python's environment", [], lambda: "\n".join(f"installed {path}" for path in jupyter.setup())),
     "execute": ("run one notebook with a params file into REPORTS_ROOT/<run>/ (papermill)",
                 [("notebook", {}), ("params_file", {}), REPORTS], execute),
     "page": ("render an executed notebook as its HTML page beside it", [("path", {"metavar": "notebook", "type": Path})],
-             _say("wrote {}", render_notebook)),
-    "index": ("write REPORTS_ROOT/index.html, the landing page", [REPORTS], _say("wrote {}", write_index)),
+             lambda path: f"wrote {render_notebook(path)}"),
+    "index": ("write REPORTS_ROOT/index.html, the landing page", [REPORTS],
+              lambda reports_root: f"wrote {write_index(reports_root)}"),
     "stale": ("the rules whose executed notebook is not what its notebook makes now",
               [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files (default: every run there)"})],
               _stale),
@@ -67,7 +58,9 @@ def main(argv=None) -> int:
             command.add_argument(flag, **options)
     args = vars(parser.parse_args(argv))
     try:
-        COMMANDS[args.pop("command")][2](**args)
+        said = COMMANDS[args.pop("command")][2](**args)
+        if isinstance(said, str):
+            print(said)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from ..core.files import atomic_write, os_error_line, temp_file
 from ..errors import StudyError
 from ..progress import BATCH_ENV
 from .jupyter import KERNEL
-from .run import project_root
+from .run import project_root, shown
 from .site import link_saved_figures
 
 
@@ -35,15 +35,10 @@ def _kernel_name() -> str:
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def _relative(path: Path, root: Path) -> str:
-    path = Path(path).absolute()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
 def _publish(tmp: Path, output: Path, root: Path) -> None:
     """papermill's finished notebook to `output`, its metadata naming `output`, saved figures linked."""
     notebook = nbformat.read(tmp, as_version=4)
-    notebook.metadata.setdefault("papermill", {})["output_path"] = _relative(output, root)
+    notebook.metadata.setdefault("papermill", {})["output_path"] = shown(output, root)
     link_saved_figures(notebook, output.parent)
     atomic_write(output, nbformat.writes(notebook))
 
@@ -66,20 +61,20 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
         # the kernel inherits BATCH_ENV: one summary line per progress bar
         with mock.patch.dict(os.environ, {BATCH_ENV: "1"}), warnings.catch_warnings(), contextlib.chdir(root):
             warnings.filterwarnings("ignore", message=r"The specified file .* does not end in")
-            pm.execute_notebook(_relative(notebook, root), _relative(tmp, root), kernel_name=_kernel_name(), cwd=str(root),
-                                parameters={"params_file": _relative(root / params_file, root),
-                                            "reports_root": _relative(folder, root)},
+            pm.execute_notebook(shown(notebook, root), shown(tmp, root), kernel_name=_kernel_name(), cwd=str(root),
+                                parameters={"params_file": shown(root / params_file, root),
+                                            "reports_root": shown(folder, root)},
                                 progress_bar=False, log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
         _publish(tmp, output, root)
     except pm.PapermillExecutionError as exc:
         _publish(tmp, output, root)
         raise NotebookFailed(f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (the executed "
-                             f"notebook with the error is {_relative(output, root)})") from None
+                             f"notebook with the error is {shown(output, root)})") from None
     except DeadKernelError:
-        raise StudyError(f"{notebook.name}: the kernel died (killed, or out of memory?); {_relative(output, root)} keeps "
+        raise StudyError(f"{notebook.name}: the kernel died (killed, or out of memory?); {shown(output, root)} keeps "
                          f"its previous version") from None
     except OSError as exc:  # a full disk, a read-only folder: one line, the previous copy kept
-        raise exc if isinstance(exc, StudyError) else StudyError(os_error_line(_relative(output, root), exc)) from None
+        raise exc if isinstance(exc, StudyError) else StudyError(os_error_line(shown(output, root), exc)) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

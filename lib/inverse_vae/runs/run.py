@@ -50,14 +50,21 @@ def project_root(start: str | Path | None = None) -> Path:
     raise StudyError(f"no project root (pyproject.toml beside params/) above {here}")
 
 
-def path_problem(value: str) -> str | None:
-    """Why a params path would leave the run folder (absolute, or climbing out with ..), else None."""
-    if PurePath(value).is_absolute() or value.startswith("~"):
-        return f"must be a path relative to the run folder reports/<run>/, got {value!r}"
+def shown(path: Path, root: Path) -> str:
+    """`path` relative to the project when inside it: reports name no machine's checkout."""
+    path = Path(path).absolute()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def inside(config: Config, key: str, where: str = "") -> str:
+    """The path at params key `key`, refused when it would leave the run folder (absolute, or climbing out with ..)."""
+    value = attrgetter(key)(config)
     normal = posixpath.normpath(value.replace("\\", "/"))
+    if PurePath(value).is_absolute() or value.startswith("~"):
+        raise ParamsError(f"{where}{key}: must be a path relative to the run folder reports/<run>/, got {value!r}")
     if normal == ".." or normal.startswith("../"):
-        return f"must stay inside the run folder reports/<run>/, got {value!r}"
-    return None
+        raise ParamsError(f"{where}{key}: must stay inside the run folder reports/<run>/, got {value!r}")
+    return value
 
 
 def check_run_name(path: Path, root: Path | None) -> None:
@@ -104,9 +111,7 @@ def check_config(config: Config) -> None:
     """What the schema alone cannot see (paths, the network, the loss, the trainer's keywords, the methods), one
     ParamsError line naming the key or layer."""
     for key in PATHS:
-        problem = path_problem(attrgetter(key)(config))
-        if problem:
-            raise ParamsError(f"{key}: {problem}")
+        inside(config, key)
     check_architecture(config.model.architecture)
     try:  # each layer a kind the table inverts, in the dtype it computes in; no Linear narrowing (rank < inputs)
         for i, layer in enumerate(build_sequential(config.model.architecture.decoder, "model.architecture.decoder")):
@@ -156,10 +161,7 @@ class Run:
     data_root = property(lambda self: self.root / self.config.data.root)  # an absolute data.root stays itself
 
     def _inside(self, key: str) -> Path:
-        problem = path_problem(attrgetter(key)(self.config))
-        if problem:
-            raise ParamsError(f"run {self.name}: {key}: {problem}")
-        return self.dir / attrgetter(key)(self.config)
+        return self.dir / inside(self.config, key, f"run {self.name}: ")
 
     def figure(self, name: str) -> Path:
         figures = self._inside("test.results_path") / "figures"
@@ -170,8 +172,7 @@ class Run:
         return write_json(self.metrics / f"{notebook}.json", values)
 
     def shown(self, path: Path) -> str:
-        """`path` relative to the project (reports name no machine's checkout)."""
-        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+        return shown(path, self.root)
 
 
 def open_run(params_file: str | Path, reports_root: str | Path | None = "reports", root: str | Path | None = None,
@@ -198,12 +199,11 @@ def _start_from_committed(run: Run, say) -> None:
         return
     try:
         changed = fingerprint_changes(load_checkpoint(committed), run.config)
+        why = f"was trained with other params ({', '.join(changed[:4])})"
     except CheckpointError as exc:
-        say(f"note: the committed model is not usable ({exc}); notebook 01 trains this scratch run")
-        return
+        changed, why = True, f"is not usable ({exc})"
     if changed:
-        say(f"note: the committed model of {run.name} was trained with other params ({', '.join(changed[:4])}); "
-            f"notebook 01 trains this scratch run")
+        say(f"note: the committed model of {run.name} {why}; notebook 01 trains this scratch run")
         return
     atomic_write(run.model_file, committed.read_bytes())
     shutil.copystat(committed, run.model_file)

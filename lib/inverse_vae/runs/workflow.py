@@ -32,8 +32,7 @@ def _pick(plain: dict, key: str):
 
 
 def code_digest(notebook: Path) -> str:
-    """The notebook's code cells (papermill's injected parameters aside): an edited explanation re-runs
-    nothing, an edited computation re-runs it."""
+    """The notebook's code cells (papermill's injected parameters aside): an edited explanation re-runs nothing."""
     cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
     code = "\n".join("".join(c["source"]) for c in cells
                      if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", []))
@@ -41,8 +40,7 @@ def code_digest(notebook: Path) -> str:
 
 
 def depends_on(config: Config, notebook: str, root: Path) -> str:
-    """The params (and code) notebook `notebook`'s results depend on, as one line of JSON for Snakemake's
-    params: a change in it re-runs the notebook, and with it what reads its outputs."""
+    """What `notebook`'s results depend on, as one line of JSON for Snakemake's params: a change re-runs it."""
     plain = config.to_dict()
     values = {"model": params_fingerprint(config), **{k: _pick(plain, k) for k in MODEL + READS[notebook]},
               "code": code_digest(root / "notebooks" / f"{notebook}.ipynb")}
@@ -52,18 +50,16 @@ def depends_on(config: Config, notebook: str, root: Path) -> str:
 
 
 def outputs(config: Config, run: str, notebook: str, reports: str) -> dict[str, str]:
-    """What the workflow tracks of a notebook: its executed copy and its metrics. Not 01's checkpoint: Snakemake
-    deletes a rule's outputs before running it again, and a final checkpoint is what a re-run resumes from
-    (02-05 wait for 01's metrics, written after the model)."""
+    """A notebook's executed copy and metrics. Not 01's checkpoint: Snakemake deletes a rule's outputs before running
+    it again, and a re-run resumes from the checkpoint (02-05 wait for 01's metrics, written after the model)."""
     folder = f"{reports}/{run}"
     results = f"{folder}/{config.test.results_path}".replace("/./", "/").rstrip("/.")
     return {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
 
 
 def inputs(config: Config, params_file: Path, notebook: str, reports: str, root: Path) -> list[str]:
-    """What a notebook reads that another rule makes: 01's outputs, written once the model is (for 02-05), and
-    the squeezed run's (for the default's 04). The notebook and params files are not inputs: their
-    content, not their file times, decides (`depends_on`), so an edited comment re-runs nothing."""
+    """What a notebook reads that another rule makes: 01's outputs (for 02-05), and the squeezed run's (for the
+    default's 04). The notebook and params files are not inputs: their content decides (`depends_on`)."""
     if notebook == "01_train":
         return []
     needs = list(outputs(config, run_name(params_file), "01_train", reports).values())
@@ -74,7 +70,7 @@ def inputs(config: Config, params_file: Path, notebook: str, reports: str, root:
 
 
 def failed(notebook: dict) -> bool:
-    """Whether an executed notebook holds an error (it raised, and was published with the error)."""
+    """Whether an executed notebook holds an error (it raised, and was published with it)."""
     return any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
 
 

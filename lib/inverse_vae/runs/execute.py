@@ -1,8 +1,6 @@
-"""Execute one notebook headlessly with papermill into reports/<run>/: what every workflow rule runs.
-
-The executed copy is renamed into place when papermill is done, so a full disk, a dead kernel or a kill leaves
-the previous copy, never half of one; a notebook that raised is still published, with its error (the reader's
-first stop), and the call fails. Paths papermill records are relative to the project.
+"""Execute one notebook headlessly with papermill into reports/<run>/: what every workflow rule runs. The copy is
+renamed into place when done (a full disk, a dead kernel or a kill leaves the previous one); one that raised is
+published with its error, and the call fails. Paths papermill records are relative to the project.
 """
 from __future__ import annotations
 

@@ -5,14 +5,11 @@ file sizes before it runs one. `inverse-vae jupyter-setup` installs both into th
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 from nbstripout import strip_output
-
-from ..errors import StudyError
 
 # nbstripout's own defaults, and language_info (JupyterLab rewrites it with the machine's Python version);
 # the git filter in tools/ensure_env.sh strips the same (nbstripout --extra-keys metadata.language_info).
@@ -34,15 +31,15 @@ def strip_before_save(model: dict, path: str, contents_manager, **kwargs) -> Non
 
 
 def setup() -> list[Path]:
-    """Install the kernel and the save hook's server config into sys.prefix; the files written."""
-    done = subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL,
-                           "--display-name", f"Python ({KERNEL})"], capture_output=True, text=True)
-    if done.returncode != 0:  # one line, not a CalledProcessError traceback
-        raise StudyError(f"installing the kernel {KERNEL} failed: {(done.stderr.strip() or 'no message').splitlines()[-1]}")
+    """Install the kernel and the save hook's server config into sys.prefix; the files written. A failure is an
+    OSError: one line on the command line."""
+    from ipykernel.kernelspec import install  # what `python -m ipykernel install --sys-prefix` calls
+
+    kernel = install(kernel_name=KERNEL, display_name=f"Python ({KERNEL})", prefix=sys.prefix)
     # jupyter_server reads general settings from jupyter_server_config.json (its .d folder only enables extensions)
     config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
     settings = json.loads(config.read_text()) if config.is_file() else {}
     settings.setdefault("ContentsManager", {})["pre_save_hook"] = f"{__name__}.strip_before_save"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(settings, indent=2) + "\n")
-    return [Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL, config]
+    return [Path(kernel), config]

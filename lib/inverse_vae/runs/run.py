@@ -1,8 +1,6 @@
-"""A run: a params file checked in full and bound to its folder, reports/<run>/.
-
-reports_root None (the notebooks' default) is the git-ignored scratch root reports/scratch/: a notebook
-run as it is in JupyterLab never rewrites the committed reports. A scratch run without a model starts
-from the committed run's final checkpoint, copied in after its params fingerprint is checked.
+"""A run: a params file checked in full and bound to its folder, reports/<run>/. reports_root None (the notebooks'
+default) is the git-ignored scratch root reports/scratch/, so a notebook run in JupyterLab never rewrites the committed
+reports; a scratch run without a model starts from the committed run's, copied after its fingerprint is checked.
 """
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The report site: a page per executed notebook (nbconvert with the study's template, runs/templates/study) and
-the landing page reports/index.html (a Jinja2 template), linked both ways, with no request to the network.
-
-Pages are sanitized (nbconvert's sanitize_html): text a params or metrics file carries into a notebook's output
-is shown, never run. Their ~260 kB of nbconvert styles are stored once, in one shared stylesheet. Each figure is
-stored once: an executed notebook links the PNG its cell saved instead of embedding a copy.
+"""The report site: a page per executed notebook (nbconvert, templates/study) and the landing page reports/index.html,
+linked both ways, with no request to the network. Pages are sanitized: text from a params or metrics file is shown,
+never run. nbconvert's ~260 kB of styles are stored once, and each figure once (linked, not embedded).
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def _commit(folder: Path) -> str:
 
 
 def _state(executed: Path) -> str:
-    return "not run" if not executed.is_file() else "failed" if failed(json.loads(executed.read_text())) else "ok"
+    return "not run" if not executed.is_file() else "failed" if failed(json.loads(executed.read_text(encoding="utf-8"))) else "ok"
 
 
 def write_index(reports_root: Path, warn=print) -> Path:

@@ -23,11 +23,6 @@ def _check_params(files) -> None:
         print(f"{path}: ok")
 
 
-def _stale(reports_root, runs) -> str:
-    wanted = {Path(p).stem.replace("-", "_") for p in runs.split(",")} if runs else None
-    return " ".join(r for r in workflow.stale(project_root(), reports_root) if wanted is None or r.split("__")[1] in wanted)
-
-
 REPORTS = ("--reports-root", {"default": "reports"})
 # name: (help, its arguments, what it does with them; a text it returns is printed)
 COMMANDS = {
@@ -45,7 +40,7 @@ COMMANDS = {
               lambda reports_root: f"wrote {write_index(reports_root)}"),
     "stale": ("the rules whose executed notebook is not what its notebook makes now",
               [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files (default: every run there)"})],
-              _stale),
+              lambda reports_root, runs: " ".join(workflow.stale(project_root(), reports_root, runs))),
 }
 
 

@@ -74,14 +74,15 @@ def failed(notebook: dict) -> bool:
     return any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
 
 
-def stale(root: Path, reports: str = "reports") -> list[str]:
-    """The rules whose executed notebook is not what its notebook would make now (other code cells, or an error
-    in it): a first run in a fresh checkout adopts the other reports as up to date, not these."""
-    found = []
+def stale(root: Path, reports: str = "reports", runs: str = "") -> list[str]:
+    """The rules whose executed notebook is not what its notebook would make now (other code cells, or an error in
+    it), of the runs of these params files (comma-separated; none: every run there): a first run in a fresh checkout
+    adopts the other reports as up to date, not these."""
+    found, wanted = [], {Path(p).stem for p in runs.split(",")} if runs else None
     for executed in sorted((root / reports).glob("*/[0-9][0-9]_*.ipynb")):
-        notebook = root / "notebooks" / executed.name
-        if executed.parent.name in ("scratch", "summary", "explore") or not notebook.is_file():
+        notebook, run = root / "notebooks" / executed.name, executed.parent.name
+        if run in ("scratch", "summary", "explore") or not notebook.is_file() or (wanted and run not in wanted):
             continue
         if failed(json.loads(executed.read_text(encoding="utf-8"))) or code_digest(executed) != code_digest(notebook):
-            found.append(f"{executed.stem}__{executed.parent.name}".replace("-", "_"))
+            found.append(f"{executed.stem}__{run}".replace("-", "_"))
     return found

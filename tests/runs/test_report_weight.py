@@ -13,8 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from inverse_vae.runs.figure_links import link_saved_figures, linked_notebook_text  # noqa: E402
-from inverse_vae.runs.site import _shared_styles, render_notebook  # noqa: E402
+from inverse_vae.runs.site import _shared_styles, link_saved_figures, render_notebook  # noqa: E402
 from inverse_vae.study import figures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,11 +75,6 @@ def test_two_figures_of_one_cell_are_linked_in_order(tmp_path):
     nb = _notebook(('f(run.figure("a.png"))\ng(run.figure("b.png"))', [PNG, PNG]))
     assert link_saved_figures(nb, tmp_path) == 2
     assert [o.data["text/markdown"] for o in nb.cells[0].outputs] == ["![a](figures/a.png)", "![b](figures/b.png)"]
-
-
-def test_a_notebook_with_nothing_to_link_keeps_its_exact_text(tmp_path):
-    text = nbformat.writes(_notebook(('print(1)', [])))
-    assert linked_notebook_text(text, tmp_path) == text
 
 
 def test_compact_png_keeps_the_picture_in_fewer_bytes():

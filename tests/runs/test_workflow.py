@@ -174,3 +174,4 @@ def test_a_report_executed_from_other_code_or_holding_an_error_is_stale(tmp_path
         (tmp_path / "reports" / run).mkdir(parents=True)
         nbformat.write(executed, tmp_path / "reports" / run / "03_invert.ipynb")
     assert workflow.stale(tmp_path) == ["03_invert__edited", "03_invert__failed"]
+    assert workflow.stale(tmp_path, runs="params/same.yaml,params/failed.yaml") == ["03_invert__failed"]

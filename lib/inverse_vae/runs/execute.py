@@ -1,28 +1,26 @@
-"""Execute one notebook headlessly with papermill into reports/<run>/: what every workflow rule runs.
-
-The executed copy is written beside its final name and renamed into place when papermill is done, so a
-full disk, a dead kernel or a kill leaves the previous copy, never half of one; a notebook that raised is
-still published, with its error (the reader's first stop), and the call fails. Paths papermill records
-are relative to the project, so no report names the machine's checkout.
+"""Execute one notebook headlessly with papermill into reports/<run>/: what every workflow rule runs. The copy is
+renamed into place when done (a full disk, a dead kernel or a kill leaves the previous one); one that raised is
+published with its error, and the call fails. Paths papermill records are relative to the project.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 import warnings
 from pathlib import Path
+from unittest import mock
+
+import nbformat
 
 from ..constants import ACROSS_RUNS
 from ..core.config import run_name
 from ..core.files import atomic_write, os_error_line, temp_file
 from ..errors import StudyError
 from ..progress import BATCH_ENV
-from .figure_links import linked_notebook_text
-from .run import project_root
-
-KERNEL = "inverse-vae"  # registered by the set-up; this interpreter's python3 otherwise
+from .jupyter import KERNEL
+from .run import project_root, shown
+from .site import link_saved_figures
 
 
 class NotebookFailed(StudyError):
@@ -35,16 +33,12 @@ def _kernel_name() -> str:
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def _relative(path: Path, root: Path) -> str:
-    path = Path(path).absolute()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
 def _publish(tmp: Path, output: Path, root: Path) -> None:
     """papermill's finished notebook to `output`, its metadata naming `output`, saved figures linked."""
-    text = tmp.read_text(encoding="utf-8").replace(json.dumps(_relative(tmp, root)), json.dumps(_relative(output, root)), 1)
-    atomic_write(output, linked_notebook_text(text, output.parent))
-    tmp.unlink()
+    notebook = nbformat.read(tmp, as_version=4)
+    notebook.metadata.setdefault("papermill", {})["output_path"] = shown(output, root)
+    link_saved_figures(notebook, output.parent)
+    atomic_write(output, nbformat.writes(notebook))
 
 
 def execute(notebook: str | Path, params_file: str | Path, reports_root: str | Path = "reports",
@@ -55,35 +49,32 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
     from nbclient.exceptions import DeadKernelError
 
     root = project_root(root)
-    notebook = Path(notebook) if Path(notebook).is_absolute() else root / notebook
-    folder = Path(reports_root) if Path(reports_root).is_absolute() else root / reports_root
+    notebook, folder = root / notebook, root / reports_root
     output = folder / ACROSS_RUNS.get(notebook.stem, run_name(params_file)) / notebook.name
-    started, env, tmp = time.perf_counter(), os.environ.get(BATCH_ENV), None
-    os.environ[BATCH_ENV] = "1"  # the kernel inherits it: one summary line per progress bar
+    started, tmp = time.perf_counter(), None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_file(output)
         os.close(fd)
-        with warnings.catch_warnings(), contextlib.chdir(root):
+        # the kernel inherits BATCH_ENV: one summary line per progress bar
+        with mock.patch.dict(os.environ, {BATCH_ENV: "1"}), warnings.catch_warnings(), contextlib.chdir(root):
             warnings.filterwarnings("ignore", message=r"The specified file .* does not end in")
-            pm.execute_notebook(_relative(notebook, root), _relative(tmp, root), kernel_name=_kernel_name(),
-                                parameters={"params_file": _relative(Path(params_file), root) if Path(params_file).is_absolute()
-                                            else str(params_file), "reports_root": _relative(folder, root)},
-                                cwd=str(root), progress_bar=False, log_output=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            pm.execute_notebook(shown(notebook, root), shown(tmp, root), kernel_name=_kernel_name(), cwd=str(root),
+                                parameters={"params_file": shown(root / params_file, root),
+                                            "reports_root": shown(folder, root)},
+                                progress_bar=False, log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
         _publish(tmp, output, root)
     except pm.PapermillExecutionError as exc:
         _publish(tmp, output, root)
         raise NotebookFailed(f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (the executed "
-                             f"notebook with the error is {_relative(output, root)})") from None
+                             f"notebook with the error is {shown(output, root)})") from None
     except DeadKernelError:
-        raise StudyError(f"{notebook.name}: the kernel died (killed, or out of memory?); {_relative(output, root)} keeps "
+        raise StudyError(f"{notebook.name}: the kernel died (killed, or out of memory?); {shown(output, root)} keeps "
                          f"its previous version") from None
     except OSError as exc:  # a full disk, a read-only folder: one line, the previous copy kept
-        raise exc if isinstance(exc, StudyError) else StudyError(os_error_line(_relative(output, root), exc)) from None
+        raise exc if isinstance(exc, StudyError) else StudyError(os_error_line(shown(output, root), exc)) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-        os.environ.pop(BATCH_ENV) if env is None else os.environ.__setitem__(BATCH_ENV, env)
     say(f"{notebook.stem} [{output.parent.name}] {time.perf_counter() - started:.0f} s")
     return output

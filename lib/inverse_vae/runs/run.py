@@ -1,18 +1,16 @@
-"""A run: a params file checked in full and bound to its folder, reports/<run>/.
-
-reports_root None (the notebooks' default) is the git-ignored scratch root reports/scratch/: a notebook
-run as it is in JupyterLab never rewrites the committed reports. A scratch run without a model starts
-from the committed run's final checkpoint, copied in after its params fingerprint is checked.
+"""A run: a params file checked in full and bound to its folder, reports/<run>/. reports_root None (the notebooks'
+default) is the git-ignored scratch root reports/scratch/, so a notebook run in JupyterLab never rewrites the committed
+reports; a scratch run without a model starts from the committed run's, copied after its fingerprint is checked.
 """
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import posixpath
 import re
 import shutil
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path, PurePath
 
 from torch import nn
@@ -32,9 +30,13 @@ SCRATCH_ROOT = Path("reports") / "scratch"
 # A run name becomes a folder under reports/: plain, and none of the names reports/ itself holds.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"})
+PATHS = ("train.model_path", "train.progress_path", "test.model_path", "test.results_path")
 # Method overrides that can finish: integer options bounded, every option a plain number, flag or name.
 OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
                    "memory": 1000, "max_backtracks": 1000, "max_rejects": 1000, "iters": 100_000, "seed": 2**32 - 1}
+FUNCTIONS = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
+             "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}
+INTERNAL = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -46,14 +48,21 @@ def project_root(start: str | Path | None = None) -> Path:
     raise StudyError(f"no project root (pyproject.toml beside params/) above {here}")
 
 
-def path_problem(value: str) -> str | None:
-    """Why a params path would leave the run folder (absolute, or climbing out with ..), else None."""
-    if PurePath(value).is_absolute() or value.startswith("~"):
-        return f"must be a path relative to the run folder reports/<run>/, got {value!r}"
+def shown(path: Path, root: Path) -> str:
+    """`path` relative to the project when inside it: reports name no machine's checkout."""
+    path = Path(path).absolute()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def inside(config: Config, key: str, where: str = "") -> str:
+    """The path at params key `key`, refused when it would leave the run folder (absolute, or climbing out with ..)."""
+    value = attrgetter(key)(config)
     normal = posixpath.normpath(value.replace("\\", "/"))
+    if PurePath(value).is_absolute() or value.startswith("~"):
+        raise ParamsError(f"{where}{key}: must be a path relative to the run folder reports/<run>/, got {value!r}")
     if normal == ".." or normal.startswith("../"):
-        return f"must stay inside the run folder reports/<run>/, got {value!r}"
-    return None
+        raise ParamsError(f"{where}{key}: must stay inside the run folder reports/<run>/, got {value!r}")
+    return value
 
 
 def check_run_name(path: Path, root: Path | None) -> None:
@@ -69,14 +78,11 @@ def check_run_name(path: Path, root: Path | None) -> None:
 
 def _option_names(spec) -> set[str]:
     """The keywords a named method takes: its function's, and its solver's for optimize and hybrids."""
-    function = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
-                "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}[spec.function]
-    internal = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}
-    names = set(inspect.signature(function).parameters)
+    names = set(inspect.signature(FUNCTIONS[spec.function]).parameters)
     solver = spec.options.get("refine" if spec.function == "hybrid" else "method")
     if solver in solvers._SOLVERS:
         names |= set(inspect.signature(solvers._SOLVERS[solver]).parameters)
-    return names - internal
+    return names - INTERNAL
 
 
 def check_overrides(overrides) -> None:
@@ -100,14 +106,10 @@ def check_overrides(overrides) -> None:
 
 
 def check_config(config: Config) -> None:
-    """What the schema alone cannot see, one ParamsError line naming the key or layer: paths inside the run
-    folder, the model built and a batch passed through it, a decoder the study can invert, a loss its output
-    allows, optimizer and scheduler keywords, method names and overrides."""
-    for key in ("train.model_path", "train.progress_path", "test.model_path", "test.results_path"):
-        section, field = key.split(".")
-        problem = path_problem(getattr(getattr(config, section), field))
-        if problem:
-            raise ParamsError(f"{key}: {problem}")
+    """What the schema alone cannot see (paths, the network, the loss, the trainer's keywords, the methods), one
+    ParamsError line naming the key or layer."""
+    for key in PATHS:
+        inside(config, key)
     check_architecture(config.model.architecture)
     try:  # each layer a kind the table inverts, in the dtype it computes in; no Linear narrowing (rank < inputs)
         for i, layer in enumerate(build_sequential(config.model.architecture.decoder, "model.architecture.decoder")):
@@ -140,91 +142,47 @@ def load_checked_config(path: str | Path, root: Path | None = None) -> Config:
     return config
 
 
-def _inside(run: Run, value: str, key: str) -> Path:
-    problem = path_problem(value)
-    if problem:
-        raise ParamsError(f"run {run.name}: {key}: {problem}")
-    return run.dir / value
-
-
 @dataclass(frozen=True)
 class Run:
-    """A validated config bound to its run folder."""
+    """A validated config bound to its run folder. Its paths are checked when read: a replaced config cannot leave."""
 
     config: Config
     root: Path  # the project
     dir: Path  # reports/<run>/
 
-    @property
-    def name(self) -> str:
-        return self.dir.name
+    name = property(lambda self: self.dir.name)
+    scratch = property(lambda self: self.dir.is_relative_to(self.root / SCRATCH_ROOT))
+    checkpoints = property(lambda self: self._inside("train.model_path"))
+    progress = property(lambda self: self._inside("train.progress_path"))
+    model_file = property(lambda self: self._inside("test.model_path"))  # what notebooks 02-05 evaluate and invert
+    metrics = property(lambda self: self._inside("test.results_path") / "metrics")
+    data_root = property(lambda self: self.root / self.config.data.root)  # an absolute data.root stays itself
 
-    @property
-    def scratch(self) -> bool:
-        return self.dir.is_relative_to(self.root / SCRATCH_ROOT)
-
-    @property
-    def checkpoints(self) -> Path:
-        return _inside(self, self.config.train.model_path, "train.model_path")
-
-    @property
-    def progress(self) -> Path:
-        return _inside(self, self.config.train.progress_path, "train.progress_path")
-
-    @property
-    def model_file(self) -> Path:
-        """The checkpoint notebooks 02-05 evaluate and invert (test.model_path)."""
-        return _inside(self, self.config.test.model_path, "test.model_path")
-
-    @property
-    def results(self) -> Path:
-        return _inside(self, self.config.test.results_path, "test.results_path")
-
-    @property
-    def figures(self) -> Path:
-        return self.results / "figures"
-
-    @property
-    def metrics(self) -> Path:
-        return self.results / "metrics"
-
-    @property
-    def data_root(self) -> Path:
-        p = Path(self.config.data.root)
-        return p if p.is_absolute() else self.root / p
+    def _inside(self, key: str) -> Path:
+        return self.dir / inside(self.config, key, f"run {self.name}: ")
 
     def figure(self, name: str) -> Path:
-        self.figures.mkdir(parents=True, exist_ok=True)
-        return self.figures / name
+        figures = self._inside("test.results_path") / "figures"
+        figures.mkdir(parents=True, exist_ok=True)
+        return figures / name
 
     def write_metrics(self, notebook: str, values: dict) -> Path:
         return write_json(self.metrics / f"{notebook}.json", values)
 
-    def read_metrics(self, notebook: str) -> dict:
-        path = self.metrics / f"{notebook}.json"
-        if not path.is_file():
-            raise StudyError(f"{path.relative_to(self.root)} not found: run notebooks/{notebook}.ipynb first")
-        return json.loads(path.read_text())
-
     def shown(self, path: Path) -> str:
-        """`path` relative to the project (reports name no machine's checkout)."""
-        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+        return shown(path, self.root)
 
 
 def open_run(params_file: str | Path, reports_root: str | Path | None = "reports", root: str | Path | None = None,
              say=print) -> Run:
-    """Check the params file in full and bind it to reports_root/<params stem>/ (relative to the project).
-
-    reports_root None: the scratch root reports/scratch/ (git-ignored), said in one line."""
+    """Check the params file in full and bind it to reports_root/<params stem>/ (relative to the project);
+    reports_root None is the scratch root reports/scratch/ (git-ignored), said in one line."""
     root = project_root(root)
-    params_file = Path(params_file) if Path(params_file).is_absolute() else root / params_file
-    config = load_checked_config(params_file, root)
-    scratch = reports_root is None
-    folder = Path(SCRATCH_ROOT if scratch else reports_root)
-    run = Run(config, root, (folder if folder.is_absolute() else root / folder) / run_name(params_file))
+    config = load_checked_config(root / params_file, root)
+    run = Run(config, root, root / (SCRATCH_ROOT if reports_root is None else reports_root) / run_name(params_file))
     if run.dir.is_dir():
         clean_stale_temps(run.dir)  # what killed writers left (files older than a minute)
-    if scratch:
+    if reports_root is None:
         say(f"scratch run: writing into {run.shown(run.dir)}/ (ignored by git); set reports_root = \"reports\" to "
             f"write reports/{run.name}/ on purpose")
         _start_from_committed(run, say)
@@ -232,19 +190,18 @@ def open_run(params_file: str | Path, reports_root: str | Path | None = "reports
 
 
 def _start_from_committed(run: Run, say) -> None:
-    """A scratch run without its model gets the committed run's final checkpoint (copied, so nothing tracked
-    is ever written), when that checkpoint was trained with these very params."""
+    """A scratch run without its model gets the committed run's final checkpoint (copied: nothing tracked is
+    ever written), when that checkpoint was trained with these very params."""
     committed = run.root / "reports" / run.name / run.model_file.relative_to(run.dir)
     if run.model_file.is_file() or not committed.is_file():
         return
     try:
         changed = fingerprint_changes(load_checkpoint(committed), run.config)
+        why = f"was trained with other params ({', '.join(changed[:4])})"
     except CheckpointError as exc:
-        say(f"note: the committed model is not usable ({exc}); notebook 01 trains this scratch run")
-        return
+        changed, why = True, f"is not usable ({exc})"
     if changed:
-        say(f"note: the committed model of {run.name} was trained with other params ({', '.join(changed[:4])}); "
-            f"notebook 01 trains this scratch run")
+        say(f"note: the committed model of {run.name} {why}; notebook 01 trains this scratch run")
         return
     atomic_write(run.model_file, committed.read_bytes())
     shutil.copystat(committed, run.model_file)

@@ -1,13 +1,10 @@
-"""The report site: a page per executed notebook (nbconvert with the study's template) and the landing page
-reports/index.html (a jinja2 template), linked both ways, with no request to the network.
-
-Pages are sanitized (nbconvert's sanitize_html): text a params or metrics file carries into a notebook's
-output is shown, never run. Their ~260 kB of nbconvert styles are stored once, in one shared stylesheet.
+"""The report site: a page per executed notebook (nbconvert, templates/study) and the landing page reports/index.html,
+linked both ways, with no request to the network. Pages are sanitized: text from a params or metrics file is shown,
+never run. nbconvert's ~260 kB of styles are stored once, and each figure once (linked, not embedded).
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import re
 import subprocess
@@ -22,75 +19,66 @@ from nbconvert import HTMLExporter
 from ..constants import NOTEBOOKS, SUMMARY
 from ..core.files import atomic_write
 from ..study import summary
-from .figure_links import link_saved_figures
 from .run import project_root
+from .workflow import failed
 
 TEMPLATES = Path(__file__).parent / "templates"
 TITLES = {"01_train": "Train", "02_evaluate": "Evaluate", "03_invert": "Invert", "04_failure_analysis": "Failure analysis",
           "05_inverse_methods": "Better inverses", SUMMARY: "The runs side by side", "98_explore": "Explorer"}
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
+# run.figure("name.png") (where.figure in the summary notebook), or an f-string name whose one file on disk matches
+SAVED_FIGURE = re.compile(r"""\b(?:run|where)\.figure\(\s*(f?)["']([^"'\\]+\.png)["']\s*\)""")
 
 
-def _read(path: Path):
-    return nbformat.read(path, as_version=4)
+def _saved_file(figures: Path, formatted: str, name: str) -> str | None:
+    """The file a cell saved: `name`, or the one file an f-string's pattern matches; None if not there or ambiguous."""
+    matches = list(figures.glob(re.sub(r"\{[^{}]*\}", "*", name) if formatted else name))
+    return matches[0].name if len(matches) == 1 else None
 
 
-def failed(notebook) -> bool:
-    """Whether an executed notebook holds an error (it raised, and was published with the error)."""
-    return any(o.get("output_type") == "error" for c in notebook.cells for o in c.get("outputs", []))
-
-
-def _toc(notebook) -> str:
-    """Headings of the Markdown cells, linked to the ids nbconvert gives them."""
-    items = []
-    for cell in notebook.cells:
-        if cell.cell_type != "markdown":
+def link_saved_figures(nb, folder: Path) -> int:
+    """Replace, in place, each embedded PNG of a notebook living in `folder` by a Markdown link to the file its
+    cell saved under folder/figures/, where a cell's images and saved files pair one to one, in order (else the
+    cell keeps its images: nothing is lost, only not shared). Returns how many were linked."""
+    linked = 0
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        names = [_saved_file(folder / "figures", formatted, name) for formatted, name in SAVED_FIGURE.findall(cell.source)]
+        if not images or len(names) != len(images) or None in names:
             continue
-        for hashes, text in HEADING.findall(cell.source):
-            anchor = re.sub(r"\s", "-", text.strip())
-            items.append(f'<li style="margin-left:{len(hashes) - 1}em"><a href="#{html.escape(anchor, quote=True)}">'
-                         f"{html.escape(text)}</a></li>")
-    return f'<aside class="toc"><b>Contents</b><ul>{"".join(items)}</ul></aside>' if items else ""
+        for output, name in zip(images, names):
+            output["data"] = {"text/markdown": f"![{Path(name).stem}](figures/{name})", "text/plain": f"<figure: figures/{name}>"}
+            output["metadata"] = {}
+        linked += len(images)
+    return linked
 
 
-def _nav(page: Path) -> str:
-    """Back to the index, this run's other notebooks, and the same notebook in the other runs."""
-    run, stem, reports = page.parent.name, page.stem, page.parent.parent
-    links = ['<a href="../index.html">index</a>']
-    for other in (NOTEBOOKS if stem in NOTEBOOKS else (stem,)):
-        label = html.escape(f"{other[:2]} {TITLES.get(other, other)}")
-        links.append(f'<span class="here">{label}</span>' if other == stem else f'<a href="{other}.html">{label}</a>')
-    runs = sorted(p.parent.name for p in reports.glob(f"*/{stem}.ipynb") if p.parent.name not in (run, "scratch"))
-    if runs:
-        links.append("· same notebook, other runs: " + " ".join(f'<a href="../{html.escape(r)}/{stem}.html">{html.escape(r)}</a>'
-                                                               for r in runs))
-    return f'<nav class="study"><b>{html.escape(run)}</b> · {" ".join(links)}</nav>'
-
-
-def _shared_styles(body: str, reports: Path) -> str:
-    """nbconvert's styles in <head> moved into one stylesheet beside the run folders, named by its content."""
-    head, end, rest = body.partition("</head>")
+def _shared_styles(page: str, reports: Path) -> str:
+    """The <style> blocks of <head> moved into one stylesheet beside the run folders, named by its content."""
+    head, end, rest = page.partition("</head>")
     css = "\n".join(STYLE_BLOCK.findall(head))
-    if not css or not end:
-        return body
     sheet = reports / f"notebook-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
     if not sheet.is_file():
         atomic_write(sheet, css)
-    before, _, after = head.partition("<style")
-    return before + f'<link rel="stylesheet" href="../{sheet.name}">\n' + STYLE_BLOCK.sub("", "<style" + after) + end + rest
+    head = STYLE_BLOCK.sub(f'<link rel="stylesheet" href="../{sheet.name}">\n', head, count=1)
+    return STYLE_BLOCK.sub("", head) + end + rest
 
 
 def render_notebook(path: Path) -> Path:
     """Write NN_name.html beside the executed NN_name.ipynb: titled by run and notebook, navigation, contents."""
-    notebook = _read(path)
-    if link_saved_figures(notebook, path.parent):  # each figure stored once: linked, not embedded
+    notebook = nbformat.read(path, as_version=4)
+    if link_saved_figures(notebook, path.parent):
         atomic_write(path, nbformat.writes(notebook))
+    run, stem, reports = path.parent.name, path.stem, path.parent.parent
+    study = {"run": run, "stem": stem, "titles": TITLES, "notebooks": NOTEBOOKS if stem in NOTEBOOKS else (stem,),
+             "runs": sorted(p.parent.name for p in reports.glob(f"*/{stem}.ipynb") if p.parent.name not in (run, "scratch")),
+             "toc": [(len(hashes), text, re.sub(r"\s", "-", text)) for cell in notebook.cells if cell.cell_type == "markdown"
+                     for hashes, text in HEADING.findall(cell.source)]}  # the ids nbconvert gives headings
     exporter = HTMLExporter(template_name="study", extra_template_basedirs=[str(TEMPLATES)], sanitize_html=True)
-    title = f"{path.parent.name} · {path.stem[:2]} {TITLES.get(path.stem, path.stem)}"
-    body, _ = exporter.from_notebook_node(notebook, resources={
-        "metadata": {"name": title}, "study_nav": _nav(path), "study_toc": _toc(notebook)})
-    return atomic_write(path.with_suffix(".html"), _shared_styles(body, path.parent.parent))
+    page, _ = exporter.from_notebook_node(notebook, resources={
+        "metadata": {"name": f"{run} · {stem[:2]} {TITLES.get(stem, stem)}"}, "study": study})
+    return atomic_write(path.with_suffix(".html"), _shared_styles(page, reports))
 
 
 def _commit(folder: Path) -> str:
@@ -101,31 +89,22 @@ def _commit(folder: Path) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def _runs(reports: Path, names) -> list[dict]:
-    """Per run: its notebooks (page, or not run, or failed) for the index's grid."""
-    rows = []
-    for name in names:
-        cells = []
-        for stem in NOTEBOOKS:
-            nb = reports / name / f"{stem}.ipynb"
-            state = "not run" if not nb.is_file() else "failed" if failed(_read(nb)) else "ok"
-            cells.append({"href": f"{name}/{stem}.html", "state": state, "label": stem[:2]})
-        rows.append({"name": name, "cells": cells})
-    return rows
+def _state(executed: Path) -> str:
+    return "not run" if not executed.is_file() else "failed" if failed(json.loads(executed.read_text(encoding="utf-8"))) else "ok"
 
 
-def write_index(reports: Path, warn=print) -> Path:
-    """reports/index.html: the question, its answer from the summary, the charts and table across runs,
-    every run's notebooks (failed ones marked), the commit and the date."""
-    reports, root = Path(reports), project_root()
-    frame = summary.family_frame(reports, root / "params", warn)
-    summary_json = reports / "summary" / "metrics" / f"{SUMMARY}.json"
-    answer = json.loads(summary_json.read_text()).get("answer", "") if summary_json.is_file() else ""
-    figures = sorted(p.relative_to(reports).as_posix() for p in (reports / "summary" / "figures").glob("*.png"))
+def write_index(reports_root: Path, warn=print) -> Path:
+    """reports/index.html: the question, its answer from the summary, the charts and table across runs, every run's
+    notebooks (failed ones marked), the commit and the date."""
+    reports = Path(reports_root)
+    frame = summary.family_frame(reports, project_root() / "params", warn)
+    answer = reports / "summary" / "metrics" / f"{SUMMARY}.json"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     page = env.get_template("index.html.j2").render(
-        question=summary.QUESTION, answer=answer, table=Markup(summary.table(frame).to_html(escape=True, na_rep="—")),
-        figures=figures, runs=_runs(reports, frame.index), designs=frame["design"].to_dict(),
+        question=summary.QUESTION, answer=json.loads(answer.read_text()).get("answer", "") if answer.is_file() else "",
+        table=Markup(summary.table(frame).to_html(escape=True, na_rep="—")), designs=frame["design"].to_dict(),
+        figures=sorted(p.relative_to(reports).as_posix() for p in (reports / "summary" / "figures").glob("*.png")),
+        notebooks=NOTEBOOKS, runs={run: {nb: _state(reports / run / f"{nb}.ipynb") for nb in NOTEBOOKS} for run in frame.index},
         summary_page=(reports / "summary" / f"{SUMMARY}.html").is_file(),
         explore_page=(reports / "explore" / "98_explore.html").is_file(), commit=_commit(reports),
         stamp=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))

@@ -1,10 +1,9 @@
-"""What the Snakefile needs to know of the study: the family of runs, each notebook's inputs, outputs, and
-the params its results depend on (so an edited params file re-runs exactly the notebooks it affects).
+"""What the Snakefile needs to know of the study: each notebook's inputs, outputs, and the params its results
+depend on, so an edited params file re-runs exactly the notebooks it affects.
 
-Rules: every notebook depends on the model (the params fingerprint: what shapes the weights, and which
-checkpoint is evaluated) and on its own code cells; each also on the sections it reads, below. A
-hypothesis, a comment or a path of the figures changes no result and re-runs nothing. A change in lib/
-re-runs nothing by itself (the tests guard it): force the notebooks it touches with --force.
+Every notebook depends on the model (the params fingerprint) and on its own code cells; each also on the keys
+it reads, below. A hypothesis or a comment re-runs nothing; nor does a change in lib/ (the tests guard it:
+force the notebooks it touches with --force).
 """
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ def _pick(plain: dict, key: str):
 
 
 def code_digest(notebook: Path) -> str:
-    """The notebook's code cells (papermill's injected parameters aside): an edited explanation re-runs
-    nothing, an edited computation re-runs it."""
+    """The notebook's code cells (papermill's injected parameters aside): an edited explanation re-runs nothing."""
     cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
     code = "\n".join("".join(c["source"]) for c in cells
                      if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", []))
@@ -42,8 +40,7 @@ def code_digest(notebook: Path) -> str:
 
 
 def depends_on(config: Config, notebook: str, root: Path) -> str:
-    """The params (and code) notebook `notebook`'s results depend on, as one line of JSON for Snakemake's
-    params: a change in it re-runs the notebook, and with it what reads its outputs."""
+    """What `notebook`'s results depend on, as one line of JSON for Snakemake's params: a change re-runs it."""
     plain = config.to_dict()
     values = {"model": params_fingerprint(config), **{k: _pick(plain, k) for k in MODEL + READS[notebook]},
               "code": code_digest(root / "notebooks" / f"{notebook}.ipynb")}
@@ -53,18 +50,16 @@ def depends_on(config: Config, notebook: str, root: Path) -> str:
 
 
 def outputs(config: Config, run: str, notebook: str, reports: str) -> dict[str, str]:
-    """What the workflow tracks of a notebook: its executed copy and its metrics. Not 01's checkpoint: Snakemake
-    deletes a rule's outputs before running it again, and a final checkpoint is what a re-run resumes from
-    (02-05 wait for 01's metrics, written after the model)."""
+    """A notebook's executed copy and metrics. Not 01's checkpoint: Snakemake deletes a rule's outputs before running
+    it again, and a re-run resumes from the checkpoint (02-05 wait for 01's metrics, written after the model)."""
     folder = f"{reports}/{run}"
     results = f"{folder}/{config.test.results_path}".replace("/./", "/").rstrip("/.")
     return {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
 
 
 def inputs(config: Config, params_file: Path, notebook: str, reports: str, root: Path) -> list[str]:
-    """What a notebook reads that another rule makes: 01's outputs, written once the model is (for 02-05), and
-    the squeezed run's (for the default's 04). The notebook and params files are not inputs: their
-    content, not their file times, decides (`depends_on`), so an edited comment re-runs nothing."""
+    """What a notebook reads that another rule makes: 01's outputs (for 02-05), and the squeezed run's (for the
+    default's 04). The notebook and params files are not inputs: their content decides (`depends_on`)."""
     if notebook == "01_train":
         return []
     needs = list(outputs(config, run_name(params_file), "01_train", reports).values())
@@ -74,16 +69,20 @@ def inputs(config: Config, params_file: Path, notebook: str, reports: str, root:
     return needs
 
 
-def stale(root: Path, reports: str = "reports") -> list[str]:
-    """The rules whose committed executed notebook is not what its notebook would make now (other code cells,
-    or an error in it): a first run in a fresh checkout adopts the other reports as up to date, not these."""
-    found = []
+def failed(notebook: dict) -> bool:
+    """Whether an executed notebook holds an error (it raised, and was published with it)."""
+    return any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
+
+
+def stale(root: Path, reports: str = "reports", runs: str = "") -> list[str]:
+    """The rules whose executed notebook is not what its notebook would make now (other code cells, or an error in
+    it), of the runs of these params files (comma-separated; none: every run there): a first run in a fresh checkout
+    adopts the other reports as up to date, not these."""
+    found, wanted = [], {Path(p).stem for p in runs.split(",")} if runs else None
     for executed in sorted((root / reports).glob("*/[0-9][0-9]_*.ipynb")):
-        notebook = root / "notebooks" / executed.name
-        if executed.parent.name in ("scratch", "summary", "explore") or not notebook.is_file():
+        notebook, run = root / "notebooks" / executed.name, executed.parent.name
+        if run in ("scratch", "summary", "explore") or not notebook.is_file() or (wanted and run not in wanted):
             continue
-        cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
-        errored = any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
-        if errored or code_digest(executed) != code_digest(notebook):
-            found.append(f"{executed.stem}__{executed.parent.name}".replace("-", "_"))
+        if failed(json.loads(executed.read_text(encoding="utf-8"))) or code_digest(executed) != code_digest(notebook):
+            found.append(f"{executed.stem}__{run}".replace("-", "_"))
     return found

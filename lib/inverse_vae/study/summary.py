@@ -1,12 +1,10 @@
-"""The family of runs side by side (notebook 99 and the landing page), read from metrics files only.
-
-One row per run of params/ (but the tests' smoke run): a number is there when its notebook measured it,
-NaN when the notebook has not run or the section does not apply to the run's model (its notebook says
-which). The default's three seeds also as mean ± sd. Each run's design is its params file's first
-comment line: the params say what a run changes, this module does not repeat it.
+"""The family of runs side by side (notebook 99 and the landing page), read from metrics files only: one row
+per run of params/, NaN where its notebook has not run or the section does not apply; the default's seeds also
+as mean ± sd. Each run's design is its params file's first comment line, not repeated here.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -81,11 +79,9 @@ COLUMNS = {  # key: (label, value from the run's metrics {notebook: dict})
 
 def _number(value):
     """A metrics value: numbers as floats ('nan'/'inf' strings included), names as they are, else None."""
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    return float(value) if not isinstance(value, str) else value
+    return float(value) if not isinstance(value, str) or value in ("nan", "inf", "-inf") else value
 
 
 def read_metrics(run_dir: Path, warn=print) -> dict:
@@ -93,10 +89,8 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
     out = {}
     for notebook in NOTEBOOKS:
         path = run_dir / "metrics" / f"{notebook}.json"
-        if not path.is_file():
-            continue
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         except (OSError, ValueError) as exc:
             warn(f"warning: {run_dir.name}: metrics/{path.name} left out, not readable JSON ({type(exc).__name__})")
             continue
@@ -107,18 +101,14 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
 
 def design(params_file: Path) -> str:
     """What the run changes: the first sentence of its params file's header comment."""
-    lines = []
-    for line in Path(params_file).read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").strip())
-    text = " ".join(lines)
+    lines = Path(params_file).read_text(encoding="utf-8").splitlines()
+    text = " ".join(line.lstrip("# ").strip() for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
     return text.split(". ")[0].split("; ")[0][:120] if text else Path(params_file).stem
 
 
 def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
-    """Rows: the family's runs (default and its seeds first); columns: COLUMNS' keys, `design` and
-    `notebooks` (how many of 01-05 have metrics). A value a run lacks is NaN (None for a name)."""
+    """Rows: the family's runs (default and its seeds first); columns: COLUMNS' keys, `design` and `notebooks`
+    (how many of 01-05 have metrics). A value a run lacks is NaN (None for a name)."""
     files = sorted(family(params_dir), key=lambda p: (SEEDS + (p.stem,)).index(p.stem))  # seeds first, then by name
     rows = {}
     for params_file in files:

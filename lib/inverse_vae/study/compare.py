@@ -9,8 +9,6 @@ them. Each batch of images runs the layer-wise solve once, however many hybrids 
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import torch
@@ -52,12 +50,8 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
             x_hat = model.decoder(results[name].z.float())
         per_image[name] = per_image_metrics(x_hat, x[:n], bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
     measure = image_measure(per_image[names[0]])
-    bce = np.full((len(names), len(x)), np.nan)
-    for i, name in enumerate(names):
-        bce[i, : len(per_image[name][measure])] = per_image[name][measure]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an image no method finished: nan, as it should
-        best = np.nanmin(bce, axis=0)
+    # per image, the best any method reached on it (nan where none finished it)
+    best = pd.DataFrame({name: pd.Series(m[measure]) for name, m in per_image.items()}).min(axis=1).to_numpy()
     table = {}
     for name in names:
         m, r = per_image[name], results[name]

@@ -75,6 +75,7 @@ COLUMNS = {  # key: (label, value from the run's metrics {notebook: dict})
                                                                          "map_encoder_newton", "real", "bce")),
     "saturated": ("pre-activations past float32 saturation (largest layer)", _saturated),
 }
+NUMERIC = [k for k in COLUMNS if k != "best_method"]
 
 
 def _number(value):
@@ -113,19 +114,16 @@ def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
     rows = {}
     for params_file in files:
         metrics = read_metrics(Path(reports) / params_file.stem, warn)
-        row = {key: _number(read(metrics)) for key, (_, read) in COLUMNS.items()}
-        row["design"], row["notebooks"] = design(params_file), len(metrics)
-        rows[params_file.stem] = row
+        rows[params_file.stem] = {**{key: _number(read(metrics)) for key, (_, read) in COLUMNS.items()},
+                                  "design": design(params_file), "notebooks": len(metrics)}
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    numeric = [k for k in COLUMNS if k != "best_method"]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    frame[NUMERIC] = frame[NUMERIC].apply(pd.to_numeric, errors="coerce")
     return frame
 
 
 def seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample sd and count over the default's seeds, per numeric column (NaN with fewer than two)."""
-    numeric = frame.loc[[s for s in SEEDS if s in frame.index], [k for k in COLUMNS if k != "best_method"]]
-    stats = numeric.agg(["mean", "std", "count"]).T
+    stats = frame.loc[[s for s in SEEDS if s in frame.index], NUMERIC].agg(["mean", "std", "count"]).T
     stats.loc[stats["count"] < 2, ["mean", "std"]] = np.nan
     return stats
 

@@ -32,21 +32,18 @@ _PROBE = {"standardscaler": ("scaler.", ("mean_", "scale_", "var_", "n_features_
           "logisticregression": ("logistic.", ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_"))}
 
 
-def _subset(images, labels, n):
-    return (images, labels) if n is None else (images[:n], labels[:n])
-
-
 def train_val_images(run, log=print):
     """((train images, labels), (validation images, labels)): the seeded 90/10 split, MNIST fetched if needed."""
     fetch_mnist(run.data_root, log=log)
-    images, labels = _subset(*load_mnist(run.data_root, train=True), run.config.data.train_subset)
+    images, labels = (t[: run.config.data.train_subset] for t in load_mnist(run.data_root, train=True))
     train_idx, val_idx = train_val_split(len(images), run.config.data.val_fraction, run.config.seed)
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 
 def test_images(run, log=print) -> tuple[torch.Tensor, torch.Tensor]:
     fetch_mnist(run.data_root, log=log)
-    return _subset(*load_mnist(run.data_root, train=False), run.config.data.test_subset)
+    images, labels = load_mnist(run.data_root, train=False)
+    return images[: run.config.data.test_subset], labels[: run.config.data.test_subset]
 
 
 def trained_model(run):

@@ -53,26 +53,22 @@ def _saturated(m):
     return max((v for v in values if isinstance(v, (int, float))), default=None)
 
 
-COLUMNS = {  # key: (label, value from the run's metrics {notebook: dict})
-    "val_loss": ("validation loss (its own convention)", lambda m: _get(m, "01_train", "final_val_loss")),
-    "nelbo": ("test negative ELBO (nats)", lambda m: _get(m, "02_evaluate", "nelbo_nats")),
-    "iwae": ("test -log p(x), IWAE (nats)", lambda m: _get(m, "02_evaluate", "iwae", "nats")),
-    "recon_bce": ("test reconstruction BCE/pixel", lambda m: _get(m, "02_evaluate", "reconstruction", "bce")),
-    "recon_psnr": ("test reconstruction PSNR (dB)", lambda m: _get(m, "02_evaluate", "reconstruction", "psnr")),
-    "probe": ("probe accuracy (encoder means)", lambda m: _get(m, "02_evaluate", "probe_accuracy")),
+COLUMNS = {  # key: (label, where in the run's metrics {notebook: dict}: a "notebook/key/..." path, or a function)
+    "val_loss": ("validation loss (its own convention)", "01_train/final_val_loss"),
+    "nelbo": ("test negative ELBO (nats)", "02_evaluate/nelbo_nats"),
+    "iwae": ("test -log p(x), IWAE (nats)", "02_evaluate/iwae/nats"),
+    "recon_bce": ("test reconstruction BCE/pixel", "02_evaluate/reconstruction/bce"),
+    "recon_psnr": ("test reconstruction PSNR (dB)", "02_evaluate/reconstruction/psnr"),
+    "probe": ("probe accuracy (encoder means)", "02_evaluate/probe_accuracy"),
     "cf_real_bce": ("closed form, real: BCE of D(ẑ)", lambda m: _chain(m, "bce")),
     "cf_real_psnr": ("closed form, real: PSNR (dB)", lambda m: _chain(m, "psnr")),
     "cf_real_probe": ("closed form, real: probe accuracy", lambda m: _chain(m, "probe_accuracy")),
     "cf_f32": ("closed form, realizable: float32 to 1e-4", lambda m: _realizable(m, "float32", "success_1e-4")),
     "cf_f64": ("closed form, realizable: float64 to 1e-6", lambda m: _realizable(m, "float64", "success_1e-6")),
-    "best_f32": ("best method, realizable: float32 to 1e-4",
-                 lambda m: _get(m, "05_inverse_methods", "best_realizable", "float32", "success_1e-4")),
-    "best_f64": ("best method, realizable: float64 to 1e-6",
-                 lambda m: _get(m, "05_inverse_methods", "best_realizable", "float64", "success_1e-6")),
-    "best_method": ("best method (float64)",
-                    lambda m: _get(m, "05_inverse_methods", "best_realizable", "float64", "method")),
-    "map_real_bce": ("posterior mode, real: BCE of D(ẑ)", lambda m: _get(m, "05_inverse_methods", "methods",
-                                                                         "map_encoder_newton", "real", "bce")),
+    "best_f32": ("best method, realizable: float32 to 1e-4", "05_inverse_methods/best_realizable/float32/success_1e-4"),
+    "best_f64": ("best method, realizable: float64 to 1e-6", "05_inverse_methods/best_realizable/float64/success_1e-6"),
+    "best_method": ("best method (float64)", "05_inverse_methods/best_realizable/float64/method"),
+    "map_real_bce": ("posterior mode, real: BCE of D(ẑ)", "05_inverse_methods/methods/map_encoder_newton/real/bce"),
     "saturated": ("pre-activations past float32 saturation (largest layer)", _saturated),
 }
 NUMERIC = [k for k in COLUMNS if k != "best_method"]
@@ -114,7 +110,8 @@ def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
     rows = {}
     for params_file in files:
         metrics = read_metrics(Path(reports) / params_file.stem, warn)
-        rows[params_file.stem] = {**{key: _number(read(metrics)) for key, (_, read) in COLUMNS.items()},
+        values = {key: read(metrics) if callable(read) else _get(metrics, *read.split("/")) for key, (_, read) in COLUMNS.items()}
+        rows[params_file.stem] = {**{key: _number(v) for key, v in values.items()},
                                   "design": design(params_file), "notebooks": len(metrics)}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame[NUMERIC] = frame[NUMERIC].apply(pd.to_numeric, errors="coerce")

@@ -1,12 +1,8 @@
-"""The study's measures: recovery of a latent (z_hat against the true z) and reconstruction of
-an image (D(z_hat) against x).
+"""The study's measures: recovery of a latent (z_hat against the true z) and of an image (D(z_hat) against x).
 
-Latent recovery: relative errors ||z_hat - z|| / ||z|| and their summary (the keys of the
-metrics vocabulary). Images: bce and mse are per-pixel means (the original's convention); psnr
-and ssim are scikit-image's definitions (data range 1; SSIM with its defaults: 7x7 uniform
-window, sample covariance, K1 0.01, K2 0.03, the mean over windows inside the image), computed
-for all images at once in float64, per image, averaged over images. All four are also available
-per image for gap-to-best comparisons.
+Images: bce and mse are per-pixel means (the original's convention); psnr and ssim are scikit-image's
+definitions (data range 1; SSIM with its defaults: 7x7 uniform window, sample covariance, K1 0.01,
+K2 0.03, the mean over windows inside the image), in float64, per image, then averaged over images.
 """
 from __future__ import annotations
 
@@ -17,19 +13,9 @@ import torch.nn.functional as F
 from .constants import IMAGE_SIDE, SUCCESS_THRESHOLDS
 from .errors import StudyError
 
-__all__ = ["image_metrics", "latent_recovery", "per_image_metrics", "quantile", "rate_bounds", "relative_errors",
-           "structural_similarity"]
-
-
-# --------------------------------------------------------------------------
-# Latent recovery
-
 
 def relative_errors(z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Per-sample ||z_hat - z|| / ||z|| in float64; inf where z_hat is not finite.
-
-    A sample with ||z|| = 0 gets 0 if z_hat is exactly 0, else inf.
-    """
+    """Per-sample ||z_hat - z|| / ||z|| in float64; inf where z_hat is not finite (or z = 0 and z_hat is not)."""
     if not isinstance(z_hat, torch.Tensor) or not isinstance(z, torch.Tensor):
         raise StudyError(f"z_hat and z must be tensors, got {type(z_hat).__name__} and {type(z).__name__}")
     if z_hat.shape != z.shape or z.dim() < 1:
@@ -61,23 +47,15 @@ def quantile(sorted_values: torch.Tensor, q: float) -> float:
 
 
 def latent_recovery(z_hat: torch.Tensor, z: torch.Tensor) -> dict:
-    """Summary of relative latent errors as plain Python numbers.
-
-    success_* is the fraction of samples with relative error strictly below the
-    threshold; non-finite samples count as failures with error inf, and inf enters
-    median / p99 / max (so they can be inf).
-    """
+    """Summary of relative latent errors: success_* is the share strictly below each threshold; a
+    non-finite z_hat counts as a failure with error inf, which enters median / p99 / max."""
     rel = relative_errors(z_hat, z).cpu()
     n = rel.numel()
     if n == 0:
         raise StudyError("latent_recovery needs at least one sample")
     ordered = rel.sort().values
-    summary = {
-        "n": n,
-        "rel_err_median": quantile(ordered, 0.5),
-        "rel_err_p99": quantile(ordered, 0.99),
-        "rel_err_max": float(ordered[-1]),
-    }
+    summary = {"n": n, "rel_err_median": quantile(ordered, 0.5), "rel_err_p99": quantile(ordered, 0.99),
+               "rel_err_max": float(ordered[-1])}
     for key, threshold in SUCCESS_THRESHOLDS.items():
         summary[key] = float((rel < threshold).double().mean())
     summary["nonfinite"] = int((~torch.isfinite(z_hat.detach().reshape(n, -1))).any(1).sum())
@@ -85,11 +63,8 @@ def latent_recovery(z_hat: torch.Tensor, z: torch.Tensor) -> dict:
 
 
 def rate_bounds(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Clopper-Pearson (exact binomial) interval of a success rate measured on n samples.
-
-    A rate of 0 or 1 on n samples is not a proof: 0 of 50 still allows up to 7.1% at 95%, and
-    the study sizes its samples so that the bound supports the claim it makes.
-    """
+    """Clopper-Pearson (exact binomial) interval of a success rate measured on n samples: 0 of 50
+    still allows up to 7.1% at 95%, so the study sizes its samples for the claims it makes."""
     from scipy.stats import beta
 
     if n < 1:
@@ -100,29 +75,19 @@ def rate_bounds(rate: float, n: int, level: float = 0.95) -> tuple[float, float]
     return low, high
 
 
-# --------------------------------------------------------------------------
-# Image reconstruction
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().reshape(t.shape[0], -1).to(torch.float64).cpu()
-
-
 SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # scikit-image's defaults
 
 
 def structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """SSIM of each pair of images (N, 784) in float64: scikit-image's structural_similarity with
-    its defaults, batched (equal to it to rounding, ~1e-15). Its mean runs over the windows that fit
-    inside the image, which is what average pooling without padding visits."""
+    """SSIM of each pair of images (N, 784) in float64: scikit-image's with its defaults, batched (equal
+    to it to ~1e-15); its mean over the windows inside the image is average pooling without padding."""
     a = a.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE).double()
     b = b.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE).double()
-    window = SSIM_WINDOW
 
     def mean(t):
-        return F.avg_pool2d(t, window, stride=1)
+        return F.avg_pool2d(t, SSIM_WINDOW, stride=1)
 
-    cov_norm = window**2 / (window**2 - 1)  # sample covariance
+    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)  # sample covariance
     ua, ub = mean(a), mean(b)
     va, vb = cov_norm * (mean(a * a) - ua * ua), cov_norm * (mean(b * b) - ub * ub)
     vab = cov_norm * (mean(a * b) - ua * ub)
@@ -132,12 +97,9 @@ def structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 
 
 
 def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True) -> dict[str, np.ndarray]:
-    """bce, mse, psnr, ssim for each image (arrays of shape (N,)). Non-finite inputs give nan.
-
-    bce=False, for a decoder whose outputs are not confined to [0, 1] (no Sigmoid): BCE is
-    undefined there, so it is left out, and mse, psnr and ssim compare x_hat as it is (no clamp).
-    """
-    xh, xt = _flat(x_hat), _flat(x)
+    """bce, mse, psnr, ssim of each image (N,); nan for a non-finite x_hat. bce=False (no Sigmoid output,
+    so not confined to [0, 1]): no BCE, and the others compare x_hat unclamped."""
+    xh, xt = (t.detach().reshape(t.shape[0], -1).to(torch.float64).cpu() for t in (x_hat, x))
     finite = torch.isfinite(xh).all(dim=1)
     xh_safe = torch.where(finite[:, None], xh, torch.full_like(xh, 0.5))
     out = {}
@@ -148,14 +110,13 @@ def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True)
     with np.errstate(divide="ignore"):  # an exact reconstruction has infinite PSNR
         out["psnr"] = 10 * np.log10(1.0 / out["mse"])
     out["ssim"] = structural_similarity(xh_safe, xt).numpy()
-    bad = ~finite.numpy()
     for arr in out.values():
-        arr[bad] = np.nan
+        arr[~finite.numpy()] = np.nan
     return out
 
 
 def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True) -> dict[str, float]:
-    """Means over images of bce (unless bce=False), mse, psnr, ssim; `nonfinite` counts images left out as inf/nan."""
+    """Means over images of per_image_metrics; `nonfinite` counts images left out as inf/nan."""
     per = per_image_metrics(x_hat, x, bce=bce)
     finite = np.isfinite(per["mse"])
     out = {k: float(np.mean(v[finite])) if finite.any() else float("nan") for k, v in per.items()}

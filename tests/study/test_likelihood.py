@@ -9,8 +9,8 @@ from torch import nn
 
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.plain import plain_layers
-from inverse_vae.inversion.posterior import elbo, negative_log_joint
-from inverse_vae.study.likelihood import iwae_bound, likelihood_reason, log_weights
+from inverse_vae.inversion.posterior import elbo, negative_log_joint, posterior_reason
+from inverse_vae.study.likelihood import iwae_bound, log_weights
 
 
 class TinyVAE(nn.Module):
@@ -103,7 +103,7 @@ def test_seeded_and_refused_where_it_does_not_apply():
     assert iwae_bound(model, x, k=7, seed=3)["nats"] == iwae_bound(model, x, k=7, seed=3)["nats"]
     assert iwae_bound(model, x, k=7, seed=3)["nats"] != iwae_bound(model, x, k=7, seed=4)["nats"]
     model.variational = False
-    assert "autoencoder" in likelihood_reason(model)
+    assert "autoencoder" in posterior_reason(model)
     with pytest.raises(StudyError, match="does not apply") as raised:
         iwae_bound(model, x)
     assert "\n" not in str(raised.value)

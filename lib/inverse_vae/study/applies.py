@@ -1,9 +1,5 @@
-"""Which sections of notebooks 02-05 apply to a run's model, decided once per notebook.
-
-The family differs in what the sections assume: the autoencoder has no KL term and no prior (z ~ N(0, I)
-is not its latent distribution), a decoder without a Sigmoid output is not confined to [0, 1] (BCE is
-undefined, logit(0) never arises), and one without Tanh has no atanh domain. `applies = of(model)`, then
-`if applies("prior"):` runs a section, or prints "does not apply: <why>" once and writes no metric for it.
+"""Which sections of notebooks 02-05 apply to a run's model: `applies = of(model)`, then `if applies("prior"):`
+runs a section, or prints "does not apply: <why>" once and writes no metric for it.
 """
 from __future__ import annotations
 
@@ -34,7 +30,6 @@ class Applies:
                 "tanh": self.tanh, "clamp": self.sigmoid or self.tanh}[section]
 
     def __call__(self, section: str) -> bool:
-        """Whether the section applies; when not, one printed line says why."""
         if self.holds(section):
             return True
         print(f"does not apply: {WHY_NOT[section]}")
@@ -52,8 +47,6 @@ def has(decoder: nn.Sequential, *kinds: type[nn.Module]) -> bool:
 
 
 def of(model) -> Applies:
-    decoder = model.decoder
-    return Applies(bool(model.variational), isinstance(decoder[-1], nn.Sigmoid),
-                   any(isinstance(layer, nn.Sigmoid) for layer in decoder),
-                   any(isinstance(layer, nn.Tanh) for layer in decoder),
-                   " -> ".join(type(layer).__name__ for layer in decoder))
+    d = model.decoder
+    return Applies(bool(model.variational), isinstance(d[-1], nn.Sigmoid), has(d, nn.Sigmoid), has(d, nn.Tanh),
+                   " -> ".join(type(layer).__name__ for layer in d))

@@ -1,21 +1,16 @@
 """The methods comparison of notebook 05: every method on the same images, measured the same way.
 
-Real images: D(z_hat) against x (per-image bce, mse, psnr, ssim), the gap to the best any method
-reached on that image, the linear probe on z_hat, seconds. Realizable images: latent recovery from
-float32 and float64 decoder outputs (the methods compute in float64 on both), each success rate
-with its 95% binomial interval. Noise: median relative latent error as x = D(z) is perturbed
-(Lei et al. 2019's protocol).
-
-Sample sizes: the slow gradient-descent methods (MethodSpec.slow: hundreds of Adam or L-BFGS
-steps per image) may run on the first `slow_n` realizable samples and noise draws only; their
-rates then carry a wider interval, which the table shows. Each batch of images runs the
-layer-wise solve once, however many hybrids refine it (run_method's starts).
+Real images: D(z_hat) against x per image, the gap to the best any method reached on that image, the
+linear probe on z_hat, seconds. Realizable images: latent recovery from float32 and float64 decoder
+outputs (the methods compute in float64 on both), each rate with its 95% binomial interval. Noise:
+median relative latent error as x = D(z) is perturbed (Lei et al. 2019's protocol). The slow methods
+(MethodSpec.slow) may run on the first `slow_n` images only: their intervals are wider, the table shows
+them. Each batch of images runs the layer-wise solve once, however many hybrids refine it.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+import pandas as pd
 import torch
 
 from ..constants import IMAGE_SIZE, RECOVERY_TARGETS, SUCCESS_THRESHOLDS
@@ -43,21 +38,10 @@ def sample_size(name: str, n: int, slow_n: int | None) -> int:
     return min(n, slow_n) if slow_n and METHODS[name].slow else n
 
 
-def with_bounds(recovery: dict) -> dict:
-    """latent_recovery's summary plus the 95% interval of each success rate (key + "_ci95")."""
-    out = dict(recovery)
-    for key in SUCCESS_THRESHOLDS:
-        out[f"{key}_ci95"] = list(rate_bounds(recovery[key], recovery["n"]))
-    return out
-
-
 def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dict,
                     slow_n: int | None = None) -> tuple[dict, dict, dict]:
-    """Returns (table keyed by method, per-image metrics keyed by method, MethodResults).
-
-    The slow methods run on the first slow_n images (their "n"); a method's gap to the best is
-    measured on its own images, against the best of every method that ran on each.
-    """
+    """(table, per-image metrics, MethodResults), each keyed by method. A method's gap to the best is
+    measured on its own images (the slow ones: the first slow_n), against every method that ran on each."""
     results, per_image, starts = {}, {}, {}
     for name in progress(names, desc="methods on real images"):
         n = sample_size(name, len(x), slow_n)
@@ -66,12 +50,8 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
             x_hat = model.decoder(results[name].z.float())
         per_image[name] = per_image_metrics(x_hat, x[:n], bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
     measure = image_measure(per_image[names[0]])
-    bce = np.full((len(names), len(x)), np.nan)
-    for i, name in enumerate(names):
-        bce[i, : len(per_image[name][measure])] = per_image[name][measure]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an image no method finished: nan, as it should
-        best = np.nanmin(bce, axis=0)
+    # per image, the best any method reached on it (nan where none finished it)
+    best = pd.DataFrame({name: pd.Series(m[measure]) for name, m in per_image.items()}).min(axis=1).to_numpy()
     table = {}
     for name in names:
         m, r = per_image[name], results[name]
@@ -115,8 +95,8 @@ def image_measure(metrics: dict) -> str:
 
 def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
                           slow_n: int | None = None) -> tuple[dict, dict]:
-    """Per method and arithmetic of the decoder's output: latent recovery with 95% intervals
-    (methods in float64; the slow ones on the first slow_n samples)."""
+    """Per method and arithmetic of the decoder's output: latent recovery, each rate with its 95%
+    interval (key + "_ci95"); the methods in float64, the slow ones on the first slow_n samples."""
     table, errors = {}, {}
     z = z.double()
     for arithmetic, dtype in DTYPES.items():
@@ -125,14 +105,15 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
         for name in progress(names, desc=f"methods on realizable images, {arithmetic} outputs"):
             n = sample_size(name, len(z), slow_n)
             r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
-            table.setdefault(name, {})[arithmetic] = {**with_bounds(latent_recovery(r.z, z[:n])), "seconds": r.seconds}
+            rec = latent_recovery(r.z, z[:n])
+            table.setdefault(name, {})[arithmetic] = {
+                **rec, **{f"{k}_ci95": list(rate_bounds(rec[k], rec["n"])) for k in SUCCESS_THRESHOLDS}, "seconds": r.seconds}
             errors[(name, arithmetic)] = relative_errors(r.z, z[:n]).cpu()
     return table, errors
 
 
 def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Tensor:
-    """x = D(z) + n with ||n|| = level * ||x|| per image, clipped to [0, 1] where the decoder's
-    output is (a Sigmoid; an unbounded output is left unclipped) (float64)."""
+    """x = D(z) + n (float64) with ||n|| = level * ||x|| per image, clipped to [0, 1] after a Sigmoid output."""
     x = realizable(decoder, z, torch.float64)
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.device)
     n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
@@ -145,12 +126,12 @@ def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dic
     (the slow methods on the first slow_n draws). latents: the z to use instead at every level (its
     first `draws` rows; the autoencoder's encoded test images, N(0, I) not being its distribution)."""
     out = {name: [] for name in names}
-    d = model.latent_dim
     for i, level in enumerate(progress(levels, desc="noise levels")):
         if latents is not None:
             z = latents[:draws].double()
         else:
-            z = torch.randn(draws, d, generator=torch.Generator().manual_seed(seed + 1000 + i), dtype=torch.float64)
+            z = torch.randn(draws, model.latent_dim, generator=torch.Generator().manual_seed(seed + 1000 + i),
+                            dtype=torch.float64)
         x = noisy_images(model.decoder, z, level, seed + 2000 + i)
         starts = {}
         for name in names:
@@ -161,11 +142,8 @@ def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dic
 
 
 def jacobian_singular_values(decoder, z: torch.Tensor) -> torch.Tensor:
-    """Singular values (N, d) of the decoder's Jacobian dD/dz at each z, in float64, on the decoder's device.
-
-    A near-zero smallest value means z is not identifiable from D(z) to working precision.
-    The Jacobian is the solvers' forward-mode one (plain.forward_jacobian), built in one pass.
-    """
+    """Singular values (N, d) of dD/dz at each z in float64 (the solvers' forward-mode Jacobian): a
+    near-zero smallest value means z is not identifiable from D(z) to working precision."""
     layers, dtype, device = plain_layers(decoder, torch.float64)
     _, jac_t = forward_jacobian(layers, z.to(dtype=dtype, device=device))
     return torch.linalg.svdvals(jac_t).cpu()
@@ -201,12 +179,9 @@ def best_realizable(names, realizable: dict, errors: dict, decoder, z: torch.Ten
 
 
 def fast_vs_adam10(real: dict, per_image: dict | None = None) -> dict | None:
-    """The best layer-wise or hybrid method on real images against Adam with 10 restarts (Bora et
-    al.'s protocol): its BCE ratio and speed-up (per image); None when either is missing from `real`.
-
-    With per_image, the BCEs are compared on the images Adam ran on (paired: the first n), so a
-    baseline run on fewer images is still compared like for like.
-    """
+    """The best layer-wise or hybrid method on real images against Adam with 10 restarts (Bora et al.'s
+    protocol): its loss ratio and speed-up per image, None when either is missing. With per_image, paired:
+    on the first n images, those Adam ran on."""
     adam10 = real.get("optimize_adam_10restarts")
     contenders = [n for n in real if n.startswith(("hybrid", "layerwise"))]
     if not adam10 or not contenders:
@@ -244,14 +219,12 @@ def _has_prior(name: str) -> bool:
 
 
 def realizable_methods(names) -> list[str]:
-    """The methods the realizable comparison runs: not those with a prior term, which pulls the
-    solution off the true z by design (they are projections of real images)."""
+    """Those without a prior term, which pulls the solution off the true z by design (projections of real images)."""
     return [n for n in names if not _has_prior(n)]
 
 
 def applicable_methods(names, model) -> list[str]:
-    """The methods that apply to the model: for the autoencoder not those with an N(0, I) prior term
-    (not its latent distribution), said in one printed line; all of them for a VAE."""
+    """All the methods for a VAE; for the autoencoder not those with an N(0, I) prior term, said in one line."""
     dropped = [n for n in names if _has_prior(n)] if not model.variational else []
     if dropped:
         print(f"does not apply: {', '.join(dropped)}: {WHY_NOT['prior']}")
@@ -259,15 +232,11 @@ def applicable_methods(names, model) -> list[str]:
 
 
 def noise_methods(real_names) -> list[str]:
-    """The noise section's default methods: those of the real images but Bora's 10 restarts (its cost
-    would dominate six noise levels, and it adds no kind) and the projections with a prior."""
+    """The realizable methods but Bora's 10 restarts (its cost would dominate six noise levels, and it adds no kind)."""
     return [n for n in realizable_methods(real_names) if "10restarts" not in n]
 
 
-def _converged_line(converged: dict) -> str | None:
-    row = converged.get("encoder")
-    if not row:
-        return None
+def _converged_line(row: dict) -> str:
     line = (f"On real images the study's budget setting ({row['budget']}, {row['budget_bce']:.4f} BCE per pixel in "
             f"{row['budget_seconds']:.1f} s) is {row['bce_gap']:+.4f} from the converged projection from the same "
             f"start ({row['converged']}: {row['converged_bce']:.4f} in {row['converged_seconds']:.1f} s)")
@@ -275,6 +244,20 @@ def _converged_line(converged: dict) -> str | None:
         line += (f", which reaches the cost of SciPy's least_squares within 0.1% on {row['within_0.1%_of_scipy']:.1%} "
                  f"of the images (SciPy, image by image: {row['scipy_seconds']:.1f} s)")
     return line + "."
+
+
+def _gradient_descent_line(gd: dict, lw: dict, best: str | None) -> str:
+    g, w = gd["float64"]["success_1e-6"], lw["float64"]["success_1e-6"]
+    if w >= SUCCEEDS > g:
+        verdict_text = "confirmed here"
+    elif w < SUCCEEDS and g < SUCCEEDS:
+        verdict_text = ("half confirmed here: gradient descent fails, but so does the layer-wise solve alone"
+                        + (f"; {best} is what recovers z" if best else ""))
+    else:
+        verdict_text = "not confirmed here"
+    return (f"Plain gradient descent (Adam, one start) recovers {_rate(gd['float64'], 'success_1e-6')} to 1e-6 "
+            f"from float64 outputs, the layer-wise solve {_rate(lw['float64'], 'success_1e-6')}: the claim that "
+            f"gradient descent fails where layer-wise inversion succeeds is {verdict_text}.")
 
 
 def findings(verdict: dict | None, best_by: dict, realizable: dict, converged: dict | None = None,
@@ -289,26 +272,15 @@ def findings(verdict: dict | None, best_by: dict, realizable: dict, converged: d
         lines.append(f"On real images, {verdict['method']} reaches a mean {measure.upper()} {ratio:.3f}x that "
                      f"of Adam with 10 restarts{paired} in {1 / verdict['speedup_vs_adam10']:.3g}x its time per image "
                      f"({verdict['speedup_vs_adam10']:.1f}x faster).")
-    if converged and _converged_line(converged):
-        lines.append(_converged_line(converged))
+    if converged and converged.get("encoder"):
+        lines.append(_converged_line(converged["encoder"]))
     for arithmetic, b in best_by.items():
         key = RECOVERY_TARGETS[arithmetic][0]
         lines.append(f"From {arithmetic} outputs the best method, {b['method']}, recovers {_rate(b, key)} of {samples} "
                      f"samples ({key}).")
     gd, lw = realizable.get("optimize_adam"), realizable.get("layerwise_constrained")
     if gd and lw:
-        g, w = gd["float64"]["success_1e-6"], lw["float64"]["success_1e-6"]
-        if w >= SUCCEEDS > g:
-            verdict_text = "confirmed here"
-        elif w < SUCCEEDS and g < SUCCEEDS:
-            best = best_by.get("float64", {}).get("method")
-            verdict_text = ("half confirmed here: gradient descent fails, but so does the layer-wise solve alone"
-                            + (f"; {best} is what recovers z" if best else ""))
-        else:
-            verdict_text = "not confirmed here"
-        lines.append(f"Plain gradient descent (Adam, one start) recovers {_rate(gd['float64'], 'success_1e-6')} to 1e-6 "
-                     f"from float64 outputs, the layer-wise solve {_rate(lw['float64'], 'success_1e-6')}: the claim that "
-                     f"gradient descent fails where layer-wise inversion succeeds is {verdict_text}.")
+        lines.append(_gradient_descent_line(gd, lw, best_by.get("float64", {}).get("method")))
     return lines
 
 
@@ -323,16 +295,13 @@ def curves_per_pixel(results: dict) -> dict:
     return out
 
 
-
 def noise_title(draws: int, slow_n: int | None) -> str:
     slow = f"; the slow methods on {slow_n}" if slow_n and slow_n < draws else ""
     return f"Noise robustness ({draws} draws per level{slow})"
 
 
-def realizable_frame(realizable: dict):
+def realizable_frame(realizable: dict) -> pd.DataFrame:
     """The realizable table: one row per (method, arithmetic), each arithmetic's target rate with its interval."""
-    import pandas as pd
-
     rows = {}
     for name, per_arithmetic in realizable.items():
         for arithmetic, v in per_arithmetic.items():
@@ -345,14 +314,10 @@ def realizable_frame(realizable: dict):
     return pd.DataFrame(rows).T.rename_axis(["method", "outputs"])
 
 
-def identifiability_frame(best_by: dict, identifiable: dict):
+def identifiability_frame(best_by: dict, identifiable: dict) -> pd.DataFrame:
     """Per arithmetic: the best method, and the decoder Jacobian at the samples it misses vs recovers."""
-    import pandas as pd
-
-    rows = {}
-    for arithmetic, b in best_by.items():
-        for which in ("missed", "recovered"):
-            rows[(arithmetic, which)] = {"best method": b["method"], **identifiable[arithmetic][which]}
+    rows = {(arithmetic, which): {"best method": b["method"], **identifiable[arithmetic][which]}
+            for arithmetic, b in best_by.items() for which in ("missed", "recovered")}
     return pd.DataFrame(rows).T.rename_axis(["outputs", "samples"])
 
 
@@ -378,8 +343,8 @@ def budget_vs_converged(real: dict, results: dict) -> dict:
 
 
 def realizable_latents(run, model, images: torch.Tensor, n: int) -> torch.Tensor:
-    """The first n latents whose images x = D(z) the realizable comparison inverts (float64): the
-    run's prior sample for a VAE, the encoder's latents of the test images for the autoencoder."""
+    """The first n latents (float64) the realizable comparison decodes and inverts: the run's prior sample
+    for a VAE, the encoder's latents of the test images for the autoencoder."""
     if model.variational:
         return prior_latents(run, model.latent_dim, n).double()
     return encode_means(model, images[:n]).double()

@@ -27,11 +27,8 @@ def decode(model, z: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
 
 @torch.no_grad()
 def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size: int, seed: int) -> dict:
-    """Test loss in the original convention (batch means, sampled z) and, for a VAE, the negative
-    ELBO in nats (an autoencoder has no KL term: its keys are left out, see applies).
-
-    One seeded sample of z per image, as the original's validation did.
-    """
+    """Test loss in the original convention (batch means, one seeded z per image, as its validation did)
+    and, for a VAE, the negative ELBO in nats (an autoencoder has no KL term: no such keys)."""
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     original, parts = [], {"nelbo": [], "bce": [], "kl": []}
@@ -44,8 +41,7 @@ def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size
                 parts[k].append(v)
     losses = {"test_loss_original": torch.stack(original).mean().item()}
     if model.variational:
-        parts = {k: torch.cat(v) for k, v in parts.items()}
-        losses.update({f"{k}_nats": parts[k].mean().item() for k in ("nelbo", "bce", "kl")})
+        losses.update({f"{k}_nats": torch.cat(v).mean().item() for k, v in parts.items()})
     return losses
 
 
@@ -61,33 +57,26 @@ def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
 
 
 def probe_accuracy(probe, z, y) -> float:
-    """Share of latents whose digit the probe reads right (z: array or tensor, on any device)."""
+    """Share of latents whose digit the probe reads right; a non-finite latent counts as wrong."""
     z = z.detach().double().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
     finite = np.isfinite(z).all(axis=1)
     predictions = np.full(len(z), -1)
-    if finite.any():  # a non-finite latent counts as wrong
+    if finite.any():
         predictions[finite] = probe.predict(z[finite])
     return float((predictions == np.asarray(y)).mean())
 
 
-def per_digit(values: dict[str, np.ndarray], labels) -> dict[int, dict[str, float]]:
+def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
+    """Per-digit bce (where it applies), mse, psnr, ssim of D(encoder mean) against x."""
+    values = per_image_metrics(decode(model, means), images, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
     labels = np.asarray(labels)
     return {int(d): {k: float(np.nanmean(v[labels == d])) for k, v in values.items()} for d in np.unique(labels)}
 
 
-def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
-    """Per-digit bce (where it applies), mse, psnr, ssim of D(encoder mean) against x."""
-    return per_digit(per_image_metrics(decode(model, means), images, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid)), labels)
-
-
 def embed_2d(z, method: str, n_components: int = 2, seed: int = 0) -> np.ndarray:
-    """t-SNE or PCA view of latents (seeded).
-
-    t-SNE is openTSNE's (FFT-accelerated interpolation, PCA start): the same kind of map as
-    scikit-learn's Barnes-Hut one, in a fraction of its time on 10,000 points (half or less
-    here, and far less on latents of very different scales, such as the chain's), and as
-    reproducible for a given seed.
-    """
+    """t-SNE ("tsne") or PCA view of latents (seeded). openTSNE's t-SNE (FFT interpolation, PCA start): the
+    kind of map scikit-learn's Barnes-Hut draws in a fraction of its time, far less on latents of very
+    different scales (the chain's), and as reproducible for a given seed."""
     z = np.asarray(z.detach().cpu() if isinstance(z, torch.Tensor) else z, dtype=np.float64)
     if method == "tsne":
         from openTSNE import TSNE

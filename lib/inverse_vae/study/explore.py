@@ -1,11 +1,7 @@
-"""The explorer (notebook 98): one image, real or realizable, through the inverse chain of one run's
-decoder, layer by layer, beside the encoder and the best inversion, and where its latent lies.
-
-`case(model, x, z)` measures one image (x: (1, 784); z its true latent when x = D(z), else None) in a
-chosen arithmetic, with or without the original clamp; `draw(case)` shows it. For a realizable image the
-chain's error after each step is measured against the decoder's forward pass, and a failure is charged to
-a step and a cause by inversion.attribution; for a real image there is no truth, so each step shows how far
-what arrives lies from the values the layer can produce.
+"""The explorer (notebook 98): one image, real or realizable, through the inverse chain of one run's decoder,
+layer by layer, beside the encoder and the best inversion, and where its latent lies. A realizable image's
+steps show their error and the failure's step and cause (inversion.attribution); a real image has no truth,
+so each step shows the share of what arrives outside the values the layer can produce.
 """
 from __future__ import annotations
 
@@ -36,15 +32,12 @@ def best_method(model, realizable_image: bool) -> str:
     return BEST["real"] if posterior_reason(model) is None else BEST["real without a posterior"]
 
 
-@functools.lru_cache(maxsize=16)
-def _chain(decoder) -> InverseChain:
-    """A decoder's chain, its pseudo-inverses computed once (the explorer updates on every click)."""
-    return InverseChain(decoder)
+_chain = functools.lru_cache(maxsize=16)(InverseChain)  # pseudo-inverses once per decoder: the explorer updates per click
 
 
 def case(model, x: torch.Tensor, z: torch.Tensor | None = None, *, arithmetic: str = "float64",
          clamp: bool = False) -> dict:
-    """Everything the explorer shows for one image: the images, the chain's steps, the latents."""
+    """Everything the explorer shows for one image x (1, 784), or x = D(z) for a true latent z."""
     dtype, eps = DTYPES[arithmetic], ORIGINAL_EPS if clamp else 0.0
     if z is not None:
         x = realizable(model.decoder, z, dtype)  # in the chosen arithmetic, as a user would have it

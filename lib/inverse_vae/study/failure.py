@@ -1,8 +1,6 @@
-"""Failure analysis (notebook 04): where the pseudo-inverse chain loses the input, measured.
-
-The two obstacles the original project named: logit(0) = -inf on zero pixels (handled by a
-clamp), and the atanh domain (-1, 1). Each function here measures one aspect for a batch of
-images, real or realizable, and returns plain numbers or arrays for tables and plots.
+"""Failure analysis (notebook 04): where the pseudo-inverse chain loses the input, measured, for the two
+obstacles the original project named: logit(0) = -inf on zero pixels (handled by a clamp), and atanh's
+domain (-1, 1). `chain`: the decoder's InverseChain when one is at hand (its pseudo-inverses take a second).
 """
 from __future__ import annotations
 
@@ -21,8 +19,6 @@ from .evaluate import probe_accuracy
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 
 
-# --- 1. zero and one pixels -----------------------------------------------------------------
-
 def pixel_extremes(images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Share of pixels exactly 0 and exactly 1: overall, per digit, and per position (28x28)."""
     flat = images.reshape(len(images), -1)
@@ -40,13 +36,13 @@ def clamp_targets(eps_list=CLAMP_SWEEP) -> dict:
             for eps in eps_list}
 
 
-# --- 2. the clamp margin ------------------------------------------------------------------
+def _trace(decoder, x, eps, chain, dtype=torch.float64):
+    return (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps)
+
 
 def invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
                 chain: InverseChain | None = None) -> torch.Tensor:
-    """z_hat of the chain with clamp margin eps, in dtype. chain: the decoder's InverseChain, if
-    one is at hand (its pseudo-inverses cost a second to compute on a CPU; every function of this
-    module takes one)."""
+    """z_hat of the chain with clamp margin eps, in dtype."""
     return (chain or InverseChain(decoder)).invert(x, dtype=dtype, eps=eps)
 
 
@@ -76,33 +72,24 @@ def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Ten
 
 def best_eps(rows: list[dict], key: str = "real_bce") -> float:
     """The sweep's eps with the lowest finite value of `key` (real-image BCE by default)."""
-    finite = [r for r in rows if np.isfinite(r[key])]
-    return min(finite, key=lambda r: r[key])["eps"]
+    return min((r for r in rows if np.isfinite(r[key])), key=lambda r: r[key])["eps"]
 
 
-# --- 3. the atanh domain ------------------------------------------------------------------
-
-def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
-                    chain: InverseChain | None = None) -> dict[int, torch.Tensor]:
+def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
     """The value reaching each inverse step (before its clamp), keyed by decoder layer index."""
-    return {t.step.index: t.arriving for t in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps)}
+    return {t.step.index: t.arriving for t in _trace(decoder, x, eps, chain)}
 
 
-def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
-                      chain: InverseChain | None = None) -> dict:
+def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
     """Per Tanh layer: share of units (and of samples with any unit) outside (-1, 1) before the clamp."""
-    arriving = arriving_values(decoder, x, eps, dtype, chain)
-    out = {}
+    arriving, out = arriving_values(decoder, x, eps, chain), {}
     for i, layer in enumerate(decoder):
         if isinstance(layer, nn.Tanh):
-            h = arriving[i]
-            outside = ~(h.abs() < 1)  # nan counts as outside
+            outside = ~(arriving[i].abs() < 1)  # nan counts as outside
             out[f"{i}:Tanh"] = {"units": float(outside.double().mean()),
                                 "samples_with_any": float(outside.any(dim=1).double().mean())}
     return out
 
-
-# --- 4. where information is lost ----------------------------------------------------------
 
 def singular_values(decoder: nn.Sequential) -> dict[str, np.ndarray]:
     return {f"{i}:Linear {layer.in_features}->{layer.out_features}":
@@ -110,60 +97,49 @@ def singular_values(decoder: nn.Sequential) -> dict[str, np.ndarray]:
             for i, layer in enumerate(decoder) if isinstance(layer, nn.Linear)}
 
 
-def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
-                         chain: InverseChain | None = None) -> dict:
-    """Per Linear: ||(I - W W+) y|| / ||y|| of the y arriving at its pinv step (0 when y is in W's range)."""
-    out = {}
-    for step, arriving, layer_input in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps):
-        if not step.kind.is_linear:
-            continue
-        i = step.index
-        w = decoder[i].weight.detach().to(dtype)
-        y = arriving - (0 if decoder[i].bias is None else decoder[i].bias.detach().to(dtype))
-        residual = (y - layer_input @ w.T).norm(dim=1) / y.norm(dim=1)
-        out[f"{i}:Linear"] = _summary(residual[torch.isfinite(residual)].cpu().numpy())
-    return out
-
-
-def residual_regimes(decoder: nn.Sequential, x_real: torch.Tensor, x_realizable: torch.Tensor) -> list[tuple]:
-    """(regime, images, eps) for projection_residuals: with the original clamps where the decoder has
-    a Sigmoid or Tanh to clamp, and realizable images with no clamp."""
-    regimes = [("real, original clamps", x_real, ORIGINAL_EPS), ("realizable, original clamps", x_realizable, ORIGINAL_EPS),
-               ("realizable, no clamp", x_realizable, 0.0)]
-    if not has(decoder, nn.Sigmoid, nn.Tanh):
-        return [("real, no clamp", x_real, 0.0), regimes[-1]]
-    return regimes
-
-
-def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
-                        chain: InverseChain | None = None) -> dict:
-    """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
-    out = {}
-    for step, arriving, _ in (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps):
-        if step.kind.name == "tanh":
-            slope = step.kind.inverse_slope(None, step.kind.clamp(arriving, step.eps)).flatten()
-            out[f"{step.index}:Tanh"] = _summary(slope[torch.isfinite(slope)].cpu().numpy())
-    return out
-
-
-def _summary(values: np.ndarray) -> dict:
+def _summary(values: torch.Tensor, finite_only: bool = True) -> dict:
+    """median, p99, max and n of the values (the finite ones only, unless told)."""
+    values = (values[torch.isfinite(values)] if finite_only else values).cpu().numpy()
     if values.size == 0:
         return {"median": float("nan"), "p99": float("nan"), "max": float("nan"), "n": 0}
     return {"median": float(np.median(values)), "p99": float(np.quantile(values, 0.99)),
             "max": float(values.max()), "n": int(values.size)}
 
 
-def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -> dict:
-    """What the decoder itself outputs (pre-sigmoid) where x is exactly 0, from the encoder mean.
+def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
+    """Per Linear: ||(I - W W+) y|| / ||y|| of the y arriving at its pinv step (0 when y is in W's range)."""
+    out = {}
+    for step, arriving, layer_input in _trace(decoder, x, eps, chain):
+        if step.kind.is_linear:
+            layer = decoder[step.index]
+            w = layer.weight.detach().to(torch.float64)
+            y = arriving - (0 if layer.bias is None else layer.bias.detach().to(torch.float64))
+            out[f"{step.index}:Linear"] = _summary((y - layer_input @ w.T).norm(dim=1) / y.norm(dim=1))
+    return out
 
-    Compared with logit(eps), this says what the clamp asks of the inverse at a black pixel.
-    """
+
+def residual_regimes(decoder: nn.Sequential, x_real: torch.Tensor, x_realizable: torch.Tensor) -> list[tuple]:
+    """(regime, images, eps) for projection_residuals: with the original clamps where the decoder has
+    a Sigmoid or Tanh to clamp, and realizable images with no clamp."""
+    if not has(decoder, nn.Sigmoid, nn.Tanh):
+        return [("real, no clamp", x_real, 0.0), ("realizable, no clamp", x_realizable, 0.0)]
+    return [("real, original clamps", x_real, ORIGINAL_EPS), ("realizable, original clamps", x_realizable, ORIGINAL_EPS),
+            ("realizable, no clamp", x_realizable, 0.0)]
+
+
+def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
+    """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
+    return {f"{step.index}:Tanh": _summary(step.kind.inverse_slope(None, step.kind.clamp(arriving, step.eps)).flatten())
+            for step, arriving, _ in _trace(decoder, x, eps, chain) if step.kind.name == "tanh"}
+
+
+def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -> dict:
+    """What the decoder outputs before its Sigmoid where x is exactly 0, from the encoder mean: against
+    logit(eps), what the clamp asks of the inverse at a black pixel."""
     with torch.no_grad():
         logits = model.decoder[:-1](means.to(next(model.parameters()).device)).reshape(len(x), -1).cpu()
-    return _summary(logits[x.reshape(len(x), -1) == 0].double().numpy())
+    return _summary(logits[x.reshape(len(x), -1) == 0].double(), finite_only=False)
 
-
-# --- 6. fixes ------------------------------------------------------------------------------
 
 def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict:
     """D(z_hat) against x (mapped back from a squeezed range first), and the probe on z_hat."""
@@ -175,12 +151,6 @@ def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict
     return {"real_bce": m["bce"], "real_mse": m["mse"], "real_psnr": m["psnr"], "real_ssim": m["ssim"],
             "real_nonfinite": int((~torch.isfinite(z_hat).all(dim=1)).sum()),
             "real_probe_accuracy": probe_accuracy(probe, z_hat.double().cpu().numpy(), labels) if probe else float("nan")}
-
-
-def _realizable_row(decoder, z, invert) -> dict:
-    """x = D(z) in float64, inverted by `invert(decoder, x)`; latent recovery."""
-    rec = latent_recovery(invert(decoder, realizable(decoder, z, torch.float64)), z.double())
-    return {f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")}
 
 
 def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, decoder: nn.Sequential | None = None) -> dict:
@@ -206,29 +176,28 @@ def _squeezed_chain(decoder, images):
     return InverseChain(decoder).invert(images, dtype=torch.float64, eps=ORIGINAL_EPS, eps_sigmoid=0.0)
 
 
-def _encoder_inverter(model):
-    def invert(decoder, x):
-        with torch.no_grad():
-            return model.encode(x.float().to(next(model.parameters()).device))[0].double()
-    return invert
-
-
 def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best: float, delta: float,
                   squeeze_range=None) -> dict:
     """Every fix on the same real and realizable images: one row of numbers per fix (no squeezed
-    row when squeezed_model is None)."""
+    row when squeezed_model is None: that run is not trained, 04 says so)."""
+    def encoder(decoder, images):
+        with torch.no_grad():
+            return model.encode(images.float().to(next(model.parameters()).device))[0].double()
+
     flat = x.reshape(len(x), -1).double()
     cases = [(name, model.decoder, invert, flat, probe, None)
              for name, invert in fix_inverters(eps_best, delta, decoder=model.decoder).items()]
-    if squeezed_model is not None:  # None: the squeezed run is not trained (04 says so)
+    if squeezed_model is not None:
         lo, hi = squeeze_range
         cases.append((f"squeezed targets [{lo:g}, {hi:g}]", squeezed_model.decoder, _squeezed_chain,
                       lo + (hi - lo) * flat, None, squeeze_range))
-    cases.append(("encoder mean (reference)", model.decoder, _encoder_inverter(model), x, probe, None))
+    cases.append(("encoder mean (reference)", model.decoder, encoder, x, probe, None))
     rows = {}
     for name, decoder, invert, images, row_probe, squeezed in progress(cases, desc="fixes"):
-        rows[name] = {**_real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed),
-                      **_realizable_row(decoder, z_prior, invert)}
+        real = _real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed)
+        rec = latent_recovery(invert(decoder, realizable(decoder, z_prior, torch.float64)), z_prior.double())
+        rows[name] = {**real, **{f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6", "rel_err_median",
+                                                                      "nonfinite")}}
     return rows
 
 

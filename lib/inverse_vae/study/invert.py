@@ -1,8 +1,5 @@
-"""The inversion experiments of notebook 03: realizable images x = D(z), and real MNIST images.
-
-inversion/ holds the mechanics (the inverse chain, failure attribution) and metrics.py the
-recovery measures; this module runs them the way the study reports them: in two arithmetics,
-with the original clamp and with none, timed, as JSON-ready dicts.
+"""The inversion experiments of notebook 03, on realizable images x = D(z) and real MNIST images, the way
+the study reports them: in two arithmetics, with the original clamp and with none, timed, as JSON-ready dicts.
 """
 from __future__ import annotations
 
@@ -13,9 +10,9 @@ import torch
 from torch import nn
 
 from ..constants import ORIGINAL_EPS, RECOVERY_TARGETS
-from ..inversion.attribution import CAUSES, attribute_failures, failure_frame, failure_table
+from ..inversion.attribution import attribute_failures, failure_frame  # noqa: F401 (failure_frame: for 03)
 from ..inversion.chain import DTYPES as ARITHMETICS
-from ..inversion.chain import InverseChain, decoder_in, forward_trace, realizable
+from ..inversion.chain import InverseChain, forward_trace, realizable
 from ..metrics import latent_recovery
 from ..progress import progress
 from .applies import has
@@ -30,31 +27,21 @@ def timed_inverse(decoder: nn.Sequential, x: torch.Tensor, *, eps: float, dtype:
 
 
 def realizable_case(decoder: nn.Sequential, z: torch.Tensor, arithmetic: str, eps: float) -> tuple[dict, dict]:
-    """x = D(z) computed in `arithmetic`, inverted by the chain in the same arithmetic.
-
-    Returns (JSON-ready summary, the full attribution with per-sample tensors).
-    """
+    """x = D(z) computed in `arithmetic`, inverted by the chain in the same arithmetic: (JSON-ready
+    summary, the full attribution with per-sample tensors)."""
     dtype = ARITHMETICS[arithmetic]
     z = z.to(dtype)
     x = realizable(decoder, z, dtype)
     z_hat, seconds = timed_inverse(decoder, x, eps=eps, dtype=dtype)
     threshold = RECOVERY_TARGETS[arithmetic][1]
     attribution = attribute_failures(decoder, z, x, eps=eps, dtype=dtype, threshold=threshold)
-    summary = {
-        **latent_recovery(z_hat, z),
-        "eps": eps,
-        "seconds": seconds,
-        "attribution_threshold": threshold,
-        "n_failed": attribution["n_failed"],
-        "failures": attribution["counts"],
-        "step_errors": attribution["step_errors"],
-    }
-    return summary, attribution
+    return {**latent_recovery(z_hat, z), "eps": eps, "seconds": seconds, "attribution_threshold": threshold,
+            "n_failed": attribution["n_failed"], "failures": attribution["counts"],
+            "step_errors": attribution["step_errors"]}, attribution
 
 
 def clamp_cases(decoder: nn.Sequential) -> dict[str, float]:
-    """Key suffix -> clamp margin: no clamp, and the original clamp where the decoder has an
-    activation to clamp (a Sigmoid or Tanh)."""
+    """Key suffix -> clamp margin: no clamp, and the original clamp where the decoder has a Sigmoid or Tanh."""
     return {"": 0.0, "_original_clamp": ORIGINAL_EPS} if has(decoder, nn.Sigmoid, nn.Tanh) else {"": 0.0}
 
 
@@ -70,18 +57,14 @@ def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) ->
     return summaries, attributions
 
 
-_CASE_TITLES = {"original_clamp": "original chain, clamp 1e-3", "no_clamp": "chain, no clamp"}
-
-
 def real_cases(decoder: nn.Sequential) -> dict[str, float]:
-    """The chains 03 runs on real images: name -> clamp margin (the original clamp only where the
-    decoder has a Sigmoid or Tanh to clamp)."""
+    """The chains 03 runs on real images, name -> clamp margin (the original clamp where there is a Sigmoid or Tanh)."""
     cases = {"original_clamp": ORIGINAL_EPS, "no_clamp": 0.0}
     return cases if has(decoder, nn.Sigmoid, nn.Tanh) else {"no_clamp": 0.0}
 
 
 def case_title(case: str) -> str:
-    return _CASE_TITLES[case]
+    return {"original_clamp": "original chain, clamp 1e-3", "no_clamp": "chain, no clamp"}[case]
 
 
 def realizable_sources(run, model, means: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -92,29 +75,24 @@ def realizable_sources(run, model, means: torch.Tensor) -> dict[str, torch.Tenso
     return {"prior": prior_latents(run, model.latent_dim), "encoder_mean": means}
 
 
-def saturation_point(fn, dtype: torch.dtype, target: float = 1.0) -> float:
-    """Smallest a > 0 with fn(a) == target exactly in `dtype` (bisection on float64 a)."""
-    lo, hi = 0.0, 1000.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if fn(torch.tensor(mid, dtype=dtype)).item() == target:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-_SATURATING = {"tanh_to_1": nn.Tanh, "sigmoid_to_1": nn.Sigmoid, "sigmoid_to_0": nn.Sigmoid}
-
-
 def saturation_points(decoder: nn.Sequential | None = None) -> dict:
-    """Where tanh reaches exactly +-1 and sigmoid exactly 1 or 0, per arithmetic; with a decoder,
-    only for the activations it has."""
-    fns = {"tanh_to_1": (torch.tanh, 1.0, 1), "sigmoid_to_1": (torch.sigmoid, 1.0, 1),
-           "sigmoid_to_0": (lambda a: torch.sigmoid(-a), 0.0, -1)}
-    if decoder is not None:
-        fns = {k: v for k, v in fns.items() if has(decoder, _SATURATING[k])}
-    return {name: {k: sign * saturation_point(fn, dtype, target) for k, (fn, target, sign) in fns.items()}
+    """Per arithmetic, the smallest a > 0 where tanh(a) is exactly 1 and sigmoid(±a) exactly 1 or 0 (bisection on
+    float64 a), signed; with a decoder, only for the activations it has."""
+    fns = {"tanh_to_1": (nn.Tanh, torch.tanh, 1.0, 1), "sigmoid_to_1": (nn.Sigmoid, torch.sigmoid, 1.0, 1),
+           "sigmoid_to_0": (nn.Sigmoid, lambda a: torch.sigmoid(-a), 0.0, -1)}
+
+    def point(fn, dtype, target):
+        lo, hi = 0.0, 1000.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            if fn(torch.tensor(mid, dtype=dtype)).item() == target:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    return {name: {k: sign * point(fn, dtype, target) for k, (kind, fn, target, sign) in fns.items()
+                   if decoder is None or has(decoder, kind)}
             for name, dtype in ARITHMETICS.items()}
 
 
@@ -132,10 +110,8 @@ def saturation_marks(decoder: nn.Sequential, points: dict) -> dict[str, dict[str
     marks = {}
     for i, layer in enumerate(decoder):
         if isinstance(layer, nn.Linear):
-            after = type(decoder[i + 1]) if i + 1 < len(decoder) else None
-            key, label = which.get(after, (None, None))
-            marks[f"{i}:{type(layer).__name__}"] = (
-                {f"{label} in {arithmetic}": p[key] for arithmetic, p in points.items()} if key else {})
+            key, label = which.get(type(decoder[i + 1]) if i + 1 < len(decoder) else None, (None, None))
+            marks[f"{i}:Linear"] = {f"{label} in {arithmetic}": p[key] for arithmetic, p in points.items()} if key else {}
     return marks
 
 
@@ -144,18 +120,16 @@ def saturated_share(decoder: nn.Sequential, z: torch.Tensor, points: dict) -> di
     outputs = forward_trace(decoder, z.to(torch.float64), torch.float64)
     shares = {}
     for i, layer in enumerate(decoder):
-        if not isinstance(layer, (nn.Tanh, nn.Sigmoid)):
-            continue
-        a = outputs[i - 1]
-        entry = {}
-        for arithmetic, p in points.items():
-            if isinstance(layer, nn.Tanh):
-                beyond = a.abs() >= p["tanh_to_1"]
-            else:
-                beyond = (a >= p["sigmoid_to_1"]) | (a <= p["sigmoid_to_0"])
-            entry[arithmetic] = {"units": float(beyond.double().mean()),
-                                 "samples_with_any": float(beyond.any(dim=1).double().mean())}
-        shares[f"{i}:{type(layer).__name__}"] = entry
+        if isinstance(layer, (nn.Tanh, nn.Sigmoid)):
+            a, entry = outputs[i - 1], {}
+            for arithmetic, p in points.items():
+                if isinstance(layer, nn.Tanh):
+                    beyond = a.abs() >= p["tanh_to_1"]
+                else:
+                    beyond = (a >= p["sigmoid_to_1"]) | (a <= p["sigmoid_to_0"])
+                entry[arithmetic] = {"units": float(beyond.double().mean()),
+                                     "samples_with_any": float(beyond.any(dim=1).double().mean())}
+            shares[f"{i}:{type(layer).__name__}"] = entry
     return shares
 
 
@@ -167,18 +141,11 @@ def distance_to(z_hat: torch.Tensor, reference: torch.Tensor) -> dict:
     finite = torch.isfinite(rel)
     out = {"reference_norm_median": float(reference.double().norm(dim=1).median()), "n_finite": int(finite.sum())}
     if not finite.any():  # every z_hat is inf/nan: no distance to report
-        return {**out, "rel_dist_median": float("nan"), "rel_dist_p90": float("nan"),
-                "dist_median": float("nan"), "z_hat_norm_median": float("nan")}
+        return {**out, **dict.fromkeys(("rel_dist_median", "rel_dist_p90", "dist_median", "z_hat_norm_median"), float("nan"))}
     r, d = rel[finite].cpu().numpy(), diff[finite].cpu().numpy()
     return {**out, "rel_dist_median": float(np.median(r)), "rel_dist_p90": float(np.quantile(r, 0.9)),
             "dist_median": float(np.median(d)),
             "z_hat_norm_median": float(np.median(z_hat.double().norm(dim=1)[finite].cpu().numpy()))}
-
-
-__all__ = ["ARITHMETICS", "CAUSES", "InverseChain", "ORIGINAL_EPS", "decoder_in", "distance_to", "failure_frame",
-           "failure_table", "preactivations", "realizable", "realizable_case", "realizable_grid", "saturated_share",
-           "case_title", "clamp_cases", "conclusion", "real_cases", "realizable_sources", "saturation_marks",
-           "saturation_points", "timed_inverse"]
 
 
 _SOURCE_TEXT = {"prior": "z ~ N(0, I)", "encoder_mean": "z = the encoder's latents of the test images"}

@@ -1,18 +1,10 @@
-"""How likely the model finds the test images: log p(x), bounded by importance sampling (Burda et al. 2016).
+"""-log p(x) of the test images by the importance-weighted bound (Burda et al. 2016), for notebook 02.
 
-The negative ELBO the study reports (02) is an upper bound on -log p(x) that is loose by the
-encoder's KL to the true posterior. The importance-weighted bound with K draws from the encoder's
-q(z|x),
-
-    log p(x) >= E[ logsumexp_k (log p(x|z_k) + log p(z_k) - log q(z_k|x)) - log K ],
-
-tightens monotonically in K towards log p(x) (K = 1 is the ELBO). p(x|z) is the decoder's Bernoulli
-likelihood (BCE summed over pixels, from the logits; MNIST's grey levels make it the study's
-convention rather than a normalized density), p(z) = N(0, I).
-
-Cost: K x N decoder passes (10^7 for the test set at K = 1000), so the passes are one matmul per
-layer over a chunk of images x K latents in float32, chunked to bound memory (about `rows` latents,
-each with its 784 logits), and only the sums over latents and draws are float64.
+With K draws from the encoder's q(z|x), log p(x) >= E[logsumexp_k (log p(x|z_k) + log p(z_k) - log q(z_k|x)) - log K],
+which tightens monotonically in K towards log p(x) (K = 1 is the ELBO, loose by q's KL to the true posterior).
+p(x|z) is the decoder's Bernoulli likelihood (the study's convention for grey levels), p(z) = N(0, I).
+K x N decoder passes (10^7 for the test set at K = 1000): float32 matmuls over chunks of about `rows`
+latents to bound memory; only the sums over latents and draws are float64.
 """
 from __future__ import annotations
 
@@ -24,13 +16,6 @@ import torch
 from ..errors import StudyError
 from ..inversion.plain import images, plain_layers
 from ..inversion.posterior import log_likelihood, posterior_reason
-
-__all__ = ["iwae_bound", "likelihood_reason", "log_weights"]
-
-
-def likelihood_reason(model) -> str | None:
-    """None when log p(x) applies to the model, else the one-line reason (for applies.skipped)."""
-    return posterior_reason(model)
 
 
 def log_weights(layers, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -45,24 +30,14 @@ def log_weights(layers, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tens
     return likelihood + log_prior - log_q  # the two -d/2 log(2 pi) cancel
 
 
-def _encoded(model, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        mean, log_var = model.encode(x.to(next(model.parameters()).dtype))
-    return mean.to(dtype), log_var.to(dtype)
-
-
 def iwae_bound(model, x: torch.Tensor, *, k: int = 1000, rows: int = 16384, seed: int = 0) -> dict:
-    """The importance-weighted estimate of -log p(x) with k draws per image from the encoder's q, averaged
-    over the images x ((N, 784) or (N, 1, 28, 28) in [0, 1]).
+    """The importance-weighted estimate of -log p(x), k draws per image, over the images x in [0, 1].
 
-    Returns {"nats": mean -log p(x) estimate (an upper bound on -log p(x) in expectation), "stderr": its
-    standard error over images, "elbo_nats": the negative ELBO from the same draws (the mean log weight:
-    the K = 1 bound, so elbo_nats >= nats), "elbo_stderr", "k", "n", "seconds", "per_image": the (N,)
-    -log p(x) estimates}. Draws from a seeded CPU generator, chunk by chunk of about `rows` latents
-    (rows // k images): the same seed, k and rows give the same numbers. An image with a nan pixel
-    gets a nan estimate (and so do the means): nothing is left out silently.
+    {"nats", "stderr" (over images), "elbo_nats" (the mean log weight, K = 1: >= nats), "elbo_stderr", "k",
+    "n", "seconds", "per_image"}. Seeded CPU draws, chunk by chunk of rows // k images: the same seed, k and
+    rows give the same numbers. A nan pixel gives a nan estimate, and nan means: nothing is left out silently.
     """
-    reason = likelihood_reason(model)
+    reason = posterior_reason(model)
     if reason is not None:
         raise StudyError(f"does not apply: {reason}")
     if k < 1 or rows < 1:
@@ -71,11 +46,11 @@ def iwae_bound(model, x: torch.Tensor, *, k: int = 1000, rows: int = 16384, seed
     layers, dtype, device = plain_layers(model.decoder, None)
     x = images(layers, x, dtype, device)
     generator = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, rows // k)
     bound, mean_weight = [], []
     with torch.no_grad():
-        for xc in x.split(per_chunk):
-            mean, log_var = _encoded(model, xc, dtype)
+        for xc in x.split(max(1, rows // k)):
+            mean, log_var = model.encode(xc.to(next(model.parameters()).dtype))
+            mean, log_var = mean.to(dtype), log_var.to(dtype)
             eps = torch.randn((len(xc), k, mean.shape[1]), generator=generator, dtype=dtype).to(device)
             w = log_weights(layers, xc, mean, log_var, eps)
             bound.append(torch.logsumexp(w, 1) - math.log(k))

@@ -1,9 +1,8 @@
-"""What several notebooks use, made once per run: the data splits, the model on the run's device, the
-prior sample, the linear probe and the t-SNE of the encoder means.
+"""What several notebooks make once per run: the data splits, the model on the run's device, the prior
+sample, the linear probe and the t-SNE of the encoder means.
 
 The probe and the t-SNE are cached in reports/<run>/cache/ as .npz (no pickle: loading never runs code),
-keyed by the checkpoint's digest and the settings that shaped them: a notebook reruns without refitting,
-a retrained model or other params recompute them. git ignores the folder.
+keyed by the checkpoint's digest and the settings that shaped them. git ignores the folder.
 """
 from __future__ import annotations
 
@@ -29,35 +28,27 @@ from ..core.training import objective_summary
 from ..errors import StudyError
 from .evaluate import embed_2d, encode_means, linear_probe
 
-_SCALER = ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")  # enough to predict
-_LOGISTIC = ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_")
-
-
-def _subset(images, labels, n):
-    return (images, labels) if n is None else (images[:n], labels[:n])
+_PROBE = {"standardscaler": ("scaler.", ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")),
+          "logisticregression": ("logistic.", ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_"))}
 
 
 def train_val_images(run, log=print):
     """((train images, labels), (validation images, labels)): the seeded 90/10 split, MNIST fetched if needed."""
     fetch_mnist(run.data_root, log=log)
-    images, labels = _subset(*load_mnist(run.data_root, train=True), run.config.data.train_subset)
+    images, labels = (t[: run.config.data.train_subset] for t in load_mnist(run.data_root, train=True))
     train_idx, val_idx = train_val_split(len(images), run.config.data.val_fraction, run.config.seed)
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 
 def test_images(run, log=print) -> tuple[torch.Tensor, torch.Tensor]:
     fetch_mnist(run.data_root, log=log)
-    return _subset(*load_mnist(run.data_root, train=False), run.config.data.test_subset)
-
-
-def device(run) -> torch.device:
-    """The device the params ask for; where it is missing here, the CPU, said in one line."""
-    return resolve_device(run.config.device, say=print)
+    images, labels = load_mnist(run.data_root, train=False)
+    return images[: run.config.data.test_subset], labels[: run.config.data.test_subset]
 
 
 def trained_model(run):
-    """The run's final model (test.model_path) in eval mode on the run's device; refused in one line when it
-    is missing (which notebook makes it), is not the final epoch, or was trained with other params."""
+    """The run's final model in eval mode on the run's device (the CPU, said, where that one is missing);
+    refused in one line when it is missing, is not the final epoch, or was trained with other params."""
     state, t = load_checkpoint(run.model_file), run.config.train
     epoch, changed = state.get("epoch"), fingerprint_changes(state, run.config)
     if isinstance(epoch, int) and epoch != t.train_epochs and not run.config.test.allow_intermediate \
@@ -67,7 +58,7 @@ def trained_model(run):
     if changed:
         raise StudyError(f"{run.shown(run.model_file)} was trained with other params (changed: {', '.join(changed[:6])}): "
                          f"rerun notebooks/01_train.ipynb")
-    return load_model(run.config, run.model_file, device(run))
+    return load_model(run.config, run.model_file, resolve_device(run.config.device, say=print))
 
 
 def describe(run, notebook: str) -> str:
@@ -85,28 +76,26 @@ def device_name(model) -> str:
     return str(next(model.parameters()).device)
 
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached(run, name: str, key: dict, compute) -> dict[str, np.ndarray]:
-    """The arrays stored as cache/<name>.npz for this key, computed and stored when absent or stale."""
+    """The arrays stored as cache/<name>.npz for this key, computed and stored when absent, stale or damaged."""
     path, text = run.dir / "cache" / f"{name}.npz", json.dumps(key, sort_keys=True)
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["__key__"]) == text:
                 return {k: data[k] for k in data.files if k != "__key__"}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        pass  # absent, stale or damaged: recompute
+        pass
     arrays = compute()
     buffer = io.BytesIO()
     np.savez(buffer, __key__=np.array(text), **arrays)
     atomic_write(path, buffer.getvalue())
     return arrays
+
+
+def _key(run, **settings) -> dict:
+    """A cache key: the checkpoint's SHA-256 and the run's seed, with the settings that shaped the entry."""
+    with open(run.model_file, "rb") as f:
+        return {"checkpoint": hashlib.file_digest(f, "sha256").hexdigest(), "seed": run.config.seed, **settings}
 
 
 def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:
@@ -118,39 +107,30 @@ def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:
     return z[:n] if n is not None else z
 
 
-def _probe_arrays(probe: Pipeline) -> dict[str, np.ndarray]:
-    scaler, logistic = probe.named_steps["standardscaler"], probe.named_steps["logisticregression"]
-    return {**{f"scaler.{k}": np.asarray(getattr(scaler, k)) for k in _SCALER},
-            **{f"logistic.{k}": np.asarray(getattr(logistic, k)) for k in _LOGISTIC}}
-
-
-def _probe_from(arrays: dict[str, np.ndarray]) -> Pipeline:
-    probe = make_pipeline(StandardScaler(), LogisticRegression())
-    for step, prefix, names in (("standardscaler", "scaler.", _SCALER), ("logisticregression", "logistic.", _LOGISTIC)):
-        for name in names:
-            value = arrays[prefix + name]
-            setattr(probe.named_steps[step], name, value.item() if value.ndim == 0 else value)
-    return probe
-
-
 def probe(run, model) -> Pipeline:
-    """The run's linear probe, fitted on the encoder means of its training split (cached)."""
+    """The run's linear probe, fitted on the encoder means of its training split (cached: the fitted
+    attributes it predicts with, restored into a fresh pipeline)."""
     c = run.config
-    key = {"checkpoint": file_digest(run.model_file), "seed": c.seed, "max_iter": c.evaluate.probe_max_iter,
-           "train_subset": c.data.train_subset, "val_fraction": c.data.val_fraction}
+    key = _key(run, max_iter=c.evaluate.probe_max_iter, train_subset=c.data.train_subset, val_fraction=c.data.val_fraction)
 
     def fit():
         (x_train, y_train), _ = train_val_images(run)
-        return _probe_arrays(linear_probe(encode_means(model, x_train), y_train, c.evaluate.probe_max_iter, c.seed))
+        fitted = linear_probe(encode_means(model, x_train), y_train, c.evaluate.probe_max_iter, c.seed)
+        return {prefix + name: np.asarray(getattr(fitted.named_steps[step], name))
+                for step, (prefix, names) in _PROBE.items() for name in names}
 
-    return _probe_from(cached(run, "probe", key, fit))
+    arrays, restored = cached(run, "probe", key, fit), make_pipeline(StandardScaler(), LogisticRegression())
+    for step, (prefix, names) in _PROBE.items():
+        for name in names:
+            value = arrays[prefix + name]
+            setattr(restored.named_steps[step], name, value.item() if value.ndim == 0 else value)
+    return restored
 
 
 def means_embedding(run, means: torch.Tensor, n: int) -> np.ndarray:
     """t-SNE of the first n encoder means (02 draws it, 03 shows it beside the recovered latents), cached."""
     c = run.config
-    key = {"checkpoint": file_digest(run.model_file), "seed": c.seed, "n": n, "dims": c.test.n_components,
-           "method": "openTSNE"}
+    key = _key(run, n=n, dims=c.test.n_components, method="openTSNE")
     return cached(run, "means_tsne", key,
                   lambda: {"embedding": embed_2d(means[:n], "tsne", c.test.n_components, c.seed)})["embedding"]
 

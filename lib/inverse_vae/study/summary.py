@@ -1,12 +1,10 @@
-"""The family of runs side by side (notebook 99 and the landing page), read from metrics files only.
-
-One row per run of params/ (but the tests' smoke run): a number is there when its notebook measured it,
-NaN when the notebook has not run or the section does not apply to the run's model (its notebook says
-which). The default's three seeds also as mean ± sd. Each run's design is its params file's first
-comment line: the params say what a run changes, this module does not repeat it.
+"""The family of runs side by side (notebook 99 and the landing page), read from metrics files only: one row
+per run of params/, NaN where its notebook has not run or the section does not apply; the default's seeds also
+as mean ± sd. Each run's design is its params file's first comment line, not repeated here.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -55,37 +53,32 @@ def _saturated(m):
     return max((v for v in values if isinstance(v, (int, float))), default=None)
 
 
-COLUMNS = {  # key: (label, value from the run's metrics {notebook: dict})
-    "val_loss": ("validation loss (its own convention)", lambda m: _get(m, "01_train", "final_val_loss")),
-    "nelbo": ("test negative ELBO (nats)", lambda m: _get(m, "02_evaluate", "nelbo_nats")),
-    "iwae": ("test -log p(x), IWAE (nats)", lambda m: _get(m, "02_evaluate", "iwae", "nats")),
-    "recon_bce": ("test reconstruction BCE/pixel", lambda m: _get(m, "02_evaluate", "reconstruction", "bce")),
-    "recon_psnr": ("test reconstruction PSNR (dB)", lambda m: _get(m, "02_evaluate", "reconstruction", "psnr")),
-    "probe": ("probe accuracy (encoder means)", lambda m: _get(m, "02_evaluate", "probe_accuracy")),
+COLUMNS = {  # key: (label, where in the run's metrics {notebook: dict}: a "notebook/key/..." path, or a function)
+    "val_loss": ("validation loss (its own convention)", "01_train/final_val_loss"),
+    "nelbo": ("test negative ELBO (nats)", "02_evaluate/nelbo_nats"),
+    "iwae": ("test -log p(x), IWAE (nats)", "02_evaluate/iwae/nats"),
+    "recon_bce": ("test reconstruction BCE/pixel", "02_evaluate/reconstruction/bce"),
+    "recon_psnr": ("test reconstruction PSNR (dB)", "02_evaluate/reconstruction/psnr"),
+    "probe": ("probe accuracy (encoder means)", "02_evaluate/probe_accuracy"),
     "cf_real_bce": ("closed form, real: BCE of D(ẑ)", lambda m: _chain(m, "bce")),
     "cf_real_psnr": ("closed form, real: PSNR (dB)", lambda m: _chain(m, "psnr")),
     "cf_real_probe": ("closed form, real: probe accuracy", lambda m: _chain(m, "probe_accuracy")),
     "cf_f32": ("closed form, realizable: float32 to 1e-4", lambda m: _realizable(m, "float32", "success_1e-4")),
     "cf_f64": ("closed form, realizable: float64 to 1e-6", lambda m: _realizable(m, "float64", "success_1e-6")),
-    "best_f32": ("best method, realizable: float32 to 1e-4",
-                 lambda m: _get(m, "05_inverse_methods", "best_realizable", "float32", "success_1e-4")),
-    "best_f64": ("best method, realizable: float64 to 1e-6",
-                 lambda m: _get(m, "05_inverse_methods", "best_realizable", "float64", "success_1e-6")),
-    "best_method": ("best method (float64)",
-                    lambda m: _get(m, "05_inverse_methods", "best_realizable", "float64", "method")),
-    "map_real_bce": ("posterior mode, real: BCE of D(ẑ)", lambda m: _get(m, "05_inverse_methods", "methods",
-                                                                         "map_encoder_newton", "real", "bce")),
+    "best_f32": ("best method, realizable: float32 to 1e-4", "05_inverse_methods/best_realizable/float32/success_1e-4"),
+    "best_f64": ("best method, realizable: float64 to 1e-6", "05_inverse_methods/best_realizable/float64/success_1e-6"),
+    "best_method": ("best method (float64)", "05_inverse_methods/best_realizable/float64/method"),
+    "map_real_bce": ("posterior mode, real: BCE of D(ẑ)", "05_inverse_methods/methods/map_encoder_newton/real/bce"),
     "saturated": ("pre-activations past float32 saturation (largest layer)", _saturated),
 }
+NUMERIC = [k for k in COLUMNS if k != "best_method"]
 
 
 def _number(value):
     """A metrics value: numbers as floats ('nan'/'inf' strings included), names as they are, else None."""
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    return float(value) if not isinstance(value, str) else value
+    return float(value) if not isinstance(value, str) or value in ("nan", "inf", "-inf") else value
 
 
 def read_metrics(run_dir: Path, warn=print) -> dict:
@@ -93,10 +86,8 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
     out = {}
     for notebook in NOTEBOOKS:
         path = run_dir / "metrics" / f"{notebook}.json"
-        if not path.is_file():
-            continue
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         except (OSError, ValueError) as exc:
             warn(f"warning: {run_dir.name}: metrics/{path.name} left out, not readable JSON ({type(exc).__name__})")
             continue
@@ -107,35 +98,29 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
 
 def design(params_file: Path) -> str:
     """What the run changes: the first sentence of its params file's header comment."""
-    lines = []
-    for line in Path(params_file).read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line.lstrip("# ").strip())
-    text = " ".join(lines)
+    lines = Path(params_file).read_text(encoding="utf-8").splitlines()
+    text = " ".join(line.lstrip("# ").strip() for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
     return text.split(". ")[0].split("; ")[0][:120] if text else Path(params_file).stem
 
 
 def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
-    """Rows: the family's runs (default and its seeds first); columns: COLUMNS' keys, `design` and
-    `notebooks` (how many of 01-05 have metrics). A value a run lacks is NaN (None for a name)."""
+    """Rows: the family's runs (default and its seeds first); columns: COLUMNS' keys, `design` and `notebooks`
+    (how many of 01-05 have metrics). A value a run lacks is NaN (None for a name)."""
     files = sorted(family(params_dir), key=lambda p: (SEEDS + (p.stem,)).index(p.stem))  # seeds first, then by name
     rows = {}
     for params_file in files:
         metrics = read_metrics(Path(reports) / params_file.stem, warn)
-        row = {key: _number(read(metrics)) for key, (_, read) in COLUMNS.items()}
-        row["design"], row["notebooks"] = design(params_file), len(metrics)
-        rows[params_file.stem] = row
+        values = {key: read(metrics) if callable(read) else _get(metrics, *read.split("/")) for key, (_, read) in COLUMNS.items()}
+        rows[params_file.stem] = {**{key: _number(v) for key, v in values.items()},
+                                  "design": design(params_file), "notebooks": len(metrics)}
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    numeric = [k for k in COLUMNS if k != "best_method"]
-    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    frame[NUMERIC] = frame[NUMERIC].apply(pd.to_numeric, errors="coerce")
     return frame
 
 
 def seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample sd and count over the default's seeds, per numeric column (NaN with fewer than two)."""
-    numeric = frame.loc[[s for s in SEEDS if s in frame.index], [k for k in COLUMNS if k != "best_method"]]
-    stats = numeric.agg(["mean", "std", "count"]).T
+    stats = frame.loc[[s for s in SEEDS if s in frame.index], NUMERIC].agg(["mean", "std", "count"]).T
     stats.loc[stats["count"] < 2, ["mean", "std"]] = np.nan
     return stats
 

@@ -162,14 +162,6 @@ def test_box_least_squares_one_sided_rows():
     assert (r[lower] > 1e-3).any() and (r[upper] < -1e-3).any()
 
 
-def test_box_least_squares_rejects_bad_shapes():
-    W, targets = _problem()
-    with pytest.raises(StudyError, match="targets"):
-        box_least_squares(W, targets[:, :5], 1.0)
-    with pytest.raises(StudyError, match="lower_mask"):
-        box_least_squares(W, targets, 1.0, lower_mask=torch.zeros(2, 2, dtype=torch.bool))
-
-
 # --- Levenberg-Marquardt -----------------------------------------------------
 
 

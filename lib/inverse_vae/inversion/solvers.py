@@ -135,12 +135,14 @@ def _two_loop(grad, S, Y, valid):
     return -r
 
 
-def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, max_backtracks=30):
+def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every):
     """L-BFGS per image, batched: own curvature pairs and Armijo backtracking per image (torch's LBFGS
     on the summed objective would share one line search). The first step is scaled to length 1. An
     image stops when its step is below xtol (||z|| + xtol), xtol = eps^(2/3), or no step lowers its
-    objective: BCE's minimum is far from 0, so its rounding ends the search near sqrt(eps) relative."""
+    objective: BCE's minimum is far from 0, so its rounding ends the search near sqrt(eps) relative.
+    10 curvature pairs, at most 30 halvings per line search."""
     n, d = z0.shape
+    memory = 10
     xtol = torch.finfo(z0.dtype).eps ** (2 / 3)
     z = z0.clone()
     value, grad = _value_and_grad(layers, z, x, prior_weight)
@@ -159,7 +161,7 @@ def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, 
         t = torch.where(first, 1 / grad.norm(dim=1).clamp_min(1e-30), 1.0)
         pending = active.clone()
         with torch.no_grad():
-            for _ in range(max_backtracks):
+            for _ in range(30):
                 trial = _objective(layers, z + t[:, None] * direction, x, prior_weight)
                 pending &= ~(trial <= value + 1e-4 * t * slope)
                 if not pending.any():

@@ -11,7 +11,6 @@ configurations notebook 05 compares; run_method runs one.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
 from .plain import image_bce, images, nan_where_unusable, plain_layers
-from .posterior import svi
+from .posterior import _encoded, svi
 from .solvers import box_least_squares, optimize
 from .table import Plain
 from .timing import MethodResult, record_bce, timed
@@ -63,9 +62,7 @@ def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = No
         raise StudyError(f"encoder needs the VAE model (with encode and decoder), got {type(model).__name__}")
 
     def compute(rec, layers, x, dtype):
-        net = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
-        with torch.no_grad():
-            return net.encode(x)[0], 0, {}
+        return _encoded(model, x, dtype)[0], 0, {}
 
     return _method(model.decoder, x, dtype, compute)
 

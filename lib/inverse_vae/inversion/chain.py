@@ -88,19 +88,16 @@ class InverseChain:
             cast[index] = (pinv.to(dtype), None if bias is None else bias.to(dtype).clone())
         return cast[index]
 
-    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None,
-                   eps_tanh: float | None = None) -> list[Step]:
-        """The steps with their clamp margins: eps for Sigmoid and Tanh inverses (0 or None: no clamp);
-        eps_sigmoid / eps_tanh override it per activation (None inherits eps, 0 disables)."""
-        per_kind = {"sigmoid": eps if eps_sigmoid is None else eps_sigmoid,
-                    "tanh": eps if eps_tanh is None else eps_tanh}
+    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None) -> list[Step]:
+        """The steps with their clamp margins: eps for every bounded activation's inverse (0 or None: no clamp),
+        eps_sigmoid for the Sigmoid's (None: eps)."""
         steps = []
         for step in self.steps:
             if step.kind.output_range is None:
                 steps.append(step)
                 continue
             try:
-                margin = step.kind.check_eps(per_kind.get(step.kind.name, eps))
+                margin = step.kind.check_eps(eps if eps_sigmoid is None or step.kind.name != "sigmoid" else eps_sigmoid)
             except StudyError as exc:
                 raise StudyError(f"decoder layer {step.index} ({step.type_name}): {exc}") from None
             steps.append(Step(step.index, step.name, step.type_name, step.kind, margin))
@@ -127,11 +124,11 @@ class InverseChain:
         return step.kind.inverse(plain, step.kind.clamp(h, step.eps) if step.kind.output_range else h)
 
     def invert(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-               eps_sigmoid: float | None = None, eps_tanh: float | None = None, inplace: bool = True) -> torch.Tensor:
+               eps_sigmoid: float | None = None, inplace: bool = True) -> torch.Tensor:
         """z_hat from images x (N, 1, 28, 28) or (N, 784), computed in dtype. inplace: each activation inverse
         works in the memory of the step before it (never x's): the same bits, and about a fifth faster on the
         CPU for 10,000 images (three fewer large allocations to page in)."""
-        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh)
+        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid)
         h = self._input(x, dtype)
         with torch.no_grad():
             for step in steps:
@@ -140,12 +137,12 @@ class InverseChain:
         return h
 
     def trace(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-              eps_sigmoid: float | None = None, eps_tanh: float | None = None) -> list[TraceStep]:
+              eps_sigmoid: float | None = None) -> list[TraceStep]:
         """(step, value arriving, output) for every step; the last output is invert(x)."""
         h = self._input(x, dtype)
         trace = []
         with torch.no_grad():
-            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh):
+            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid):
                 out = self.apply(step, h)
                 trace.append(TraceStep(step, h, out))
                 h = out

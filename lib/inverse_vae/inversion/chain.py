@@ -41,15 +41,15 @@ class TraceStep(NamedTuple):
     output: torch.Tensor
 
 
-def _pinv64(weight: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """float64 pseudo-inverse and 2-norm condition number of a full-column-rank weight."""
+def _pinv64(weight: torch.Tensor) -> torch.Tensor:
+    """The float64 pseudo-inverse of a weight of full column rank (the rank check: else pinv loses the input)."""
     w = weight.detach().to(torch.float64)
     s = torch.linalg.svdvals(w)
     tol = max(w.shape) * torch.finfo(torch.float64).eps * float(s[0]) if s.numel() else 0.0
     rank = int((s > tol).sum())
     if rank < w.shape[1]:
         raise StudyError(f"rank {rank} < {w.shape[1]} inputs, so pinv cannot recover its input")
-    return torch.linalg.pinv(w), float(s[0] / s[-1])
+    return torch.linalg.pinv(w)
 
 
 class InverseChain:
@@ -61,7 +61,6 @@ class InverseChain:
         self.steps: list[Step] = []
         self._plain: dict[int, Plain] = {}  # activations: their parameters (dtype-free)
         self._linear: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # index -> (pinv64, bias)
-        self.cond: dict[int, float] = {}  # index -> condition number of the Linear's weight
         self._cast: dict[tuple, dict[int, tuple]] = {}  # (dtype, device) -> index -> (pinv, bias) cast
         self.device = next((p.device for p in decoder.parameters()), torch.device("cpu"))
         runs_in = next((p.dtype for p in decoder.parameters()), torch.get_default_dtype())  # decides invertibility
@@ -72,7 +71,7 @@ class InverseChain:
                 self._plain[index] = plain_layer(index, layer, torch.float64, runs_in)
             else:
                 try:
-                    pinv, self.cond[index] = _pinv64(layer.weight)
+                    pinv = _pinv64(layer.weight)
                 except StudyError as exc:
                     raise StudyError(f"{layer_tag(index, layer)} {layer.in_features}->{layer.out_features} "
                                      f"is not injective: {exc}") from None

@@ -45,10 +45,8 @@ def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
 
     w64 = W.double()
     lipschitz = float(torch.linalg.matrix_norm(w64, 2)) ** 2
-    init = targets @ torch.linalg.pinv(w64).to(dtype).T
     tol = max(tol, 4 * torch.finfo(dtype).eps)
-
-    out = project(init.to(dtype)).clone()
+    out = project(targets @ torch.linalg.pinv(w64).to(dtype).T).clone()
     rows = torch.arange(targets.shape[0], device=targets.device)
     h, y, t = out.clone(), out.clone(), torch.ones_like(out[:, 0])
     tgt, low, up = targets, lower_mask, upper_mask
@@ -75,12 +73,11 @@ def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
 
 
 def _plus_prior(cost: torch.Tensor, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
-    """Per image cost + prior_weight ||z||^2 / 2."""
     return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
 
 
 def _with_prior(cost, matrix, grad, z, prior_weight):
-    """The prior added to a cost, its (d, d) curvature matrices and gradients (as residuals sqrt(w) z)."""
+    """The prior added to a cost, its curvature matrices (n, d, d) and its gradients (residuals sqrt(w) z)."""
     if not prior_weight:
         return cost, matrix, grad
     eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
@@ -408,8 +405,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
 _SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr, "scipy_lm": scipy_least_squares,
             "scipy_trf": functools.partial(scipy_least_squares, method="trf"), "scipy_map": scipy_map}
 # scipy_lm/trf: steps bounds the function evaluations per image; scipy_map: the L-BFGS-B iterations
-_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000,
-                  "scipy_map": 2000}
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000, "scipy_map": 2000}
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
@@ -473,9 +469,8 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
     def body(rec):
         z0 = _initial_latents(init, restarts, n, d, seed, dtype, device)
         best, iterations, per_restart = _best_of(solver, layers, z0, x, restarts, rec, **solver_options)
-        retried = torch.zeros(n, dtype=torch.bool, device=device)
-        if retry_above is not None:
-            retried = ~(best["objective"] <= retry_above)  # nan too
+        no_retry = torch.zeros(n, dtype=torch.bool, device=device)
+        retried = no_retry if retry_above is None else ~(best["objective"] <= retry_above)  # nan too
         if retried.any():
             rows = retried.nonzero()[:, 0]
             z0 = _initial_latents(None, retries, rows.numel(), d, seed + 1, dtype, device)

@@ -124,7 +124,7 @@ def _problem(m=12, n=5, batch=6, seed=3):
 
 def test_box_least_squares_loose_bound_is_lstsq():
     W, targets = _problem()
-    h, iterations = box_least_squares(W, targets, 100.0, iters=500, tol=1e-14)
+    h, iterations = box_least_squares(W, targets, (-100.0, 100.0), iters=500, tol=1e-14)
     expected = torch.linalg.lstsq(W, targets.T).solution.T
     assert torch.allclose(h, expected, atol=1e-10)
     assert iterations >= 1
@@ -133,7 +133,7 @@ def test_box_least_squares_loose_bound_is_lstsq():
 def test_box_least_squares_tight_bound_satisfies_kkt():
     W, targets = _problem()
     bound = 0.2
-    h, _ = box_least_squares(W, targets, bound, iters=5000, tol=1e-15)
+    h, _ = box_least_squares(W, targets, (-bound, bound), iters=5000, tol=1e-15)
     assert h.abs().max() <= bound
     grad = (h @ W.T - targets) @ W
     at_upper, at_lower = h >= bound, h <= -bound
@@ -220,8 +220,8 @@ def test_adam_decreases_objective():
 def test_adam_restarts_keep_each_images_best():
     decoder, z = make_decoder(scale=1.5), latents(7)
     x = decode(decoder, z)
-    starts = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    result = optimize(decoder, x, method="adam", steps=60, restarts=3, init=starts)
+    starts = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)  # as optimize draws them
+    result = optimize(decoder, x, method="adam", steps=60, restarts=3, seed=9)
     single = [optimize(decoder, x, method="adam", steps=60, init=s) for s in starts]
     per_restart = torch.stack([r.info["objective"] for r in single])
     assert torch.allclose(result.info["objective_restarts"], per_restart, rtol=1e-9)

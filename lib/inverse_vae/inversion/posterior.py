@@ -25,9 +25,6 @@ from .timing import MethodResult, record_bce, timed
 
 __all__ = ["amortization_gap", "elbo", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
 
-LOG_2PI = math.log(2 * math.pi)
-
-
 def posterior_reason(model) -> str | None:
     """None when MAP, SVI and the likelihood bounds apply to the model, else the one-line reason (as
     study/applies.py's reasons: a notebook passes it to applies.skipped)."""
@@ -57,7 +54,7 @@ def negative_log_joint(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor,
     z = z.to(dtype=dtype, device=device)
     with torch.no_grad():
         value = bce(layers, z, x) + 0.5 * (z * z).sum(1)
-    return value + 0.5 * z.shape[1] * LOG_2PI if constant else value
+    return value + 0.5 * z.shape[1] * math.log(2 * math.pi) if constant else value
 
 
 def log_likelihood(layers, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def _hinged(residual: torch.Tensor, lower: torch.Tensor | None, upper: torch.Ten
 def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
                       lower_mask: torch.Tensor | None = None, upper_mask: torch.Tensor | None = None,
                       iters: int = 300, tol: float = 1e-10) -> tuple[torch.Tensor, int]:
-    """min_h 1/2 sum_rows rho(W h - t) s.t. h in the box (bound: None, b for |h| <= b, or (low, high)),
+    """min_h 1/2 sum_rows rho(W h - t) s.t. h in the box (bound: (low, high) or None),
     every row of targets (N, m) at once; rho is r^2, on lower_mask rows (W h >= t) only r < 0 counts,
     on upper_mask rows only r > 0. Batched FISTA, step 1/||W||_2^2, adaptive momentum restart, from
     the clamped least-squares solution; a sample stops when its step is below tol (1 + ||h||), tol
@@ -268,9 +268,6 @@ def _second_derivative(layer, a: torch.Tensor) -> torch.Tensor:
     return curvature
 
 
-NEWTON_OBJECTIVES = ("least_squares", "bce")
-
-
 def _newton_head(h, x, objective: str):
     """(cost, gradient, curvature or None: the identity) of the loss at the head h: 1/2||h - x||^2 at
     h = D(z), or for bce BCE at the logits h = a, gradient s - x, curvature diag(s (1 - s)), s = sigmoid(a)."""
@@ -355,9 +352,9 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
     predicted reduction > 1e-4, radius / 4 if rho < 1/4, * 2 if rho > 3/4 at the boundary. A sample
     stops on ||g|| <= gtol cost, on relative actual and predicted reductions <= ftol = 10 eps, or on a
     step below xtol (||z|| + xtol) (gtol = xtol = eps^(2/3)). info["iterations"]: per sample."""
-    if hessian not in ("exact", "gauss_newton") or objective not in NEWTON_OBJECTIVES:
-        raise StudyError(f"newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
-                         f"{', '.join(NEWTON_OBJECTIVES)}; got {hessian!r} and {objective!r}")
+    if hessian not in ("exact", "gauss_newton") or objective not in ("least_squares", "bce"):
+        raise StudyError("newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
+                         f"least_squares, bce; got {hessian!r} and {objective!r}")
     if objective == "bce" and layers[-1].kind.name != "sigmoid":
         raise StudyError("newton_tr objective 'bce' needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
                          f"this one ends in {layers[-1].kind.name}")
@@ -409,18 +406,14 @@ _DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scip
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
-    """(restarts * N, d) starts: N(0, I) from a seeded CPU generator (same on every device); init (N, d)
-    replaces the first restart, init (restarts, N, d) all of them."""
+    """(restarts * N, d) starts: N(0, I) from a seeded CPU generator (same on every device), init (N, d) the first."""
     generator = torch.Generator().manual_seed(seed)
     z0 = torch.randn(restarts, n, d, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
     if init is not None:
         init = torch.as_tensor(init).to(dtype=dtype, device=device)
-        if init.shape == (n, d):
-            z0[0] = init
-        elif init.shape == (restarts, n, d):
-            z0 = init.clone()
-        else:
-            raise StudyError(f"init must have shape ({n}, {d}) or ({restarts}, {n}, {d}), got {tuple(init.shape)}")
+        if init.shape != (n, d):
+            raise StudyError(f"init must have shape ({n}, {d}), got {tuple(init.shape)}")
+        z0[0] = init
         if not torch.isfinite(z0).all():
             raise StudyError("init contains inf or nan")
     return z0.reshape(restarts * n, d)

@@ -108,15 +108,9 @@ class LayerKind:
         return box_bounds((low + margin, high - margin), dtype)
 
 
-def box_bounds(bound, dtype: torch.dtype) -> tuple[float, float] | None:
-    """(low, high) from None (unbounded), a half-width b (|h| <= b) or a pair, as dtype values."""
-    if bound is None:
-        return None
-    low, high = (-bound, bound) if isinstance(bound, (int, float)) else bound
-    low, high = (float(torch.tensor(v, dtype=dtype)) for v in (low, high))
-    if not low < high:
-        raise StudyError(f"box bounds must satisfy low < high, got ({low}, {high})")
-    return low, high
+def box_bounds(bound: tuple[float, float] | None, dtype: torch.dtype) -> tuple[float, float] | None:
+    """(low, high) as the values dtype holds (None: unbounded)."""
+    return None if bound is None else tuple(float(torch.tensor(v, dtype=dtype)) for v in bound)
 
 
 def _leaky_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:

@@ -1,12 +1,8 @@
-"""Where and why the pseudo-inverse chain fails on realizable images x = D(z), measured per sample: the
-decoder's forward pass from z gives the true value at every point of the chain, and a failed sample is
-charged to the first step after which its relative error reaches the threshold. The cause there, checked
-in order: output_saturated / hidden_saturated (the true output, x itself for the last layer, has a unit
-exactly at the range's ends: the arithmetic already destroyed the information); out_of_domain (no clamp,
-and upstream error pushed the value reaching the inverse outside its open domain: inf or nan); clamped
-(the clamp moved a unit); amplified (the inverse's slope magnified error already present); projection (a
-Linear's pseudo-inverse: inconsistent equations); other (an unbounded activation's inverse).
-"""
+"""Where and why the chain fails on realizable images x = D(z): the forward pass from z gives the truth at every
+step, a failed sample is charged to the first step where its relative error reaches the threshold, and the
+cause there is, in order: output/hidden_saturated (the true value sits at the range's ends), out_of_domain
+(unclamped, pushed outside the inverse's domain), clamped, amplified (the inverse's slope magnified earlier
+error), projection (a Linear's pseudo-inverse), other (notebook 03 explains them)."""
 from __future__ import annotations
 
 import torch
@@ -26,10 +22,8 @@ _CODE = {name: code for code, name in enumerate(CAUSES)}
 def attribute_failures(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
                        dtype: torch.dtype = torch.float64, threshold: float = 1e-6, eps_sigmoid: float | None = None,
                        chain: InverseChain | None = None) -> dict:
-    """Every sample with relative error >= threshold charged to a layer and a cause (module doc), the truth
-    computed in dtype. Returns n, n_failed, threshold, cause_names, counts (records {layer, type, cause,
-    count}, image side first), step_errors (median relative error and share above threshold after each
-    step) and per-sample tensors rel_err, sample_layer (-1 if recovered), sample_cause (codes into CAUSES)."""
+    """Every sample with relative error >= threshold charged to a layer and a cause (module doc): counts per
+    (layer, cause), the error after each step, and per sample rel_err, sample_layer (-1: ok), sample_cause."""
     chain = InverseChain(decoder) if chain is None else chain
     trace = chain.trace(x, dtype=dtype, eps=eps, eps_sigmoid=eps_sigmoid)
     x_flat = trace[0].arriving

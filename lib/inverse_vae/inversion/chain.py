@@ -1,10 +1,6 @@
-"""Layer-by-layer inversion of a fully connected decoder (an nn.Sequential of table.KINDS layers): undo each
-layer in reverse order, an activation by its inverse (Sigmoid's and Tanh's clamped, as the original project
-did), a Linear by the Moore-Penrose pseudo-inverse of its weight. That recovers the layer's input exactly
-only for a weight of full column rank, so a Linear that is not injective is refused rather than solved in
-the least-norm sense. An InverseChain is a snapshot of the weights when it is built (pseudo-inverses in
-float64, cast once per dtype); realizable() makes the images x = D(z) it can recover exactly.
-"""
+"""The decoder undone layer by layer: an activation by its inverse (clamped, as the original project did), a
+Linear by its weight's pseudo-inverse, which recovers the input only for full column rank, so a Linear that is
+not injective is refused, not solved in the least-norm sense. An InverseChain snapshots the weights."""
 from __future__ import annotations
 
 import copy
@@ -124,9 +120,8 @@ class InverseChain:
 
     def invert(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
                eps_sigmoid: float | None = None, inplace: bool = True) -> torch.Tensor:
-        """z_hat from images x (N, 1, 28, 28) or (N, 784), computed in dtype. inplace: each activation inverse
-        works in the memory of the step before it (never x's): the same bits, and about a fifth faster on the
-        CPU for 10,000 images (three fewer large allocations to page in)."""
+        """z_hat from images x in dtype. inplace: activation inverses work in the previous step's memory (never
+        x's): the same bits, a fifth faster on the CPU for 10,000 images (fewer large allocations)."""
         steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid)
         h = self._input(x, dtype)
         with torch.no_grad():

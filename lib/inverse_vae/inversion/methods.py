@@ -1,14 +1,8 @@
-"""Ways to find a latent z whose decoding D(z) matches an image x, behind one call shape: a batch of
-images (N, 784) or (N, 1, 28, 28), all at once, on the decoder's device in its dtype unless dtype= is
-given, returning a timed MethodResult with a history of the objective (timing.py). Bad input is refused
-in one line (plain.check_images); an image with a non-finite pixel or final objective gets a nan latent
-(metrics.latent_recovery counts it nonfinite), never a start passed off as recovered.
-
-closed_form (the pseudo-inverse chain), layerwise_constrained (a convex box-constrained least-squares
-problem per layer, after Lei et al. 2019), encoder (the VAE encoder's mean), optimize (solvers.py),
-hybrid (a start refined by optimize), svi (posterior.py; MAP is a hybrid). METHODS names the
-configurations notebook 05 compares; run_method runs one.
-"""
+"""Ways to find a latent z whose decoding D(z) matches an image x, behind one call shape: a batch of images
+(N, 784) or (N, 1, 28, 28) at once, on the decoder's device and dtype unless dtype= is given, returning a
+timed MethodResult. Bad input is refused in one line (plain.check_images); an image with a non-finite pixel
+or final objective gets a nan latent, never a start passed off as recovered. METHODS names the
+configurations notebook 05 compares; run_method runs one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -95,15 +89,10 @@ def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: flo
                           iters: int = 300, tol: float = 1e-10, one_sided_hidden: bool = True,
                           one_sided_pixels: bool = True, boxed: bool = True,
                           dtype: torch.dtype | None = None) -> MethodResult:
-    """One convex problem per layer, walking back from the image (after Lei et al. 2019).
-
-    Pixels within eps of 0 or 1 constrain their logit one-sidedly (x <= eps: a <= logit(eps)), the others
-    are equations. Each Linear's input comes from box_least_squares, boxed to the range of the activation
-    feeding it shrunk by delta (z unbounded); with one_sided_hidden, units left on the box boundary count
-    as saturated and constrain the layer below one-sidedly too. one_sided_pixels=False (pixels clamped to
-    [eps, 1 - eps] as equations) and boxed=False (no box, clipped before atanh as the original chain)
-    switch the two fixes off, for ablations. info: "hidden" (latent side first), "stages" (per layer).
-    """
+    """One convex problem per layer, walking back from the image (after Lei et al. 2019): pixels within eps of 0
+    or 1 constrain their logit one-sidedly, each Linear's input is box_least_squares' boxed to the range of the
+    activation feeding it shrunk by delta, and (one_sided_hidden) units it leaves on the box boundary count as
+    saturated, one-sided, too. one_sided_pixels=False and boxed=False switch the fixes off (04's ablations)."""
     if not 0 < delta < 0.5 or not 0 < eps < 0.5:
         raise StudyError(f"delta and eps must be in (0, 0.5), got delta={delta!r}, eps={eps!r}")
 
@@ -237,10 +226,8 @@ MAP, MAP_PEER, SVI = "map_encoder_newton", "peer_scipy_map", "svi_encoder"  # th
 
 def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model: nn.Module | None = None,
                *, starts: dict | None = None, **overrides) -> MethodResult:
-    """Run METHODS[name] with overrides (a hybrid's go to its refinement, dtype to its start too); decoder
-    None: model.decoder. starts: results of start methods on these images keyed (name, dtype override or
-    None), filled as hybrids compute them, so that a start several hybrids share runs once (its seconds
-    still count in each hybrid's)."""
+    """Run METHODS[name] with overrides (a hybrid's go to its refinement, dtype to its start too). starts: a
+    dict of start results on these images, filled as hybrids compute them, so that a shared start runs once."""
     spec = METHODS.get(name)
     if spec is None:
         raise StudyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")

@@ -1,10 +1,6 @@
-"""The reference solvers a reader trusts, one image at a time on the CPU in float64, behind optimize's call
-shape (method "scipy_lm", "scipy_trf", "scipy_map") so that notebook 05 and bench/ set the batched solvers
-beside them on the same images and starts: SciPy's least_squares (MINPACK's LM, or trust-region reflective)
-on 1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2 with the analytic Jacobian, and SciPy's L-BFGS-B on BCE (from
-the logits) + prior_weight ||z||^2 / 2 (MAP at weight 1) with autograd's gradient: independent of the
-hand-written Jacobian and Hessian the batched Newton solver relies on.
-"""
+"""The reference solvers a reader trusts, image by image in float64 on the CPU behind optimize's call shape:
+SciPy's least_squares on the least-squares objective, and its L-BFGS-B on BCE + prior (MAP) with autograd's
+gradient, independent of the hand-written Jacobian and Hessian the batched Newton solver relies on."""
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +32,8 @@ def _problem(layers, xi: torch.Tensor, prior_weight: float):
 
 
 def _each_image(layers, z0, x, rec, solve_one):
-    """solve_one(cpu layers, x_i, z0_i) -> (z, cost, evaluations, converged) per image, float64 on the CPU with
-    one thread (an image's evaluations are too small for more). Returns optimize's solver tuple on z0's
-    device; an image with a non-finite pixel is not fitted: its objective is nan, so optimize reports nan."""
+    """solve_one(cpu layers, x_i, z0_i) -> (z, cost, evaluations, converged) per image, on one thread (an image
+    is too small for more); an image with a non-finite pixel gets a nan objective, so optimize reports nan."""
     cpu = [dataclasses.replace(layer, **{k: getattr(layer, k).to("cpu", torch.float64) for k in ("weight", "bias")
                                          if getattr(layer, k) is not None}) for layer in layers]
     threads = torch.get_num_threads()

@@ -1,15 +1,7 @@
-"""The VAE's own answer to "which z made this image": its posterior p(z | x), from its Bernoulli likelihood
-(BCE summed over pixels) and its prior N(0, I), instead of a pixel fit whose error keeps falling as ||z||
-runs off (tanh saturates) to where the probe reads the digit at chance. Per image, batched:
-
-* MAP, the posterior's mode, argmin of negative_log_joint, by trust-region Newton with the exact Hessian
-  (the named methods map_encoder_newton and its SciPy reference peer_scipy_map);
-* SVI (Cremer et al. 2018, "Inference Suboptimality in VAEs"): a Gaussian q(z|x) per image started at the
-  encoder's and moved by Adam to maximize the ELBO (svi_encoder); the ELBO it gains over the encoder's q
-  is the amortization gap, what the encoder loses by predicting q in one pass.
-
-Neither applies to the autoencoder (no prior, no likelihood): posterior_reason.
-"""
+"""The VAE's own answer to "which z made this image": its posterior p(z | x) (Bernoulli likelihood, prior
+N(0, I)), not a pixel fit whose error keeps falling as ||z|| runs off. MAP, its mode, is a named method
+(trust-region Newton on negative_log_joint); SVI (Cremer et al. 2018) fits a Gaussian q(z|x) per image, and
+the ELBO it gains over the encoder's q is the amortization gap. Neither applies to the autoencoder."""
 from __future__ import annotations
 
 import copy
@@ -58,9 +50,8 @@ def negative_log_joint(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor,
 
 
 def log_likelihood(layers, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) = -BCE from the logits for K latents per image: x (n, D), z (n, K, d) -> (n, K). One matmul
-    per layer over all n K latents and x . logits as one batched product, so softplus is the only elementwise
-    pass over the logits (BCE from logits = sum softplus(a) - x . a)."""
+    """log p(x|z) for K latents per image, x (n, D), z (n, K, d) -> (n, K), as x . a - sum softplus(a) at the
+    logits a: one batched product, so softplus is the only elementwise pass over the n K D logits."""
     n, k, d = z.shape
     logits = forward(layers[:-1], z.reshape(n * k, d)).reshape(n, k, -1)
     return torch.bmm(logits, x[:, :, None].to(logits.dtype))[:, :, 0] - F.softplus(logits).sum(2)
@@ -78,9 +69,8 @@ def _noise(generator: torch.Generator, shape, dtype, device) -> torch.Tensor:
 
 def elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
          samples: int = 1000, seed: int = 0, rows: int = 16384, dtype=None) -> torch.Tensor:
-    """Per image ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I)) in nats, q = N(mean, diag(exp(log_var))): the
-    expectation by `samples` reparameterized draws (seeded: two q's compared with one seed, N and rows share
-    their noise), KL in closed form, chunks of about `rows` latents, float64 sums."""
+    """Per image ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I)) in nats, q = N(mean, diag(exp(log_var))), by
+    `samples` seeded draws (two q's compared with one seed share their noise), in chunks of about `rows`."""
     layers, dtype, device = plain_layers(decoder, dtype)
     x = images(layers, x, dtype, device)
     if layers[-1].kind.name != "sigmoid":
@@ -114,11 +104,9 @@ def _encoded(model, x, dtype):
 
 def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float = 0.02, seed: int = 0,
         prior_weight: float = 1.0, record_every: int = 25, dtype: torch.dtype | None = None) -> MethodResult:
-    """Per-image ELBO optimization (Cremer et al. 2018), all images at once: q(z|x) started at the encoder's,
-    Adam on the summed -ELBO (exact per image: Adam's update is elementwise), `samples` seeded draws per
-    image and step, the step size decayed linearly from lr to 0 so the last iterate does not jitter with the
-    draws' noise. prior_weight scales the KL (1: the model's ELBO). z: the optimized means; info: "mean",
-    "log_var", "encoder_mean", "encoder_log_var", "objective" (the last step's -ELBO estimate)."""
+    """q(z|x) per image from the encoder's, by Adam on the summed -ELBO (exact per image: Adam is elementwise),
+    `samples` seeded draws per step, lr decayed linearly to 0 so the last iterate does not jitter with the
+    draws. prior_weight scales the KL (1: the model's ELBO). z: the means; info: q's and the encoder's."""
     if steps < 1 or samples < 1 or not lr > 0 or prior_weight < 0 or record_every < 1:
         raise StudyError(f"svi needs steps >= 1, samples >= 1, lr > 0, prior_weight >= 0, record_every >= 1; "
                          f"got {steps}, {samples}, {lr}, {prior_weight}, {record_every}")
@@ -153,9 +141,8 @@ def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float
 
 def amortization_gap(model, x: torch.Tensor, result: MethodResult, *, samples: int = 1000, seed: int = 0,
                      rows: int = 16384) -> dict:
-    """The ELBO of the encoder's q and of SVI's (result: svi() on these x) with the same seeded draws, nats
-    per image: "encoder_elbo", "svi_elbo", "gap" (their mean difference: what amortized inference loses),
-    "gap_stderr" (over images), "improved" (share of images SVI raised), "n", "samples"; nan images left out."""
+    """The ELBO of the encoder's q and of SVI's (result: svi() on these x) with the same draws, and their mean
+    difference, the gap (what amortized inference loses), in nats per image; nan images left out."""
     _require(model)
     info = result.info
     if "encoder_mean" not in info or len(info["mean"]) != len(x):

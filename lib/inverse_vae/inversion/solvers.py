@@ -31,11 +31,9 @@ def _hinged(residual: torch.Tensor, lower: torch.Tensor | None, upper: torch.Ten
 def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
                       lower_mask: torch.Tensor | None = None, upper_mask: torch.Tensor | None = None,
                       iters: int = 300, tol: float = 1e-10) -> tuple[torch.Tensor, int]:
-    """min_h 1/2 sum_rows rho(W h - t) s.t. h in the box (bound: (low, high) or None),
-    every row of targets (N, m) at once; rho is r^2, on lower_mask rows (W h >= t) only r < 0 counts,
-    on upper_mask rows only r > 0. Batched FISTA, step 1/||W||_2^2, adaptive momentum restart, from
-    the clamped least-squares solution; a sample stops when its step is below tol (1 + ||h||), tol
-    floored at a few ulps (below that the step is rounding noise). Returns (h (N, n), iterations)."""
+    """min_h 1/2 sum rho(W h - t), h in the box (low, high) or None, per row of targets (N, m): rho = r^2, on
+    lower_mask rows only r < 0, on upper_mask rows only r > 0. Batched FISTA with adaptive restart, from the
+    clamped least-squares solution, until a step is below tol (1 + ||h||) (tol floored at rounding noise)."""
     dtype = targets.dtype
     W = W.to(dtype=dtype, device=targets.device)
     box = box_bounds(bound, dtype)
@@ -133,11 +131,9 @@ def _two_loop(grad, S, Y, valid):
 
 
 def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every):
-    """L-BFGS per image, batched: own curvature pairs and Armijo backtracking per image (torch's LBFGS
-    on the summed objective would share one line search). The first step is scaled to length 1. An
-    image stops when its step is below xtol (||z|| + xtol), xtol = eps^(2/3), or no step lowers its
-    objective: BCE's minimum is far from 0, so its rounding ends the search near sqrt(eps) relative.
-    10 curvature pairs, at most 30 halvings per line search."""
+    """L-BFGS with its own curvature pairs (10) and Armijo line search per image (torch's LBFGS would share
+    one); an image stops on a step below xtol (||z|| + xtol), xtol = eps^(2/3), or when no step lowers its
+    objective (BCE's rounding, its minimum being far from 0, ends the search near sqrt(eps) relative)."""
     n, d = z0.shape
     memory = 10
     xtol = torch.finfo(z0.dtype).eps ** (2 / 3)
@@ -346,12 +342,10 @@ def _trust_step(hessian, grad, radius, iters: int = 30):
 
 def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, hessian="exact",
                objective="least_squares"):
-    """Trust-region Newton per sample on 1/2||D(z) - x||^2 (objective "bce": BCE(D(z), x) from the logits)
-    + prior_weight ||z||^2 / 2, batched; hessian "exact" or "gauss_newton" (J^T J; J^T diag(s (1 - s)) J
-    for bce, J the logits' Jacobian). Each sample keeps its own radius: accept if rho = actual /
-    predicted reduction > 1e-4, radius / 4 if rho < 1/4, * 2 if rho > 3/4 at the boundary. A sample
-    stops on ||g|| <= gtol cost, on relative actual and predicted reductions <= ftol = 10 eps, or on a
-    step below xtol (||z|| + xtol) (gtol = xtol = eps^(2/3)). info["iterations"]: per sample."""
+    """Trust-region Newton per sample on 1/2||D(z) - x||^2 (or BCE) + prior, hessian "exact" or "gauss_newton"
+    (bench/ compares them). Per sample radius: accept if rho = actual / predicted > 1e-4, / 4 if rho < 1/4,
+    * 2 if rho > 3/4 at the boundary; stop on ||g|| <= gtol cost, relative reductions <= 10 eps, or a step
+    below xtol (||z|| + xtol), gtol = xtol = eps^(2/3)."""
     if hessian not in ("exact", "gauss_newton") or objective not in ("least_squares", "bce"):
         raise StudyError("newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
                          f"least_squares, bce; got {hessian!r} and {objective!r}")
@@ -436,12 +430,9 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
              lr: float | None = None, restarts: int = 1, prior_weight: float = 0.0, init: torch.Tensor | None = None,
              seed: int = 0, dtype: torch.dtype | None = None, record_every: int | None = None,
              retry_above: float | None = None, retries: int = 8, **options) -> MethodResult:
-    """Search z per image from restarts starts (N(0, I), seeded, or init), all batched, keeping each
-    image's best restart. method: a key of _SOLVERS (module doc; "adam" takes lr, default 0.01;
-    scipy_*: peer.py's references, image by image on the CPU); options go to it (lm: chunk; newton_tr:
-    chunk, hessian, objective). retry_above: images whose best objective stays above it (a local minimum,
-    when x is realizable) get `retries` fresh starts, batched. info: per-image "objective", "bce",
-    "restart" (retries numbered after the restarts), "retried"; "objective_restarts" (R, N)."""
+    """Search z per image from `restarts` starts (seeded N(0, I), the first init if given), batched, keeping each
+    image's best; options go to the solver. retry_above: images whose best objective stays above it (a local
+    minimum, for realizable x) get `retries` fresh starts. info: per image "objective", "bce", "restart"."""
     if method not in _SOLVERS:
         raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")
     if lr is not None and method != "adam":

@@ -1,11 +1,6 @@
-"""The one table of decoder layers the study can invert, and of those it refuses (with the reason).
-
-Every user of a layer's mathematics reads it from here: the params allow-list, the pseudo-inverse chain
-(inverse, clamp), the solvers (forward, derivative, box) and the failure attribution (range, saturation,
-clamp). Supporting a new layer kind is one entry in KINDS. An entry's functions take the layer as a Plain
-(its tensors in the working dtype); whether an instance can be inverted is decided in the dtype the
-decoder computes in (a LeakyReLU slope of 1e-46 is a ReLU in float32).
-"""
+"""The one table of decoder layers the study can invert, and of those it refuses: the allow-list, the chain,
+the solvers and the attribution all read a layer's mathematics here, so a new kind is one entry in KINDS.
+Invertibility is decided in the dtype the decoder computes in (a LeakyReLU slope of 1e-46 is a ReLU in float32)."""
 from __future__ import annotations
 
 import math
@@ -42,14 +37,9 @@ def _same(p: Plain, t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LayerKind:
-    """How the study computes with one decoder layer type.
-
-    forward(p, a) -> y; inverse(p, y) -> a on the open range (inverse_: the same numbers in y's memory);
-    derivative(p, a, y) -> f'(a) (None: f' = 1); inverse_slope(p, y) -> (f^-1)'(y), how much an error in y
-    is amplified; output_range: the open interval of a bounded activation (None: unbounded); slope(layer)
-    reads the parameter the functions need; refuse(layer, dtype) says why an instance cannot be inverted
-    when the decoder computes in dtype (None: it can). A Linear's inverse is the chain's pseudo-inverse.
-    """
+    """How the study computes with one layer type, on the layer as a Plain: forward, inverse (inverse_ in place),
+    derivative f'(a) (None: 1), inverse_slope (how much an error in y is amplified), output_range (None:
+    unbounded); refuse(layer, dtype) says why an instance cannot be inverted (None: it can)."""
 
     name: str
     forward: Callable[[Plain, Tensor], Tensor] = _same

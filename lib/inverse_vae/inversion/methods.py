@@ -15,7 +15,7 @@ from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
 from .plain import image_bce, images, nan_where_unusable, plain_layers
-from .posterior import _encoded, svi
+from .posterior import encoded, svi
 from .solvers import box_least_squares, optimize
 from .table import Plain
 from .timing import MethodResult, record_bce, timed
@@ -25,7 +25,7 @@ __all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed
 
 
 def _method(decoder, x, dtype, compute):
-    """compute(layers, x, dtype) -> (z, iterations, info) under the clock (history: BCE at the end); nan
+    """compute(rec, layers, x, dtype) -> (z, iterations, info) under the clock (history: BCE at the end); nan
     latents for images with a non-finite pixel (after the clock stopped)."""
     layers, dtype, device = plain_layers(decoder, dtype)
     x = images(layers, x, dtype, device)
@@ -56,7 +56,7 @@ def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = No
         raise StudyError(f"encoder needs the VAE model (with encode and decoder), got {type(model).__name__}")
 
     def compute(rec, layers, x, dtype):
-        return _encoded(model, x, dtype)[0], 0, {}
+        return encoded(model, x, dtype)[0], 0, {}
 
     return _method(model.decoder, x, dtype, compute)
 

@@ -15,7 +15,7 @@ from ..errors import StudyError
 from .plain import bce, forward, images, nan_where_unusable, plain_layers
 from .timing import MethodResult, record_bce, timed
 
-__all__ = ["amortization_gap", "elbo", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
+__all__ = ["amortization_gap", "elbo", "encoded", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
 
 def posterior_reason(model) -> str | None:
     """None when MAP, SVI and the likelihood bounds apply to the model, else the one-line reason (as
@@ -94,7 +94,7 @@ def _negative_elbo(layers, x, mean, log_var, eps, prior_weight):
     return -log_likelihood(layers, x, z).mean(1) + prior_weight * _kl(mean, log_var)
 
 
-def _encoded(model, x, dtype):
+def encoded(model, x, dtype):
     """The encoder's (mean, log_var) of x in dtype, without touching the model's parameters."""
     net = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float
     _require(model)
 
     def body(rec):
-        mean0, log_var0 = _encoded(model, x, dtype)
+        mean0, log_var0 = encoded(model, x, dtype)
         mean, log_var = mean0.clone().requires_grad_(True), log_var0.clone().requires_grad_(True)
         opt = torch.optim.Adam([mean, log_var], lr=lr)
         generator = torch.Generator().manual_seed(seed)

@@ -15,11 +15,11 @@ from inverse_vae.inversion.methods import (
     closed_form,
     encoder,
     hybrid,
-    image_bce,
     layerwise_constrained,
     optimize,
     run_method,
 )
+from inverse_vae.inversion.plain import bce, plain_layers
 from inverse_vae.metrics import relative_errors
 
 SIZES = (4, 16, 32, 50)
@@ -41,6 +41,11 @@ def make_decoder(scale=0.5, *, sizes=SIZES, **options):
 
 def latents(n=64, dim=SIZES[0], seed=1, dtype=torch.float64):
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def image_bce(decoder, z, x):
+    """Per-image BCE(D(z), x) from the logits, as the methods measure it."""
+    return bce(plain_layers(decoder, None)[0], z, x).detach()
 
 
 def decode(decoder, z):

@@ -14,13 +14,13 @@ from torch import nn
 from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
-from .plain import image_bce, images, nan_where_unusable, plain_layers
+from .plain import images, nan_where_unusable, plain_layers
 from .posterior import encoded, svi
 from .solvers import box_least_squares, optimize
 from .table import Plain
 from .timing import MethodResult, record_bce, timed
 
-__all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder", "hybrid", "image_bce",
+__all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder", "hybrid",
            "layerwise_constrained", "optimize", "run_method", "svi"]
 
 
@@ -165,8 +165,7 @@ METHODS: dict[str, MethodSpec] = {
     "optimize_adam": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 1},
                                 summary="Adam on BCE, 1000 steps, one N(0, I) start", slow=True),
     "optimize_adam_10restarts": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 10},
-                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts",
-                                           slow=True),
+                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts", slow=True),
     "optimize_lbfgs": MethodSpec("optimize", {"method": "lbfgs", "steps": 200},
                                  summary="per-image L-BFGS on BCE, one N(0, I) start", slow=True),
     "optimize_lm": MethodSpec("optimize", {"method": "lm", "steps": 100},
@@ -198,9 +197,8 @@ METHODS: dict[str, MethodSpec] = {
         "optimize", {"method": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR},
         summary="trust-region Newton on least squares + 0.01 ||z||^2 / 2, one N(0, I) start"),
     "peer_scipy_lm_prior": MethodSpec(
-        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder",
-        summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective",
-        slow=True),
+        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder", slow=True,
+        summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective"),
     # The VAE's own answer for a real image (posterior.py): its posterior, whose prior term (weight 1, the
     # model's) keeps z where the decoder was trained, instead of a point at infinity.
     "map_encoder_newton": MethodSpec(

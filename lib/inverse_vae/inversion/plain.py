@@ -11,8 +11,8 @@ from torch import nn
 from ..errors import StudyError
 from .table import Plain, plain_layer
 
-__all__ = ["bce", "check_images", "forward", "forward_jacobian", "image_bce", "images", "latent_dim",
-           "nan_where_unusable", "output_range", "plain_layers"]
+__all__ = ["bce", "check_images", "forward", "forward_jacobian", "images", "latent_dim", "nan_where_unusable",
+           "output_range", "plain_layers"]
 
 
 def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Plain], torch.dtype, torch.device]:
@@ -129,10 +129,3 @@ def nan_where_unusable(z: torch.Tensor, x: torch.Tensor, objective: torch.Tensor
 def latent_dim(layers: list[Plain]) -> int:
     return next(layer.weight.shape[1] for layer in layers if layer.kind.is_linear)
 
-
-def image_bce(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, dtype=None) -> torch.Tensor:
-    """Per-image BCE(D(z), x) summed over pixels, as the methods measure it (from the logits)."""
-    layers, dtype, device = plain_layers(decoder, dtype)
-    x = images(layers, x, dtype, device)
-    with torch.no_grad():
-        return bce(layers, z.to(dtype=dtype, device=device), x)

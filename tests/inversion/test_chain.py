@@ -121,7 +121,7 @@ def test_bad_eps_refused():
     with pytest.raises(StudyError, match=r"layer 0 \(Sigmoid\): sigmoid inverse eps"):
         invert_one_layer(nn.Sigmoid(), torch.rand(3), 0.5)
     with pytest.raises(StudyError, match="eps"):
-        invert(nn.Sequential(nn.Tanh()), torch.rand(2, 3), eps=1e-3, eps_tanh=-1e-3)
+        invert(nn.Sequential(nn.Tanh()), torch.rand(2, 3), eps=-1e-3)
 
 
 def test_leaky_relu_inverse_inverts_leaky_relu():
@@ -136,7 +136,7 @@ def test_leaky_relu_inverse_inverts_leaky_relu():
 
 def test_chain_structure_and_eps_overrides():
     chain = InverseChain(make_decoder())
-    steps = chain.configured(eps=1e-3, eps_tanh=1e-5)
+    steps = chain.configured(eps=1e-5, eps_sigmoid=1e-3)
     assert [s.name for s in steps] == [
         "inv5_Sigmoid", "inv4_Linear", "inv3_Tanh", "inv2_Linear", "inv1_Tanh", "inv0_Linear"]
     assert [s.index for s in steps] == [5, 4, 3, 2, 1, 0]

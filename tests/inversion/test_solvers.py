@@ -110,7 +110,6 @@ def test_exact_hessian_matches_autograd_including_leaky_relu():
 
 @pytest.mark.parametrize("options, match", [
     ({"hessian": "bfgs"}, "hessian must be 'exact' or 'gauss_newton'"),
-    ({"radius0": 0.0}, "radius0 > 0"),
     ({"lr": 0.1}, "lr sets Adam's step size"),
     ({"steps": -1}, "need steps >= 0"),
 ])

@@ -1,21 +1,8 @@
-"""Where and why the pseudo-inverse chain fails on realizable images x = D(z): measured, per sample.
-
-In the realizable regime the true value at every point of the chain is known (the decoder's
-forward pass from z). Walking the inverse chain from the image back to z, a failed sample is
-charged to the first step after which its relative error against that truth reaches the
-threshold. The cause at that step, checked in order:
-
-* ``output_saturated`` / ``hidden_saturated``: the true activation output (x itself for the last
-  layer) has a unit exactly at the range's ends (pixel 0 or 1, tanh +-1): the arithmetic has
-  already destroyed the information;
-* ``out_of_domain``: no clamp, and the value reaching the inverse lies outside the open domain
-  (|h| >= 1, pixel <= 0 or >= 1) because of upstream error: inf or nan follows;
-* ``clamped``: the clamp moved a unit of the value reaching the inverse;
-* ``amplified``: none of these; the inverse's slope, 1/(y(1-y)) or 1/(1-h^2), magnified error
-  already present (near-saturated units);
-* ``projection``: the pseudo-inverse of a Linear layer did (inconsistent equations);
-* ``other``: anything else (an unbounded activation's inverse).
-"""
+"""Where and why the chain fails on realizable images x = D(z): the forward pass from z gives the truth at every
+step, a failed sample is charged to the first step where its relative error reaches the threshold, and the
+cause there is, in order: output/hidden_saturated (the true value sits at the range's ends), out_of_domain
+(unclamped, pushed outside the inverse's domain), clamped, amplified (the inverse's slope magnified earlier
+error), projection (a Linear's pseudo-inverse), other (notebook 03 explains them)."""
 from __future__ import annotations
 
 import torch
@@ -34,24 +21,17 @@ _CODE = {name: code for code, name in enumerate(CAUSES)}
 
 def attribute_failures(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
                        dtype: torch.dtype = torch.float64, threshold: float = 1e-6, eps_sigmoid: float | None = None,
-                       eps_tanh: float | None = None, chain: InverseChain | None = None) -> dict:
-    """Attribute every sample with relative error >= threshold to a layer and a cause (module doc).
-
-    The truth is the decoder's forward pass from z computed in dtype. chain: the decoder's
-    InverseChain, if one is at hand. Returns n, n_failed, threshold, cause_names, counts
-    (JSON-ready records {layer, type, cause, count}, image side first), step_errors (median
-    relative error and share above threshold after each step, all samples) and per-sample
-    tensors rel_err, sample_layer (-1 if recovered), sample_cause (codes into CAUSES).
-    """
+                       chain: InverseChain | None = None) -> dict:
+    """Every sample with relative error >= threshold charged to a layer and a cause (module doc): counts per
+    (layer, cause), the error after each step, and per sample rel_err, sample_layer (-1: ok), sample_cause."""
     chain = InverseChain(decoder) if chain is None else chain
-    trace = chain.trace(x, dtype=dtype, eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh)
+    trace = chain.trace(x, dtype=dtype, eps=eps, eps_sigmoid=eps_sigmoid)
     x_flat = trace[0].arriving
     if z.shape[0] != x_flat.shape[0]:
         raise StudyError(f"z has {z.shape[0]} samples but x has {x_flat.shape[0]}")
     forward = forward_trace(decoder, z, dtype)
     rel = relative_errors(trace[-1].output, z).cpu()
     last = len(decoder) - 1
-
     n = rel.numel()
     sample_layer = torch.full((n,), -1, dtype=torch.long)
     sample_cause = torch.zeros(n, dtype=torch.long)
@@ -72,7 +52,6 @@ def attribute_failures(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor,
         sample_cause[crossed] = _step_cause(step, index == last, y_true, arriving)[crossed]
         pending &= ~crossed
     sample_cause[pending] = _CODE["other"]
-
     return {"n": n, "n_failed": n_failed, "threshold": float(threshold), "cause_names": list(CAUSES),
             "counts": _count_causes(decoder, sample_layer, sample_cause), "step_errors": step_errors,
             "rel_err": rel, "sample_layer": sample_layer, "sample_cause": sample_cause}
@@ -80,12 +59,9 @@ def attribute_failures(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor,
 
 def _step_cause(step: Step, is_output: bool, y_true: torch.Tensor, y_in: torch.Tensor) -> torch.Tensor:
     """Per-sample cause code for samples whose error crossed the threshold at this step."""
-    n = y_in.shape[0]
-    kind = step.kind
-    if kind.is_linear:
-        return torch.full((n,), _CODE["projection"], dtype=torch.long)
-    if kind.output_range is None:
-        return torch.full((n,), _CODE["other"], dtype=torch.long)
+    n, kind = y_in.shape[0], step.kind
+    if kind.is_linear or kind.output_range is None:
+        return torch.full((n,), _CODE["projection" if kind.is_linear else "other"], dtype=torch.long)
     cause = torch.full((n,), _CODE["amplified"], dtype=torch.long)
     checks = (  # applied in reverse so that the first check listed wins
         ("clamped", kind.clamped(y_in, step.eps)),
@@ -104,35 +80,25 @@ def _count_causes(decoder: nn.Sequential, layers: torch.Tensor, causes: torch.Te
     if pairs.numel() == 0:
         return []
     unique, counts = pairs.unique(dim=0, return_counts=True)
-    records = [
-        {"layer": int(layer), "type": type(decoder[int(layer)]).__name__ if layer >= 0 else None,
-         "cause": CAUSES[int(cause)], "count": int(count)}
-        for (layer, cause), count in zip(unique.tolist(), counts.tolist())
-    ]
+    records = [{"layer": int(layer), "type": type(decoder[int(layer)]).__name__ if layer >= 0 else None,
+                "cause": CAUSES[int(cause)], "count": int(count)}
+               for (layer, cause), count in zip(unique.tolist(), counts.tolist())]
     return sorted(records, key=lambda r: (-r["layer"], _CODE[r["cause"]]))
 
 
 def failure_table(summaries: dict) -> list[dict]:
-    """Flat rows (source, case, layer, type, cause, count, share) from summaries[source][case]
-    carrying "failures" (attribution counts) and "n"; for a DataFrame."""
-    rows = []
-    for source, cases in summaries.items():
-        for case, s in cases.items():
-            for f in s["failures"]:
-                rows.append({"source": source, "case": case, **f, "share": f["count"] / s["n"]})
-    return rows
+    """Flat rows (source, case, layer, type, cause, count, share) from summaries[source][case] carrying
+    "failures" (attribution counts) and "n"; for a DataFrame."""
+    return [{"source": source, "case": case, **f, "share": f["count"] / s["n"]}
+            for source, cases in summaries.items() for case, s in cases.items() for f in s["failures"]]
 
 
 def failure_frame(summaries: dict):
-    """Failure counts as a DataFrame: a row per (source, case), a column per (layer, type, cause).
-
-    Cases with no failing sample show as zero rows; with no failures at all the frame is empty.
-    """
-    import pandas as pd
+    """Failure counts, a row per (source, case) (zeros where none failed), a column per (layer, type, cause)."""
+    import pandas as pd  # only the notebooks' tables need it
 
     rows = failure_table(summaries)
-    pairs = [(s, c) for s, cases in summaries.items() for c in cases]
-    index = pd.MultiIndex.from_tuples(pairs, names=["source", "case"])
+    index = pd.MultiIndex.from_tuples([(s, c) for s, cases in summaries.items() for c in cases], names=["source", "case"])
     if not rows:
         return pd.DataFrame(index=index)
     frame = pd.DataFrame(rows).pivot_table(index=["source", "case"], columns=["layer", "type", "cause"],

@@ -1,16 +1,6 @@
-"""Layer-by-layer inversion of a fully connected decoder: one object, one call.
-
-The decoder is an ``nn.Sequential`` of layers from :data:`table.KINDS`. Its inverse chain
-undoes them in reverse order: each activation by its inverse (clamped for Sigmoid and Tanh, as
-the original project did) and each Linear by the Moore-Penrose pseudo-inverse of its weight.
-The pseudo-inverse recovers the layer input exactly only when the weight has full column rank,
-so a Linear that is not injective is refused rather than silently solved in the least-norm sense.
-
-:class:`InverseChain` is built once from a decoder and owns its pseudo-inverses (computed in
-float64, cast per dtype on first use): it is a snapshot of the weights at construction, so
-build a new one after changing them. :func:`realizable` makes the images x = D(z) that the
-chain can recover exactly.
-"""
+"""The decoder undone layer by layer: an activation by its inverse (clamped, as the original project did), a
+Linear by its weight's pseudo-inverse, which recovers the input only for full column rank, so a Linear that is
+not injective is refused, not solved in the least-norm sense. An InverseChain snapshots the weights."""
 from __future__ import annotations
 
 import copy
@@ -27,8 +17,7 @@ from .table import LayerKind, Plain, kind_of, layer_tag, plain_layer
 
 __all__ = ["DTYPES", "InverseChain", "Step", "TraceStep", "decoder_in", "forward_trace", "realizable"]
 
-# The study's arithmetics by name, as torch dtypes.
-DTYPES = {name: getattr(torch, name) for name in ARITHMETICS}
+DTYPES = {name: getattr(torch, name) for name in ARITHMETICS}  # the study's arithmetics by name
 
 
 @dataclass(frozen=True)
@@ -48,81 +37,70 @@ class TraceStep(NamedTuple):
     output: torch.Tensor
 
 
-def _pinv64(weight: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """float64 pseudo-inverse and 2-norm condition number of a full-column-rank weight."""
+def _pinv64(weight: torch.Tensor) -> torch.Tensor:
+    """The float64 pseudo-inverse of a weight of full column rank (the rank check: else pinv loses the input)."""
     w = weight.detach().to(torch.float64)
     s = torch.linalg.svdvals(w)
     tol = max(w.shape) * torch.finfo(torch.float64).eps * float(s[0]) if s.numel() else 0.0
     rank = int((s > tol).sum())
     if rank < w.shape[1]:
         raise StudyError(f"rank {rank} < {w.shape[1]} inputs, so pinv cannot recover its input")
-    return torch.linalg.pinv(w), float(s[0] / s[-1])
+    return torch.linalg.pinv(w)
 
 
 class InverseChain:
     """The inverse of one decoder. Raises StudyError for anything it cannot invert exactly."""
 
     def __init__(self, decoder: nn.Sequential):
-        if not isinstance(decoder, nn.Sequential):
-            raise StudyError(f"decoder must be an nn.Sequential, got {type(decoder).__name__}")
-        if len(decoder) == 0:
-            raise StudyError("decoder is an empty nn.Sequential")
+        if not isinstance(decoder, nn.Sequential) or len(decoder) == 0:
+            raise StudyError(f"decoder must be a non-empty nn.Sequential, got {type(decoder).__name__}")
         self.steps: list[Step] = []
         self._plain: dict[int, Plain] = {}  # activations: their parameters (dtype-free)
         self._linear: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}  # index -> (pinv64, bias)
-        self.cond: dict[int, float] = {}  # index -> condition number of the Linear's weight
         self._cast: dict[tuple, dict[int, tuple]] = {}  # (dtype, device) -> index -> (pinv, bias) cast
         self.device = next((p.device for p in decoder.parameters()), torch.device("cpu"))
         runs_in = next((p.dtype for p in decoder.parameters()), torch.get_default_dtype())  # decides invertibility
         for index in reversed(range(len(decoder))):
             layer = decoder[index]
             kind = kind_of(index, layer, runs_in)
-            if kind.is_linear:
-                self._add_linear(index, layer)
-            else:
+            if not kind.is_linear:
                 self._plain[index] = plain_layer(index, layer, torch.float64, runs_in)
+            else:
+                try:
+                    pinv = _pinv64(layer.weight)
+                except StudyError as exc:
+                    raise StudyError(f"{layer_tag(index, layer)} {layer.in_features}->{layer.out_features} "
+                                     f"is not injective: {exc}") from None
+                self._linear[index] = (pinv, None if layer.bias is None else layer.bias.detach().clone())
             self.steps.append(Step(index, f"inv{index}_{type(layer).__name__}", type(layer).__name__, kind))
-        self.in_features = next(
-            (pinv.shape[1] for pinv, _ in (self._linear[s.index] for s in self.steps if s.kind.is_linear)), None)
-
-    def _add_linear(self, index: int, layer: nn.Linear) -> None:
-        try:
-            pinv, self.cond[index] = _pinv64(layer.weight)
-        except StudyError as exc:
-            raise StudyError(f"{layer_tag(index, layer)} {layer.in_features}->{layer.out_features} "
-                             f"is not injective: {exc}") from None
-        bias = None if layer.bias is None else layer.bias.detach().clone()
-        self._linear[index] = (pinv, bias)
+        self.in_features = next((self._linear[s.index][0].shape[1] for s in self.steps if s.kind.is_linear), None)
 
     def pinv(self, index: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(pinv(W) cast to dtype, bias in dtype) of decoder layer `index`, cast once per dtype."""
+        """(pinv(W), bias) of decoder layer `index` in dtype, cast once per dtype."""
         cast = self._cast.setdefault((dtype, self.device), {})
         if index not in cast:
             pinv, bias = self._linear[index]
             cast[index] = (pinv.to(dtype), None if bias is None else bias.to(dtype).clone())
         return cast[index]
 
-    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None,
-                   eps_tanh: float | None = None) -> list[Step]:
-        """The steps with their clamp margins: eps for Sigmoid and Tanh inverses (0 or None: no
-        clamp); eps_sigmoid / eps_tanh override it per activation (None inherits eps, 0 disables)."""
-        per_kind = {"sigmoid": eps if eps_sigmoid is None else eps_sigmoid,
-                    "tanh": eps if eps_tanh is None else eps_tanh}
+    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None) -> list[Step]:
+        """The steps with their clamp margins: eps for every bounded activation's inverse (0 or None: no clamp),
+        eps_sigmoid for the Sigmoid's (None: eps)."""
         steps = []
         for step in self.steps:
             if step.kind.output_range is None:
                 steps.append(step)
                 continue
             try:
-                margin = step.kind.check_eps(per_kind.get(step.kind.name, eps))
+                margin = step.kind.check_eps(eps if eps_sigmoid is None or step.kind.name != "sigmoid" else eps_sigmoid)
             except StudyError as exc:
                 raise StudyError(f"decoder layer {step.index} ({step.type_name}): {exc}") from None
             steps.append(Step(step.index, step.name, step.type_name, step.kind, margin))
         return steps
 
     def _input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """x flattened to (N, D) and moved to dtype and the decoder's device, refused (one line) when
-        it is not a non-empty batch of the decoder's outputs (plain.check_images)."""
+        """x as (N, D) in dtype on the decoder's device, refused (one line) unless it is a non-empty batch of
+        the decoder's outputs (plain.check_images)."""
         if not dtype.is_floating_point:
             raise StudyError(f"inverse dtype must be floating point, got {dtype}")
         x = check_images(x, self.in_features, self.steps[0].kind.output_range)
@@ -141,14 +119,10 @@ class InverseChain:
         return step.kind.inverse(plain, step.kind.clamp(h, step.eps) if step.kind.output_range else h)
 
     def invert(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-               eps_sigmoid: float | None = None, eps_tanh: float | None = None, inplace: bool = True) -> torch.Tensor:
-        """z_hat from images x (N, 1, 28, 28) or (N, 784), computed in dtype.
-
-        inplace: each activation inverse works in the memory of the step before it (never in
-        x's): bit for bit the out-of-place result, and about a fifth faster on the CPU for
-        10,000 images, three fewer large allocations to page in.
-        """
-        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh)
+               eps_sigmoid: float | None = None, inplace: bool = True) -> torch.Tensor:
+        """z_hat from images x in dtype. inplace: activation inverses work in the previous step's memory (never
+        x's): the same bits, a fifth faster on the CPU for 10,000 images (fewer large allocations)."""
+        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid)
         h = self._input(x, dtype)
         with torch.no_grad():
             for step in steps:
@@ -157,12 +131,12 @@ class InverseChain:
         return h
 
     def trace(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-              eps_sigmoid: float | None = None, eps_tanh: float | None = None) -> list[TraceStep]:
+              eps_sigmoid: float | None = None) -> list[TraceStep]:
         """(step, value arriving, output) for every step; the last output is invert(x)."""
         h = self._input(x, dtype)
         trace = []
         with torch.no_grad():
-            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid, eps_tanh=eps_tanh):
+            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid):
                 out = self.apply(step, h)
                 trace.append(TraceStep(step, h, out))
                 h = out

@@ -1,27 +1,10 @@
-"""Ways to find a latent z whose decoding D(z) matches an image x, behind one call shape.
-
-Every method takes a batch of images, (N, 784) or (N, 1, 28, 28), treats all of them at
-once, computes on the decoder's device in the decoder's dtype unless ``dtype=`` is given, and
-returns a :class:`MethodResult` timed around the whole call, with a history of the objective
-for quality-vs-time plots (see timing.py). Input that is not a non-empty tensor batch of the
-decoder's outputs in its range ([0, 1]) is refused in one line (plain.check_images); an image
-with a non-finite pixel, or whose final objective is not finite, gets a nan latent (counted in
-``nonfinite`` by metrics.latent_recovery), never a start passed off as recovered.
-
-* :func:`closed_form`: the pseudo-inverse chain (logit/atanh clamped by eps).
-* :func:`layerwise_constrained`: one convex, box-constrained least-squares problem per layer,
-  saturated units as one-sided constraints (after Lei et al. 2019), via :func:`box_least_squares`.
-* :func:`encoder`: the VAE encoder's mean.
-* :func:`optimize`: search in latent space from random or given starts (solvers.py).
-* :func:`hybrid`: a start (an earlier result or latents) refined by LM or Adam.
-* :func:`svi`: the VAE's posterior per image, a Gaussian q(z|x) optimized from the encoder's (posterior.py);
-  MAP, the posterior's mode, is a hybrid (trust-region Newton on the negative log joint).
-
-:data:`METHODS` names the configurations the notebook compares; :func:`run_method` runs one.
-"""
+"""Ways to find a latent z whose decoding D(z) matches an image x, behind one call shape: a batch of images
+(N, 784) or (N, 1, 28, 28) at once, on the decoder's device and dtype unless dtype= is given, returning a
+timed MethodResult. Bad input is refused in one line (plain.check_images); an image with a non-finite pixel
+or final objective gets a nan latent, never a start passed off as recovered. METHODS names the
+configurations notebook 05 compares; run_method runs one."""
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,75 +14,51 @@ from torch import nn
 from ..constants import ORIGINAL_EPS
 from ..errors import StudyError
 from .chain import InverseChain
-from .plain import bce, image_bce, images, nan_where_unusable, plain_layers
-from .posterior import svi
+from .plain import images, nan_where_unusable, plain_layers
+from .posterior import encoded, svi
 from .solvers import box_least_squares, optimize
 from .table import Plain
-from .timing import MethodResult, timed
+from .timing import MethodResult, record_bce, timed
 
-__all__ = [
-    "METHODS",
-    "MethodResult",
-    "MethodSpec",
-    "box_least_squares",
-    "closed_form",
-    "encoder",
-    "hybrid",
-    "image_bce",
-    "layerwise_constrained",
-    "optimize",
-    "run_method",
-    "svi",
-]
+__all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder", "hybrid",
+           "layerwise_constrained", "optimize", "run_method", "svi"]
 
 
-# --------------------------------------------------------------------------
-# Closed form and encoder
+def _method(decoder, x, dtype, compute):
+    """compute(rec, layers, x, dtype) -> (z, iterations, info) under the clock (history: BCE at the end); nan
+    latents for images with a non-finite pixel (after the clock stopped)."""
+    layers, dtype, device = plain_layers(decoder, dtype)
+    x = images(layers, x, dtype, device)
 
+    def body(rec):
+        z, iterations, info = compute(rec, layers, x, dtype)
+        record_bce(rec, iterations, layers, z, x)
+        return z, iterations, info
 
-def _unusable_to_nan(result: MethodResult, x: torch.Tensor) -> MethodResult:
-    """The result with nan latents for images that have a non-finite pixel (after the clock stopped)."""
+    result = timed(device, body)
     result.z = nan_where_unusable(result.z, x)
     return result
 
 
 def closed_form(decoder: nn.Sequential, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
                 dtype: torch.dtype | None = None, chain: InverseChain | None = None) -> MethodResult:
-    """The pseudo-inverse chain (logit/atanh clamped by eps, pinv per Linear).
+    """The pseudo-inverse chain (logit/atanh clamped by eps); its pseudo-inverses computed, and timed,
+    in the call unless chain (the decoder's InverseChain, built beforehand) is given."""
+    def compute(rec, layers, x, dtype):
+        return (InverseChain(decoder) if chain is None else chain).invert(x, dtype=dtype, eps=eps), 0, {"eps": eps}
 
-    The pseudo-inverses are computed, and timed, in the call unless chain (the decoder's
-    InverseChain, built beforehand) is given.
-    """
-    layers, dtype, device = plain_layers(decoder, dtype)
-    x = images(layers, x, dtype, device)
-
-    def body(rec):
-        z = (InverseChain(decoder) if chain is None else chain).invert(x, dtype=dtype, eps=eps)
-        rec.record(0, lambda: bce(layers, z, x))
-        return z, 0, {"eps": eps}
-
-    return _unusable_to_nan(timed(device, body), x)
+    return _method(decoder, x, dtype, compute)
 
 
 def encoder(model: nn.Module, x: torch.Tensor, *, dtype: torch.dtype | None = None) -> MethodResult:
     """The VAE encoder's mean, model.encode(x)[0]."""
     if not hasattr(model, "encode") or not hasattr(model, "decoder"):
         raise StudyError(f"encoder needs the VAE model (with encode and decoder), got {type(model).__name__}")
-    layers, dtype, device = plain_layers(model.decoder, dtype)
-    x = images(layers, x, dtype, device)
 
-    def body(rec):
-        net = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
-        with torch.no_grad():
-            z = net.encode(x)[0]
-        rec.record(0, lambda: bce(layers, z, x))
-        return z, 0, {}
+    def compute(rec, layers, x, dtype):
+        return encoded(model, x, dtype)[0], 0, {}
 
-    return _unusable_to_nan(timed(device, body), x)
-
-
-# --------------------------------------------------------------------------
-# Layer-wise constrained inversion
+    return _method(model.decoder, x, dtype, compute)
 
 
 def _preceding_box(layers: list[Plain], index: int, delta: float):
@@ -115,12 +74,8 @@ def _preceding_box(layers: list[Plain], index: int, delta: float):
 
 def _invert_activation(layer: Plain, y: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                        margin: float, one_sided: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pre-activation targets from outputs y, clamped margin inside the range; with one_sided,
-    values at the clamp become one-sided constraints.
-
-    All activations here are increasing, so a one-sided constraint on y carries over to the
-    pre-activation in the same direction.
-    """
+    """Pre-activation targets from outputs y clamped margin inside the range; with one_sided, values at the
+    clamp become one-sided constraints (in the same direction: every activation here is increasing)."""
     if layer.kind.output_range is not None:
         low, high = layer.kind.box(margin, y.dtype)
         if one_sided:
@@ -134,25 +89,14 @@ def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: flo
                           iters: int = 300, tol: float = 1e-10, one_sided_hidden: bool = True,
                           one_sided_pixels: bool = True, boxed: bool = True,
                           dtype: torch.dtype | None = None) -> MethodResult:
-    """One convex problem per layer, walking back from the image (after Lei et al. 2019).
-
-    Pixels within eps of 0 or 1 give one-sided constraints on their logit (x <= eps:
-    a <= logit(eps); x >= 1 - eps: a >= logit(1 - eps)), the others equations a = logit(x).
-    Each Linear's input is then found by :func:`box_least_squares`, boxed to the range of
-    the activation feeding it shrunk by delta (unbounded for z). With one_sided_hidden, units
-    the solver leaves on the box boundary count as saturated and constrain the layer below
-    one-sidedly too (otherwise they are equations at atanh(1 - delta), as in a plain chain).
-    one_sided_pixels=False (pixels clamped to [eps, 1 - eps] as equations) and boxed=False (no box:
-    the solution is clipped before atanh, as the original chain does) switch off the two fixes
-    separately, for ablations.
-    info["hidden"]: the recovered activations, latent side first; info["stages"]: per layer.
-    """
+    """One convex problem per layer, walking back from the image (after Lei et al. 2019): pixels within eps of 0
+    or 1 constrain their logit one-sidedly, each Linear's input is box_least_squares' boxed to the range of the
+    activation feeding it shrunk by delta, and (one_sided_hidden) units it leaves on the box boundary count as
+    saturated, one-sided, too. one_sided_pixels=False and boxed=False switch the fixes off (04's ablations)."""
     if not 0 < delta < 0.5 or not 0 < eps < 0.5:
         raise StudyError(f"delta and eps must be in (0, 0.5), got delta={delta!r}, eps={eps!r}")
-    layers, dtype, device = plain_layers(decoder, dtype)
-    x = images(layers, x, dtype, device)
 
-    def body(rec):
+    def compute(rec, layers, x, dtype):
         y, margin, one_sided = x, eps, one_sided_pixels
         lower = upper = torch.zeros_like(x, dtype=torch.bool)
         hidden, stages, total = [], [], 0
@@ -172,24 +116,16 @@ def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: flo
             if index > 0:
                 hidden.insert(0, y)
             margin, one_sided = delta, one_sided_hidden
-        rec.record(total, lambda: bce(layers, y, x))
         return y, total, {"hidden": hidden, "stages": stages, "delta": delta, "eps": eps,
-                          "one_sided_hidden": one_sided_hidden, "one_sided_pixels": one_sided_pixels,
-                          "boxed": boxed}
+                          "one_sided_hidden": one_sided_hidden, "one_sided_pixels": one_sided_pixels, "boxed": boxed}
 
-    return _unusable_to_nan(timed(device, body), x)
-
-
-# --------------------------------------------------------------------------
-# Hybrids
+    return _method(decoder, x, dtype, compute)
 
 
 def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | torch.Tensor, refine: str = "lm",
            **refine_options) -> MethodResult:
-    """Refine a start with optimize(method=refine, init=start); seconds include the start's.
-
-    Start rows that are not finite (closed form without clamp) start from 0, the prior mean.
-    """
+    """Refine a start with optimize(method=refine, init=start); seconds include the start's. Start rows that
+    are not finite (closed form without clamp) start from 0, the prior mean."""
     if isinstance(start, MethodResult):
         z0, start_seconds, start_history = start.z, start.seconds, start.history
     elif isinstance(start, torch.Tensor):
@@ -204,10 +140,6 @@ def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | tor
     history += [{**h, "seconds": h["seconds"] + start_seconds, "phase": "refine"} for h in refined.history]
     info = {**refined.info, "start_seconds": start_seconds, "start_nonfinite": int((~finite).sum())}
     return MethodResult(refined.z, start_seconds + refined.seconds, refined.iterations, history, info)
-
-
-# --------------------------------------------------------------------------
-# Named configurations
 
 
 PROJECTION_PRIOR = 0.01  # prior weight of the converged projections: small, but it makes the optimum finite
@@ -233,8 +165,7 @@ METHODS: dict[str, MethodSpec] = {
     "optimize_adam": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 1},
                                 summary="Adam on BCE, 1000 steps, one N(0, I) start", slow=True),
     "optimize_adam_10restarts": MethodSpec("optimize", {"method": "adam", "steps": 1000, "lr": 0.01, "restarts": 10},
-                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts",
-                                           slow=True),
+                                           summary="Bora et al. 2017: Adam, 1000 steps, best of 10 N(0, I) starts", slow=True),
     "optimize_lbfgs": MethodSpec("optimize", {"method": "lbfgs", "steps": 200},
                                  summary="per-image L-BFGS on BCE, one N(0, I) start", slow=True),
     "optimize_lm": MethodSpec("optimize", {"method": "lm", "steps": 100},
@@ -266,9 +197,8 @@ METHODS: dict[str, MethodSpec] = {
         "optimize", {"method": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR},
         summary="trust-region Newton on least squares + 0.01 ||z||^2 / 2, one N(0, I) start"),
     "peer_scipy_lm_prior": MethodSpec(
-        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder",
-        summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective",
-        slow=True),
+        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder", slow=True,
+        summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective"),
     # The VAE's own answer for a real image (posterior.py): its posterior, whose prior term (weight 1, the
     # model's) keeps z where the decoder was trained, instead of a point at infinity.
     "map_encoder_newton": MethodSpec(
@@ -294,23 +224,15 @@ MAP, MAP_PEER, SVI = "map_encoder_newton", "peer_scipy_map", "svi_encoder"  # th
 
 def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model: nn.Module | None = None,
                *, starts: dict | None = None, **overrides) -> MethodResult:
-    """Run the configuration METHODS[name] with overrides; decoder None means model.decoder.
-
-    For a hybrid, overrides go to the refinement (dtype to the start as well). starts: results of
-    start methods on these same images, keyed (name, dtype override or None), filled as hybrids
-    compute them, so that the layer-wise solve three methods refine runs once; a hybrid's
-    seconds still include its start's.
-    """
+    """Run METHODS[name] with overrides (a hybrid's go to its refinement, dtype to its start too). starts: a
+    dict of start results on these images, filled as hybrids compute them, so that a shared start runs once."""
     spec = METHODS.get(name)
     if spec is None:
         raise StudyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    if decoder is None:
-        if model is None:
-            raise StudyError(f"method {name!r} needs a decoder or a model")
-        decoder = model.decoder
+    if model is None and (decoder is None or spec.function in ("encoder", "svi")):
+        raise StudyError(f"method {name!r} needs model= (the VAE, for its decoder or encoder)")
+    decoder = model.decoder if decoder is None else decoder
     options = {**spec.options, **overrides}
-    if spec.function in ("encoder", "svi") and model is None:
-        raise StudyError(f"method {name!r} needs model= (the VAE, for its encoder)")
     if spec.function == "hybrid":
         start_overrides = {"dtype": overrides["dtype"]} if "dtype" in overrides else {}
         key = (spec.start, start_overrides.get("dtype"))
@@ -320,10 +242,7 @@ def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model:
             if starts is not None:
                 starts[key] = start
         return hybrid(decoder, x, start=start, **options)
-    if spec.function == "encoder":
-        return encoder(model, x, **options)
-    if spec.function == "svi":
-        return svi(model, x, **options)
-    function = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained,
-                "optimize": optimize}[spec.function]
-    return function(decoder, x, **options)
+    if spec.function in ("encoder", "svi"):
+        return {"encoder": encoder, "svi": svi}[spec.function](model, x, **options)
+    return {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained,
+            "optimize": optimize}[spec.function](decoder, x, **options)

@@ -1,15 +1,6 @@
-"""The reference solvers a reader trusts, one image at a time on the CPU in float64:
-
-* SciPy's least_squares (MINPACK's Levenberg-Marquardt, or the trust-region reflective method) on the
-  study's least-squares objective 1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2 with the analytic Jacobian;
-* SciPy's L-BFGS-B on BCE(D(z), x) summed over pixels (from the logits) + prior_weight ||z||^2 / 2, the
-  model's negative log joint at prior_weight 1 (MAP), with the gradient by autograd: independent of the
-  study's hand-written Jacobian and Hessian, which the batched Newton solver it checks relies on.
-
-optimize(method="scipy_lm", "scipy_trf" or "scipy_map") runs them behind the study's call shape, so
-notebook 05 and bench/solver_peer.py, bench/posterior_peer.py set the batched solvers beside them on the
-same images and starts.
-"""
+"""The reference solvers a reader trusts, image by image in float64 on the CPU behind optimize's call shape:
+SciPy's least_squares on the least-squares objective, and its L-BFGS-B on BCE + prior (MAP) with autograd's
+gradient, independent of the hand-written Jacobian and Hessian the batched Newton solver relies on."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,29 +32,18 @@ def _problem(layers, xi: torch.Tensor, prior_weight: float):
 
 
 def _each_image(layers, z0, x, rec, solve_one):
-    """solve_one(cpu layers, x_i, z0_i) -> (z, cost, evaluations, converged) for each image, in float64 on
-    the CPU with one thread (an image's evaluations are too small for more).
-
-    Returns (z, most evaluations any image used, final objective, {"converged", "iterations"}) on z0's
-    device. An image with a non-finite pixel is not fitted: its objective is nan, so optimize reports nan.
-    """
+    """solve_one(cpu layers, x_i, z0_i) -> (z, cost, evaluations, converged) per image, on one thread (an image
+    is too small for more); an image with a non-finite pixel gets a nan objective, so optimize reports nan."""
     cpu = [dataclasses.replace(layer, **{k: getattr(layer, k).to("cpu", torch.float64) for k in ("weight", "bias")
                                          if getattr(layer, k) is not None}) for layer in layers]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    z, costs, evaluations, converged = [], [], [], []
     try:
-        for xi, zi in zip(x.detach().cpu().double(), z0.detach().cpu().double()):
-            if not bool(torch.isfinite(xi).all()):  # nothing to fit: a nan objective, so optimize reports nan
-                z.append(zi.numpy()), costs.append(float("nan")), evaluations.append(0), converged.append(False)
-                continue
-            found = solve_one(cpu, xi, zi)
-            z.append(found[0])
-            costs.append(found[1])
-            evaluations.append(found[2])
-            converged.append(found[3])
+        found = [solve_one(cpu, xi, zi) if bool(torch.isfinite(xi).all()) else (zi.numpy(), float("nan"), 0, False)
+                 for xi, zi in zip(x.detach().cpu().double(), z0.detach().cpu().double())]
     finally:
         torch.set_num_threads(threads)
+    z, costs, evaluations, converged = zip(*found)
     out = torch.from_numpy(np.stack(z)).to(dtype=z0.dtype, device=z0.device)
     cost = torch.tensor(costs, dtype=z0.dtype, device=z0.device)
     rec.record(max(evaluations), lambda: bce(layers, out, x), lambda: cost)
@@ -72,8 +52,7 @@ def _each_image(layers, z0, x, rec, solve_one):
 
 
 def scipy_least_squares(layers, z0, x, rec, *, steps, prior_weight, record_every, method: str = "lm"):
-    """SciPy's least_squares from each start, per image (_each_image); steps bounds the function
-    evaluations. An image converged when SciPy stopped on a tolerance, not on the budget."""
+    """SciPy's least_squares per image, steps bounding its evaluations; converged: it stopped on a tolerance."""
     import scipy.optimize
 
     def solve_one(cpu, xi, zi):
@@ -86,8 +65,7 @@ def scipy_least_squares(layers, z0, x, rec, *, steps, prior_weight, record_every
 
 
 def _map_problem(layers, xi: torch.Tensor, prior_weight: float):
-    """value_and_grad(z) of one image's BCE (summed, from the logits) + prior_weight ||z||^2 / 2, numpy in and
-    out, the gradient by autograd."""
+    """value_and_grad(z) of one image's BCE (from the logits) + prior_weight ||z||^2 / 2, numpy in and out."""
     head = layers[:-1]  # the logits: the final Sigmoid is inside the loss
 
     def value_and_grad(z):
@@ -101,9 +79,8 @@ def _map_problem(layers, xi: torch.Tensor, prior_weight: float):
 
 
 def scipy_map(layers, z0, x, rec, *, steps, prior_weight, record_every):
-    """SciPy's L-BFGS-B from each start, per image (_each_image), on BCE + prior_weight ||z||^2 / 2 (the
-    negative log joint at prior_weight 1: MAP); steps bounds its iterations. Tolerances MAP_FTOL, MAP_GTOL:
-    converged as far as float64 allows. An image converged unless it ran out of iterations or evaluations."""
+    """SciPy's L-BFGS-B per image on BCE + prior_weight ||z||^2 / 2, steps bounding its iterations, tolerances
+    MAP_FTOL and MAP_GTOL; converged unless it ran out of iterations or evaluations."""
     import scipy.optimize
 
     if layers[-1].kind.name != "sigmoid":

@@ -1,5 +1,5 @@
-"""The decoder as a list of plain layers (weights detached, in the working dtype), and what every
-solver computes from it: the forward pass, its Jacobian, the BCE against images."""
+"""The decoder as a list of plain layers (weights detached, in the working dtype), and what every solver
+computes from it: the forward pass, its Jacobian, the BCE against images; the one check of input images."""
 from __future__ import annotations
 
 import math
@@ -11,14 +11,13 @@ from torch import nn
 from ..errors import StudyError
 from .table import Plain, plain_layer
 
-__all__ = ["bce", "check_images", "forward", "forward_jacobian", "image_bce", "images", "latent_dim",
-           "nan_where_unusable", "output_range", "plain_layers"]
+__all__ = ["bce", "check_images", "forward", "forward_jacobian", "images", "latent_dim", "nan_where_unusable",
+           "output_range", "plain_layers"]
 
 
 def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Plain], torch.dtype, torch.device]:
-    """The decoder's layers, detached and cast (dtype None: the decoder's), so no method ever
-    touches its parameters; with the working dtype and device. Whether a layer can be inverted is
-    decided in the dtype the decoder computes in (its parameters'), whatever the working dtype."""
+    """The decoder's layers detached and cast to dtype (None: the decoder's), so no method ever touches its
+    parameters; with that dtype and the device. Invertibility is decided in the decoder's own dtype."""
     if not isinstance(decoder, nn.Sequential) or len(decoder) == 0:
         raise StudyError(f"decoder must be a non-empty nn.Sequential, got {type(decoder).__name__}")
     param = next(decoder.parameters(), None)
@@ -37,11 +36,8 @@ def forward(layers: list[Plain], z: torch.Tensor) -> torch.Tensor:
 
 
 def forward_jacobian(layers: list[Plain], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """D(z) (n, D) and its transposed Jacobian (n, d, D), by forward mode through the layers.
-
-    Kept transposed so that each Linear is one (n d, in) @ (in, out) product rather than n
-    small ones (twice as fast on CPU in float64); activations scale the columns by f'.
-    """
+    """D(z) (n, D) and its transposed Jacobian (n, d, D) by forward mode, kept transposed so that each Linear
+    is one (n d, in) @ (in, out) product rather than n small ones (twice as fast on CPU in float64)."""
     n, d = z.shape
     jac_t = torch.eye(d, dtype=z.dtype, device=z.device).expand(n, d, d)
     for layer in layers:
@@ -54,13 +50,9 @@ def forward_jacobian(layers: list[Plain], z: torch.Tensor) -> tuple[torch.Tensor
 
 
 def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image BCE(D(z), x) summed over pixels: the methods' image loss (their objective and history).
-
-    With a final Sigmoid it is computed from the logits, so a saturated pixel keeps a
-    gradient (BCE on the rounded output has none once sigmoid returns exactly 0 or 1).
-    A decoder with an unbounded output (no Sigmoid: the autoencoder) has no BCE, its outputs
-    are not probabilities; its loss is least squares, 1/2 ||D(z) - x||^2 (what LM minimizes).
-    """
+    """Per-image BCE(D(z), x) summed over pixels: the methods' image loss. With a final Sigmoid from the
+    logits, so a saturated pixel keeps a gradient; a decoder with an unbounded output (the autoencoder's)
+    has no probabilities, so its loss is least squares 1/2 ||D(z) - x||^2 (what LM minimizes)."""
     if layers[-1].kind.name == "sigmoid":
         return F.binary_cross_entropy_with_logits(forward(layers[:-1], z), x, reduction="none").sum(1)
     if output_range(layers) is None:
@@ -68,16 +60,11 @@ def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(forward(layers, z).clamp(0, 1), x, reduction="none").sum(1)
 
 
-def _slack(dtype: torch.dtype) -> float:
-    """How far past its range's ends a decoder's own output may round: a few ulps (none for integers)."""
-    return 16 * torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
-
-
 def _value_range(x: torch.Tensor) -> tuple[float, float]:
-    """(min, max) of x ignoring nan (a nan image is not refused: its latent comes back nan)."""
+    """(min, max) of x ignoring nan (a nan image is not refused: its latent comes back nan), in one pass."""
     if x.dtype == torch.bool:
         x = x.to(torch.uint8)
-    low, high = (float(v) for v in torch.aminmax(x))  # one pass: this runs inside timed methods
+    low, high = (float(v) for v in torch.aminmax(x))
     if math.isnan(low) or math.isnan(high):
         rest = x[~torch.isnan(x)]
         low, high = (float(v) for v in torch.aminmax(rest)) if rest.numel() else (0.0, 0.0)
@@ -90,11 +77,9 @@ _INTEGER_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, t
 
 def check_images(x, features: int | None, output_range: tuple[float, float] | None,
                  what: str = "images") -> torch.Tensor:
-    """x as (N, features), refused in one StudyError line unless it is a non-empty, dense tensor batch
-    of real numbers (floating point, integers or booleans; not complex) that holds data (not on the
-    meta device), of the decoder's output size with values in the decoder's output range (the
-    Sigmoid's [0, 1], up to rounding). A decoder with an unbounded output (Linear, LeakyReLU) gets no
-    range check. Never changes a value: validation only."""
+    """x as (N, features), refused in one StudyError line unless it is a non-empty dense tensor batch of real
+    numbers that holds data, of the decoder's output size, with values in its output range up to a few ulps
+    of rounding (none checked for an unbounded output). Validation only: never changes a value."""
     if not isinstance(x, torch.Tensor):
         raise StudyError(f"{what} must be a torch.Tensor (N, ...), got {type(x).__name__}")
     if x.is_meta:
@@ -111,7 +96,7 @@ def check_images(x, features: int | None, output_range: tuple[float, float] | No
         raise StudyError(f"{what} have {x.shape[1]} features (pixels) per sample but the decoder outputs {features}")
     if output_range is not None and x.numel():
         low, high = _value_range(x)
-        slack = _slack(x.dtype)
+        slack = 16 * torch.finfo(x.dtype).eps if x.dtype.is_floating_point else 0.0
         if low < output_range[0] - slack or high > output_range[1] + slack:
             hint = " (pixels in 0-255? divide by 255)" if high > 2 else ""
             raise StudyError(f"{what} must lie in [{output_range[0]:g}, {output_range[1]:g}], the decoder's output "
@@ -131,9 +116,8 @@ def images(layers: list[Plain], x: torch.Tensor, dtype: torch.dtype, device: tor
 
 
 def nan_where_unusable(z: torch.Tensor, x: torch.Tensor, objective: torch.Tensor | None = None) -> torch.Tensor:
-    """z with the rows of images that have a non-finite pixel (or a non-finite final objective) set
-    to nan: such a row found nothing, and must be counted non-finite, not as a recovered latent.
-    Returns z itself (same numbers) when every row is usable."""
+    """z with nan rows for images with a non-finite pixel (or final objective): such a row found nothing and
+    must count as non-finite, not as a recovered latent. z itself when every row is usable."""
     bad = ~torch.isfinite(x).all(1)
     if objective is not None:
         bad = bad | ~torch.isfinite(objective)
@@ -145,10 +129,3 @@ def nan_where_unusable(z: torch.Tensor, x: torch.Tensor, objective: torch.Tensor
 def latent_dim(layers: list[Plain]) -> int:
     return next(layer.weight.shape[1] for layer in layers if layer.kind.is_linear)
 
-
-def image_bce(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, dtype=None) -> torch.Tensor:
-    """Per-image BCE(D(z), x) summed over pixels, as the methods measure it (from the logits)."""
-    layers, dtype, device = plain_layers(decoder, dtype)
-    x = images(layers, x, dtype, device)
-    with torch.no_grad():
-        return bce(layers, z.to(dtype=dtype, device=device), x)

@@ -1,22 +1,7 @@
-"""The VAE's own answer to "which z made this image": its posterior p(z | x), not a point at infinity.
-
-For a real image the study's best projections minimize pixel error with no prior, and on an image
-the decoder cannot produce exactly the error keeps falling as ||z|| grows (tanh saturates): the
-"recovered" z runs off to where the linear probe reads the digit at chance. The model itself says
-which z explain x, with its Bernoulli likelihood p(x|z) (BCE summed over pixels) and its prior
-N(0, I). Two answers, both per image and batched over images:
-
-* MAP, the posterior's mode: argmin of the negative log joint BCE(D(z), x) + ||z||^2 / 2
-  (:func:`negative_log_joint`), by the study's trust-region Newton with the exact Hessian
-  (solvers.optimize(method="newton_tr", objective="bce", prior_weight=1), the named method
-  "map_encoder_newton"; its SciPy reference "peer_scipy_map").
-* SVI (Cremer et al. 2018, "Inference Suboptimality in VAEs"): a Gaussian q(z|x) per image, mean and
-  log-variance started at the encoder's and moved by Adam to maximize the ELBO (:func:`svi`, the
-  named method "svi_encoder"). The ELBO it gains over the encoder's q is the amortization gap
-  (:func:`amortization_gap`): what the encoder loses by predicting q in one pass.
-
-Neither applies to the autoencoder (no prior, no posterior, no likelihood): :func:`posterior_reason`.
-"""
+"""The VAE's own answer to "which z made this image": its posterior p(z | x) (Bernoulli likelihood, prior
+N(0, I)), not a pixel fit whose error keeps falling as ||z|| runs off. MAP, its mode, is a named method
+(trust-region Newton on negative_log_joint); SVI (Cremer et al. 2018) fits a Gaussian q(z|x) per image, and
+the ELBO it gains over the encoder's q is the amortization gap. Neither applies to the autoencoder."""
 from __future__ import annotations
 
 import copy
@@ -28,12 +13,9 @@ from torch import nn
 
 from ..errors import StudyError
 from .plain import bce, forward, images, nan_where_unusable, plain_layers
-from .timing import MethodResult, timed
+from .timing import MethodResult, record_bce, timed
 
-__all__ = ["amortization_gap", "elbo", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
-
-LOG_2PI = math.log(2 * math.pi)
-
+__all__ = ["amortization_gap", "elbo", "encoded", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
 
 def posterior_reason(model) -> str | None:
     """None when MAP, SVI and the likelihood bounds apply to the model, else the one-line reason (as
@@ -57,20 +39,19 @@ def _require(model) -> None:
 
 def negative_log_joint(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, dtype=None,
                        constant: bool = False) -> torch.Tensor:
-    """Per image -log p(x|z) - log p(z) = BCE(D(z), x) summed over pixels + ||z||^2 / 2, what MAP minimizes
-    (BCE from the logits, as plain.bce); with constant, plus d/2 log(2 pi), the prior's normalizer."""
+    """Per image -log p(x|z) - log p(z) = BCE(D(z), x) (from the logits) + ||z||^2 / 2, what MAP minimizes;
+    with constant, plus d/2 log(2 pi), the prior's normalizer."""
     layers, dtype, device = plain_layers(decoder, dtype)
     x = images(layers, x, dtype, device)
     z = z.to(dtype=dtype, device=device)
     with torch.no_grad():
         value = bce(layers, z, x) + 0.5 * (z * z).sum(1)
-    return value + 0.5 * z.shape[1] * LOG_2PI if constant else value
+    return value + 0.5 * z.shape[1] * math.log(2 * math.pi) if constant else value
 
 
 def log_likelihood(layers, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) = -BCE summed over pixels, from the logits, for K latents per image: x (n, D), z (n, K, d)
-    -> (n, K). One matmul per layer over all n K latents; x . logits as one batched product, so the only
-    elementwise pass over the n K D logits is softplus (sum softplus(a) - x . a is BCE from logits)."""
+    """log p(x|z) for K latents per image, x (n, D), z (n, K, d) -> (n, K), as x . a - sum softplus(a) at the
+    logits a: one batched product, so softplus is the only elementwise pass over the n K D logits."""
     n, k, d = z.shape
     logits = forward(layers[:-1], z.reshape(n * k, d)).reshape(n, k, -1)
     return torch.bmm(logits, x[:, :, None].to(logits.dtype))[:, :, 0] - F.softplus(logits).sum(2)
@@ -86,25 +67,16 @@ def _noise(generator: torch.Generator, shape, dtype, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
 
-def _check_q(layers, x, mean, log_var, dtype, device):
-    if mean.shape != log_var.shape or mean.dim() != 2 or mean.shape[0] != x.shape[0]:
-        raise StudyError(f"mean and log_var must both be (N, d) for N = {x.shape[0]} images, got "
-                         f"{tuple(mean.shape)} and {tuple(log_var.shape)}")
+def elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
+         samples: int = 1000, seed: int = 0, rows: int = 16384, dtype=None) -> torch.Tensor:
+    """Per image ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I)) in nats, q = N(mean, diag(exp(log_var))), by
+    `samples` seeded draws (two q's compared with one seed share their noise), in chunks of about `rows`."""
+    layers, dtype, device = plain_layers(decoder, dtype)
+    x = images(layers, x, dtype, device)
     if layers[-1].kind.name != "sigmoid":
         raise StudyError("the ELBO needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
                          f"this one ends in {layers[-1].kind.name}")
-    return mean.to(dtype=dtype, device=device), log_var.to(dtype=dtype, device=device)
-
-
-def elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
-         samples: int = 1000, seed: int = 0, rows: int = 16384, dtype=None) -> torch.Tensor:
-    """Per image ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I)) in nats, q = N(mean, diag(exp(log_var))):
-    the expectation by `samples` reparameterized draws (seeded; the same draws for the same seed, N and
-    rows, so two q's compared with one seed share their noise), KL in closed form. Chunks of about
-    `rows` latents bound memory; float64 sums (the decoder in dtype, default its own)."""
-    layers, dtype, device = plain_layers(decoder, dtype)
-    x = images(layers, x, dtype, device)
-    mean, log_var = _check_q(layers, x, mean, log_var, dtype, device)
+    mean, log_var = mean.to(dtype=dtype, device=device), log_var.to(dtype=dtype, device=device)
     generator = torch.Generator().manual_seed(seed)
     per_chunk = max(1, rows // samples)
     expected = []
@@ -122,7 +94,7 @@ def _negative_elbo(layers, x, mean, log_var, eps, prior_weight):
     return -log_likelihood(layers, x, z).mean(1) + prior_weight * _kl(mean, log_var)
 
 
-def _encoded(model, x, dtype):
+def encoded(model, x, dtype):
     """The encoder's (mean, log_var) of x in dtype, without touching the model's parameters."""
     net = model if next(model.parameters()).dtype == dtype else copy.deepcopy(model).to(dtype)
     with torch.no_grad():
@@ -132,12 +104,9 @@ def _encoded(model, x, dtype):
 
 def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float = 0.02, seed: int = 0,
         prior_weight: float = 1.0, record_every: int = 25, dtype: torch.dtype | None = None) -> MethodResult:
-    """Per-image ELBO optimization (Cremer et al. 2018): q(z|x) = N(mean, diag(exp(log_var))) started at the
-    encoder's, Adam on the summed -ELBO (exact per image: Adam's update is elementwise) for `steps` steps,
-    `samples` reparameterized draws per image and step from a seeded generator, the step size decayed
-    linearly from lr to 0 so the last iterate is not left jittering with the draws' noise; all images at
-    once. prior_weight scales the KL term (1: the model's ELBO). z: the optimized means; info "mean",
-    "log_var" (optimized), "encoder_mean", "encoder_log_var", "objective" (the last step's -ELBO estimate)."""
+    """q(z|x) per image from the encoder's, by Adam on the summed -ELBO (exact per image: Adam is elementwise),
+    `samples` seeded draws per step, lr decayed linearly to 0 so the last iterate does not jitter with the
+    draws. prior_weight scales the KL (1: the model's ELBO). z: the means; info: q's and the encoder's."""
     if steps < 1 or samples < 1 or not lr > 0 or prior_weight < 0 or record_every < 1:
         raise StudyError(f"svi needs steps >= 1, samples >= 1, lr > 0, prior_weight >= 0, record_every >= 1; "
                          f"got {steps}, {samples}, {lr}, {prior_weight}, {record_every}")
@@ -146,7 +115,7 @@ def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float
     _require(model)
 
     def body(rec):
-        mean0, log_var0 = _encoded(model, x, dtype)
+        mean0, log_var0 = encoded(model, x, dtype)
         mean, log_var = mean0.clone().requires_grad_(True), log_var0.clone().requires_grad_(True)
         opt = torch.optim.Adam([mean, log_var], lr=lr)
         generator = torch.Generator().manual_seed(seed)
@@ -156,12 +125,11 @@ def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             if step % record_every == 0:
-                value, current = loss.detach(), mean.detach().clone()
-                rec.record(step, lambda current=current: bce(layers, current, x), lambda value=value: value)
+                record_bce(rec, step, layers, mean, x, loss)
             opt.param_groups[0]["lr"] = lr * (1 - step / steps)
             opt.step()
         final = loss.detach()
-        rec.record(steps, lambda: bce(layers, mean.detach(), x), lambda: final)
+        record_bce(rec, steps, layers, mean, x, final)
         info = {"method": "svi", "objective": final, "mean": mean.detach(), "log_var": log_var.detach(),
                 "encoder_mean": mean0, "encoder_log_var": log_var0, "samples": samples, "prior_weight": prior_weight}
         return mean.detach(), steps, info
@@ -173,10 +141,8 @@ def svi(model, x: torch.Tensor, *, steps: int = 500, samples: int = 8, lr: float
 
 def amortization_gap(model, x: torch.Tensor, result: MethodResult, *, samples: int = 1000, seed: int = 0,
                      rows: int = 16384) -> dict:
-    """The ELBO of the encoder's q and of SVI's optimized q (result, from :func:`svi` on these x) on the
-    same images with the same draws (seeded, `samples` per image), in nats per image: {"encoder_elbo",
-    "svi_elbo", "gap" (their mean difference: what amortized inference loses), "gap_stderr" (over images),
-    "improved" (share of images whose ELBO SVI raised), "n", "samples"}. Images with a nan are left out."""
+    """The ELBO of the encoder's q and of SVI's (result: svi() on these x) with the same draws, and their mean
+    difference, the gap (what amortized inference loses), in nats per image; nan images left out."""
     _require(model)
     info = result.info
     if "encoder_mean" not in info or len(info["mean"]) != len(x):

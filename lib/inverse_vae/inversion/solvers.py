@@ -1,13 +1,10 @@
-"""The solvers behind the named methods: box-constrained least squares for the layer-wise solve,
-and search in latent space (Adam, per-image L-BFGS, Levenberg-Marquardt, trust-region Newton)
-driven by :func:`optimize` with batched restarts and retries (Bora et al. 2017).
-
-Every solver works on all images at once (no per-image Python loop; chunks only bound memory).
-Objectives: BCE plus prior for Adam/L-BFGS, half the squared pixel error plus prior for LM and
-trust-region Newton; trust-region Newton also minimizes BCE plus prior (objective="bce": with
-prior weight 1, the model's negative log joint, whose minimizer is the posterior's mode, MAP).
-"""
+"""Box-constrained least squares (the layer-wise solve) and the search in latent space behind optimize
+(Adam, per-image L-BFGS, Levenberg-Marquardt, trust-region Newton, SciPy's peers), all images at once
+with batched restarts and retries (Bora et al. 2017); chunks only bound memory. Objectives: BCE + prior
+(Adam, L-BFGS), 1/2 ||D(z) - x||^2 + prior (LM, Newton; Newton's objective="bce" at prior weight 1: MAP)."""
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -17,13 +14,10 @@ from ..errors import StudyError
 from .peer import scipy_least_squares, scipy_map
 from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers
 from .table import box_bounds
-from .timing import MethodResult, Recorder, best_restart, timed
+from .timing import MethodResult, Recorder, best_restart, record_bce, timed
 
 __all__ = ["box_least_squares", "optimize"]
 
-
-# --------------------------------------------------------------------------
-# Box-constrained least squares (the layer-wise solve)
 
 def _hinged(residual: torch.Tensor, lower: torch.Tensor | None, upper: torch.Tensor | None) -> torch.Tensor:
     """Residual W h - t with one-sided rows zeroed where their inequality holds."""
@@ -36,23 +30,10 @@ def _hinged(residual: torch.Tensor, lower: torch.Tensor | None, upper: torch.Ten
 
 def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
                       lower_mask: torch.Tensor | None = None, upper_mask: torch.Tensor | None = None,
-                      iters: int = 300, tol: float = 1e-10,
-                      init: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """min_h 1/2 sum_rows rho(W h - t) s.t. h in the box, for every row of targets (N, m) at once.
-
-    rho is r^2 on equation rows; on rows in lower_mask (W h >= t) only r < 0 counts, on rows
-    in upper_mask (W h <= t) only r > 0 (squared hinge). bound: None, b for |h| <= b, or
-    (low, high). Batched FISTA with step 1/L, L = ||W||_2^2, and adaptive momentum restart,
-    started from the clamped least-squares solution unless init is given. A sample stops
-    when its step is below tol * (1 + ||h||) (tol floored at a few ulps: below that the
-    step is rounding noise). Returns (h (N, n), iterations run).
-    """
-    if W.dim() != 2 or targets.dim() != 2 or targets.shape[1] != W.shape[0]:
-        raise StudyError(f"box_least_squares needs W (m, n) and targets (N, m), got {tuple(W.shape)} "
-                         f"and {tuple(targets.shape)}")
-    for name, mask in (("lower_mask", lower_mask), ("upper_mask", upper_mask)):
-        if mask is not None and mask.shape != targets.shape:
-            raise StudyError(f"{name} shape {tuple(mask.shape)} does not match targets {tuple(targets.shape)}")
+                      iters: int = 300, tol: float = 1e-10) -> tuple[torch.Tensor, int]:
+    """min_h 1/2 sum rho(W h - t), h in the box (low, high) or None, per row of targets (N, m): rho = r^2, on
+    lower_mask rows only r < 0, on upper_mask rows only r > 0. Batched FISTA with adaptive restart, from the
+    clamped least-squares solution, until a step is below tol (1 + ||h||) (tol floored at rounding noise)."""
     dtype = targets.dtype
     W = W.to(dtype=dtype, device=targets.device)
     box = box_bounds(bound, dtype)
@@ -62,11 +43,8 @@ def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
 
     w64 = W.double()
     lipschitz = float(torch.linalg.matrix_norm(w64, 2)) ** 2
-    if init is None:
-        init = targets @ torch.linalg.pinv(w64).to(dtype).T
     tol = max(tol, 4 * torch.finfo(dtype).eps)
-
-    out = project(init.to(dtype)).clone()
+    out = project(targets @ torch.linalg.pinv(w64).to(dtype).T).clone()
     rows = torch.arange(targets.shape[0], device=targets.device)
     h, y, t = out.clone(), out.clone(), torch.ones_like(out[:, 0])
     tgt, low, up = targets, lower_mask, upper_mask
@@ -92,18 +70,21 @@ def box_least_squares(W: torch.Tensor, targets: torch.Tensor, bound=None, *,
     return out, iterations
 
 
+def _plus_prior(cost: torch.Tensor, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
+    return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
 
 
-# --------------------------------------------------------------------------
-# Iterative search in latent space
+def _with_prior(cost, matrix, grad, z, prior_weight):
+    """The prior added to a cost, its curvature matrices (n, d, d) and its gradients (residuals sqrt(w) z)."""
+    if not prior_weight:
+        return cost, matrix, grad
+    eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+    return _plus_prior(cost, z, prior_weight), matrix + prior_weight * eye, grad + prior_weight * z
 
 
 def _objective(layers, z, x, prior_weight: float) -> torch.Tensor:
-    """Per-image BCE + prior_weight * ||z||^2 / 2."""
-    value = bce(layers, z, x)
-    if prior_weight:
-        value = value + 0.5 * prior_weight * (z * z).sum(1)
-    return value
+    """Per-image BCE + prior_weight * ||z||^2 / 2 (Adam's and L-BFGS')."""
+    return _plus_prior(bce(layers, z, x), z, prior_weight)
 
 
 def _adam(layers, z0, x, rec, *, steps, lr, prior_weight, record_every):
@@ -115,13 +96,12 @@ def _adam(layers, z0, x, rec, *, steps, lr, prior_weight, record_every):
         objective = _objective(layers, z, x, prior_weight)
         objective.sum().backward()
         if step % record_every == 0:
-            value, current = objective.detach(), z.detach().clone()
-            rec.record(step, lambda current=current: bce(layers, current, x), lambda value=value: value)
+            record_bce(rec, step, layers, z, x, objective)
         opt.step()
     z = z.detach()
     with torch.no_grad():
         final = _objective(layers, z, x, prior_weight)
-    rec.record(steps, lambda: bce(layers, z, x), lambda: final)
+    record_bce(rec, steps, layers, z, x, final)
     return z, steps, final, {}
 
 
@@ -150,19 +130,13 @@ def _two_loop(grad, S, Y, valid):
     return -r
 
 
-def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, xtol=None,
-           max_backtracks=30):
-    """L-BFGS per image, batched: each image has its own curvature pairs and Armijo backtracking.
-
-    (torch.optim.LBFGS on the summed objective would share one curvature model and one line
-    search across all images, which is slow and not per image.) No learning rate: the first step
-    of an image is scaled to length 1 in latent space, later ones start at the quasi-Newton step.
-    An image stops when its step is below xtol * (||z|| + xtol) or no step lowers its objective:
-    BCE's minimum is far from 0, so rounding of the objective, not the gradient, ends the
-    search, at a relative precision of order sqrt(machine epsilon) (LM goes further).
-    """
+def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every):
+    """L-BFGS with its own curvature pairs (10) and Armijo line search per image (torch's LBFGS would share
+    one); an image stops on a step below xtol (||z|| + xtol), xtol = eps^(2/3), or when no step lowers its
+    objective (BCE's rounding, its minimum being far from 0, ends the search near sqrt(eps) relative)."""
     n, d = z0.shape
-    xtol = xtol if xtol is not None else torch.finfo(z0.dtype).eps ** (2 / 3)
+    memory = 10
+    xtol = torch.finfo(z0.dtype).eps ** (2 / 3)
     z = z0.clone()
     value, grad = _value_and_grad(layers, z, x, prior_weight)
     S = torch.zeros(n, memory, d, dtype=z.dtype, device=z.device)
@@ -180,7 +154,7 @@ def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, 
         t = torch.where(first, 1 / grad.norm(dim=1).clamp_min(1e-30), 1.0)
         pending = active.clone()
         with torch.no_grad():
-            for _ in range(max_backtracks):
+            for _ in range(30):
                 trial = _objective(layers, z + t[:, None] * direction, x, prior_weight)
                 pending &= ~(trial <= value + 1e-4 * t * slope)
                 if not pending.any():
@@ -197,13 +171,22 @@ def _lbfgs(layers, z0, x, rec, *, steps, prior_weight, record_every, memory=10, 
         z, value, grad = z_new, torch.where(moved, value_new, value), torch.where(moved[:, None], grad_new, grad)
         active &= moved & (s.norm(dim=1) > xtol * (z.norm(dim=1) + xtol))
         if (it + 1) % record_every == 0:
-            current, obj = z.clone(), value.clone()
-            rec.record(it + 1, lambda current=current: bce(layers, current, x), lambda obj=obj: obj)
+            record_bce(rec, it + 1, layers, z, x, value)
         if not active.any():
             done_at = it + 1
             break
-    rec.record(done_at, lambda: bce(layers, z, x), lambda: value)
+    record_bce(rec, done_at, layers, z, x, value)
     return z, done_at, value, {"converged": ~active}
+
+
+def _cost(layers, z, x, prior_weight, chunk, objective="least_squares"):
+    """A trial point's objective alone, in chunks: 1/2||D(z) - x||^2 or BCE (from the logits), + prior."""
+    def head(zc, xc):
+        return bce(layers, zc, xc) if objective == "bce" else 0.5 * ((forward(layers, zc) - xc) ** 2).sum(1)
+
+    with torch.no_grad():
+        cost = torch.cat([head(zc, xc) for zc, xc in zip(z.split(chunk), x.split(chunk))])
+    return _plus_prior(cost, z, prior_weight)
 
 
 def _lm_terms(layers, z, x, prior_weight, chunk):
@@ -215,64 +198,41 @@ def _lm_terms(layers, z, x, prior_weight, chunk):
         costs.append(0.5 * (r * r).sum(1))
         normals.append(jac_t @ jac_t.mT)
         grads.append((jac_t @ r[:, :, None])[:, :, 0])
-    cost, normal, grad = torch.cat(costs), torch.cat(normals), torch.cat(grads)
-    if prior_weight:  # the prior as extra residuals sqrt(w) z
-        cost = cost + 0.5 * prior_weight * (z * z).sum(1)
-        normal = normal + prior_weight * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-        grad = grad + prior_weight * z
-    return cost, normal, grad
+    return _with_prior(torch.cat(costs), torch.cat(normals), torch.cat(grads), z, prior_weight)
 
 
-def _lm_cost(layers, z, x, prior_weight, chunk):
-    with torch.no_grad():
-        cost = torch.cat([0.5 * ((forward(layers, zc) - xc) ** 2).sum(1)
-                          for zc, xc in zip(z.split(chunk), x.split(chunk))])
-    return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
-
-
-def _lm_step(normal, grad, lam, damping="levenberg"):
-    """Solve (J^T J + lam D) dz = -J^T r per sample, in float64 (d x d, cheap).
-
-    D is mean(diag(J^T J)) I ("levenberg", default) or diag(J^T J) ("marquardt"). Levenberg's
-    is the default because Marquardt's scaling gives a saturated latent direction (a tiny
-    diagonal entry) almost no damping, so steps along it keep failing and the sample creeps
-    instead of converging. A floor keeps D positive where the decoder ignores a latent direction.
-    """
+def _lm_step(normal, grad, lam):
+    """Solve (J^T J + lam D) dz = -J^T r per sample in float64, D = mean(diag(J^T J)) I: Marquardt's
+    diag(J^T J) barely damps a saturated latent direction, so its steps keep failing and the sample
+    creeps. A floor keeps D positive where the decoder ignores a latent direction."""
     normal, grad = normal.double(), grad.double()
     diag = torch.diagonal(normal, dim1=1, dim2=2)
     floor = 1e-12 * diag.amax(1, keepdim=True) + torch.finfo(torch.float64).tiny
-    scale = diag.mean(1, keepdim=True).expand_as(diag) if damping == "levenberg" else diag
+    scale = diag.mean(1, keepdim=True).expand_as(diag)
     damped = normal + torch.diag_embed(lam.double()[:, None] * scale.clamp_min(floor) + floor)
     step, _ = torch.linalg.solve_ex(damped, -grad)
     return step
 
 
-def _lm(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, lam0=1e-3, xtol=None,
-        max_rejects=8, damping="levenberg"):
-    """Levenberg-Marquardt on r = D(z) - x, per sample damping, only unconverged samples computed.
-
-    Pixel-space residuals weigh a saturated pixel by its vanishing Jacobian row, instead of
-    blowing it up as logit does. A sample accepts a step that lowers its cost (lambda / 3),
-    else rejects it (lambda * 4); it stops after an accepted step shorter than
-    xtol * (||z|| + xtol), or after max_rejects rejections in a row (its cost is at rounding
-    level).
-    """
-    if damping not in ("levenberg", "marquardt"):
-        raise StudyError(f"LM damping must be 'levenberg' or 'marquardt', got {damping!r}")
-    xtol = xtol if xtol is not None else torch.finfo(z0.dtype).eps ** (2 / 3)
+def _lm(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048):
+    """Levenberg-Marquardt on r = D(z) - x (pixel residuals weigh a saturated pixel by its vanishing
+    Jacobian row, logit residuals would blow it up), per sample damping: lambda / 3 on a step that lowers
+    the cost, * 4 otherwise. A sample stops after an accepted step below xtol (||z|| + xtol),
+    xtol = eps^(2/3), or 8 rejections in a row (its cost at rounding level)."""
+    xtol = torch.finfo(z0.dtype).eps ** (2 / 3)
     z = z0.clone()
     n = z.shape[0]
     with torch.no_grad():
         cost, normal, grad = _lm_terms(layers, z, x, prior_weight, chunk)
-        lam = torch.full((n,), lam0, dtype=torch.float64, device=z.device)
+        lam = torch.full((n,), 1e-3, dtype=torch.float64, device=z.device)
         rejects = torch.zeros(n, dtype=torch.long, device=z.device)
         active = torch.arange(n, device=z.device)
         it = 0
         while it < steps and active.numel():
             it += 1
-            step = _lm_step(normal[active], grad[active], lam[active], damping).to(z.dtype)
+            step = _lm_step(normal[active], grad[active], lam[active]).to(z.dtype)
             trial = z[active] + step
-            trial_cost = _lm_cost(layers, trial, x[active], prior_weight, chunk)
+            trial_cost = _cost(layers, trial, x[active], prior_weight, chunk)
             ok = trial_cost < cost[active]  # False for nan
             accepted, rejected = active[ok], active[~ok]
             z[accepted], cost[accepted] = trial[ok], trial_cost[ok]
@@ -281,14 +241,13 @@ def _lm(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, la
             rejects[accepted] = 0
             rejects[rejected] += 1
             small = ok & (step.norm(dim=1) <= xtol * (z[active].norm(dim=1) + xtol))
-            active = active[~(small | (rejects[active] >= max_rejects))]
+            active = active[~(small | (rejects[active] >= 8))]
             refresh = active[torch.isin(active, accepted)]  # moved and still running: new J
             if refresh.numel():
                 _, normal[refresh], grad[refresh] = _lm_terms(layers, z[refresh], x[refresh], prior_weight, chunk)
             if it % record_every == 0:
-                snapshot, values = z.clone(), cost.clone()
-                rec.record(it, lambda snapshot=snapshot: bce(layers, snapshot, x), lambda values=values: values)
-    rec.record(it, lambda: bce(layers, z, x), lambda: cost)
+                record_bce(rec, it, layers, z, x, cost)
+    record_bce(rec, it, layers, z, x, cost)
     converged = torch.ones(n, dtype=torch.bool, device=z.device)
     converged[active] = False
     return z, it, cost, {"converged": converged, "lambda": lam}
@@ -305,17 +264,9 @@ def _second_derivative(layer, a: torch.Tensor) -> torch.Tensor:
     return curvature
 
 
-NEWTON_OBJECTIVES = ("least_squares", "bce")
-
-
 def _newton_head(h, x, objective: str):
-    """The loss at the network's head h: (cost, its gradient in h, its curvature in h or None).
-
-    least_squares: h = D(z), cost 1/2||h - x||^2, curvature the identity (None: J^T J as it was).
-    bce: h = the logits a (the layers before the final Sigmoid), cost BCE summed from the logits,
-    gradient sigmoid(a) - x, curvature diag(s (1 - s)): so the Gauss-Newton part is
-    J_a^T diag(s (1 - s)) J_a and the exact Hessian adds sum_k (s_k - x_k) Hess a_k.
-    """
+    """(cost, gradient, curvature or None: the identity) of the loss at the head h: 1/2||h - x||^2 at
+    h = D(z), or for bce BCE at the logits h = a, gradient s - x, curvature diag(s (1 - s)), s = sigmoid(a)."""
     if objective == "bce":
         s = torch.sigmoid(h)
         return F.binary_cross_entropy_with_logits(h, x, reduction="none").sum(1), s - x, s * (1 - s)
@@ -324,12 +275,9 @@ def _newton_head(h, x, objective: str):
 
 
 def _newton_chunk(layers, z, x, exact: bool, objective: str = "least_squares"):
-    """For one chunk: cost (1/2||D(z) - x||^2, or BCE from the logits), Hessian (n, d, d), gradient (n, d).
-
-    exact: J^T W J + sum_k r_k Hess h_k(z) (h: the head _newton_head reads, r its gradient there,
-    W its curvature), the second term as sum over activations of A^T diag(adjoint * f''(a)) A
-    (A: Jacobian of that activation's input); else the Gauss-Newton matrix J^T W J.
-    """
+    """Cost, Hessian (n, d, d), gradient (n, d) of _newton_head's loss: J^T W J (W the head's curvature)
+    plus, if exact, sum_k r_k Hess h_k = sum over activations of A^T diag(adjoint f''(a)) A (A: the
+    Jacobian of the activation's input)."""
     if objective == "bce":
         layers = layers[:-1]  # the head is the logits: the Sigmoid is inside the loss
     inputs, h = [], z
@@ -363,43 +311,14 @@ def _newton_terms(layers, z, x, prior_weight, chunk, exact, objective: str = "le
     """Per sample: cost (+ prior), Hessian or Gauss-Newton matrix, gradient; in chunks."""
     parts = [_newton_chunk(layers, zc, xc, exact, objective) for zc, xc in zip(z.split(chunk), x.split(chunk))]
     cost, hessian, grad = (torch.cat(values) for values in zip(*parts))
-    if prior_weight:
-        cost = cost + 0.5 * prior_weight * (z * z).sum(1)
-        hessian = hessian + prior_weight * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-        grad = grad + prior_weight * z
-    return cost, hessian, grad
-
-
-def _newton_cost(layers, z, x, prior_weight, chunk, objective: str):
-    """The objective alone (a trial point's): _lm_cost for least squares, BCE + prior for bce."""
-    if objective == "least_squares":
-        return _lm_cost(layers, z, x, prior_weight, chunk)
-    with torch.no_grad():
-        cost = torch.cat([bce(layers, zc, xc) for zc, xc in zip(z.split(chunk), x.split(chunk))])
-    return cost + 0.5 * prior_weight * (z * z).sum(1) if prior_weight else cost
-
-
-def _check_newton(layers, hessian: str, objective: str, radius0, chunk) -> None:
-    """One StudyError line for options _newton_tr cannot use."""
-    if hessian not in ("exact", "gauss_newton"):
-        raise StudyError(f"newton_tr hessian must be 'exact' or 'gauss_newton', got {hessian!r}")
-    if objective not in NEWTON_OBJECTIVES:
-        raise StudyError(f"newton_tr objective must be one of {', '.join(NEWTON_OBJECTIVES)}, got {objective!r}")
-    if objective == "bce" and layers[-1].kind.name != "sigmoid":
-        raise StudyError("newton_tr objective 'bce' needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
-                         f"this one ends in {layers[-1].kind.name}")
-    if not radius0 > 0 or chunk < 1:
-        raise StudyError(f"newton_tr needs radius0 > 0 and chunk >= 1, got {radius0!r} and {chunk!r}")
+    return _with_prior(cost, hessian, grad, z, prior_weight)
 
 
 def _trust_step(hessian, grad, radius, iters: int = 30):
-    """The exact trust-region step per sample (More & Sorensen 1983), via eigh, in float64.
-
-    min_s g.s + s.H.s/2 with ||s|| <= radius: s = -(H + mu I)^-1 g with mu >= max(0, -lambda_min)
-    and ||s|| = radius unless the Newton step fits; mu by Newton's method on 1/||s(mu)||
-    (monotone from the left). Hard case (g orthogonal to the lowest eigenvector): the rest of
-    the radius goes along that eigenvector. Returns (step, predicted reduction), both float64.
-    """
+    """The exact trust-region step per sample (More & Sorensen 1983) via eigh, in float64: s = -(H + mu I)^-1 g,
+    mu >= max(0, -lambda_min) by Newton's method on 1/||s(mu)|| (monotone from the left) unless the Newton
+    step fits; in the hard case (g orthogonal to the lowest eigenvector) the rest of the radius goes along
+    it. Returns (step, predicted reduction)."""
     hessian, grad, radius = hessian.double(), grad.double(), radius.double()
     lam, vectors = torch.linalg.eigh(hessian)
     gq = (vectors.mT @ grad[:, :, None])[:, :, 0]
@@ -421,36 +340,27 @@ def _trust_step(hessian, grad, radius, iters: int = 30):
     return step, predicted
 
 
-def _newton_stops(cost, grad, step, z, ok, actual, predicted, gtol, ftol, xtol):
-    """Per sample: converged (gradient, relative cost change, or step/radius below tolerance)."""
-    small_grad = grad.norm(dim=1) <= gtol * cost  # relative: near a zero residual, step and cost tests decide
-    flat = ok & (actual <= ftol * cost) & (predicted <= ftol * cost)
-    tiny_step = step.norm(dim=1) <= xtol * (z.norm(dim=1) + xtol)
-    return small_grad | flat | tiny_step
-
-
-def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, radius0=1.0,
-               gtol=None, ftol=None, xtol=None, hessian="exact", objective="least_squares"):
-    """Trust-region Newton per sample on 1/2||D(z) - x||^2 + prior_weight ||z||^2 / 2, batched;
-    objective "bce": on BCE(D(z), x) (from the logits) + prior_weight ||z||^2 / 2 instead.
-
-    hessian "exact" (default) or "gauss_newton" (J^T J, as LM uses; J^T diag(s (1 - s)) J for bce,
-    J the logits' Jacobian). Each sample keeps its own
-    radius: ratio rho of actual to predicted reduction, accept if rho > 1e-4, radius / 4 if
-    rho < 1/4, * 2 if rho > 3/4 at the boundary. A sample stops on ||g|| <= gtol cost,
-    on relative actual and predicted reductions <= ftol, or when its step is below
-    xtol (||z|| + xtol); only running samples are computed. info["iterations"]: per sample.
-    """
-    _check_newton(layers, hessian, objective, radius0, chunk)
+def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, hessian="exact",
+               objective="least_squares"):
+    """Trust-region Newton per sample on 1/2||D(z) - x||^2 (or BCE) + prior, hessian "exact" or "gauss_newton"
+    (bench/ compares them). Per sample radius: accept if rho = actual / predicted > 1e-4, / 4 if rho < 1/4,
+    * 2 if rho > 3/4 at the boundary; stop on ||g|| <= gtol cost, relative reductions <= 10 eps, or a step
+    below xtol (||z|| + xtol), gtol = xtol = eps^(2/3)."""
+    if hessian not in ("exact", "gauss_newton") or objective not in ("least_squares", "bce"):
+        raise StudyError("newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
+                         f"least_squares, bce; got {hessian!r} and {objective!r}")
+    if objective == "bce" and layers[-1].kind.name != "sigmoid":
+        raise StudyError("newton_tr objective 'bce' needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
+                         f"this one ends in {layers[-1].kind.name}")
     eps = torch.finfo(z0.dtype).eps
-    gtol, xtol = (eps ** (2 / 3) if tol is None else tol for tol in (gtol, xtol))
-    ftol = 10 * eps if ftol is None else ftol
+    gtol = xtol = eps ** (2 / 3)
+    ftol = 10 * eps
     exact = hessian == "exact"
     z = z0.clone()
     n = z.shape[0]
     with torch.no_grad():
         cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, exact, objective)
-        radius = torch.full((n,), float(radius0), dtype=torch.float64, device=z.device)
+        radius = torch.full((n,), 1.0, dtype=torch.float64, device=z.device)
         counts = torch.zeros(n, dtype=torch.long, device=z.device)
         usable = torch.isfinite(cost) & torch.isfinite(grad).all(1) & torch.isfinite(hess).flatten(1).all(1)
         active = usable.nonzero()[:, 0]
@@ -459,7 +369,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
             it += 1
             step, predicted = _trust_step(hess[active], grad[active], radius[active])
             trial = z[active] + step.to(z.dtype)
-            trial_cost = _newton_cost(layers, trial, x[active], prior_weight, chunk, objective)
+            trial_cost = _cost(layers, trial, x[active], prior_weight, chunk, objective)
             actual = (cost[active] - trial_cost).double()
             ok = (actual > 1e-4 * predicted) & (predicted > 0)  # False for nan
             length = step.norm(dim=1)
@@ -471,56 +381,41 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
             if accepted.numel():
                 cost[accepted], hess[accepted], grad[accepted] = _newton_terms(
                     layers, z[accepted], x[accepted], prior_weight, chunk, exact, objective)
-            done = _newton_stops(cost[active], grad[active], step, z[active], ok, actual, predicted, gtol, ftol, xtol)
-            active = active[~done]
+            c = cost[active]  # a relative gradient test: near a zero residual, step and cost tests decide
+            flat = ok & (actual <= ftol * c) & (predicted <= ftol * c)
+            tiny_step = step.norm(dim=1) <= xtol * (z[active].norm(dim=1) + xtol)
+            active = active[~((grad[active].norm(dim=1) <= gtol * c) | flat | tiny_step)]
             if it % record_every == 0:
-                snapshot, values = z.clone(), cost.clone()
-                rec.record(it, lambda snapshot=snapshot: bce(layers, snapshot, x), lambda values=values: values)
-    rec.record(it, lambda: bce(layers, z, x), lambda: cost)
+                record_bce(rec, it, layers, z, x, cost)
+    record_bce(rec, it, layers, z, x, cost)
     converged = usable.clone()
     converged[active] = False
     return z, it, cost, {"converged": converged, "iterations": counts, "radius": radius}
 
 
-def _scipy_trf(layers, z0, x, rec, **options):
-    return scipy_least_squares(layers, z0, x, rec, method="trf", **options)
-
-
-_SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr,
-            "scipy_lm": scipy_least_squares, "scipy_trf": _scipy_trf, "scipy_map": scipy_map}
+_SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr, "scipy_lm": scipy_least_squares,
+            "scipy_trf": functools.partial(scipy_least_squares, method="trf"), "scipy_map": scipy_map}
 # scipy_lm/trf: steps bounds the function evaluations per image; scipy_map: the L-BFGS-B iterations
-_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000,
-                  "scipy_map": 2000}
-_DEFAULT_RECORD_EVERY = {"adam": 10, "lbfgs": 1, "lm": 1, "newton_tr": 1, "scipy_lm": 1, "scipy_trf": 1,
-                         "scipy_map": 1}
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000, "scipy_map": 2000}
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
-    """(restarts * N, d) starts: N(0, I) from a seeded CPU generator (same on every device).
-
-    init (N, d) replaces the first restart; init (restarts, N, d) replaces them all.
-    """
+    """(restarts * N, d) starts: N(0, I) from a seeded CPU generator (same on every device), init (N, d) the first."""
     generator = torch.Generator().manual_seed(seed)
     z0 = torch.randn(restarts, n, d, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
     if init is not None:
         init = torch.as_tensor(init).to(dtype=dtype, device=device)
-        if init.shape == (n, d):
-            z0[0] = init
-        elif init.shape == (restarts, n, d):
-            z0 = init.clone()
-        else:
-            raise StudyError(f"init must have shape ({n}, {d}) or ({restarts}, {n}, {d}), got {tuple(init.shape)}")
+        if init.shape != (n, d):
+            raise StudyError(f"init must have shape ({n}, {d}), got {tuple(init.shape)}")
+        z0[0] = init
         if not torch.isfinite(z0).all():
             raise StudyError("init contains inf or nan")
     return z0.reshape(restarts * n, d)
 
 
 def _best_of(solver, layers, z0, x, restarts: int, rec: Recorder, **solver_options) -> tuple[dict, int, torch.Tensor]:
-    """Run solver on (restarts * N) starts; per image, the values at its best restart.
-
-    Returns ({"z", "objective", "bce", "restart", solver extras...} each (N, ...), iterations,
-    objective of every restart (restarts, N)).
-    """
+    """Run solver on (restarts * N) starts: ({"objective", "z", "bce", "restart", extras} at each image's
+    best restart, iterations, objective of every restart (restarts, N))."""
     xs = x.repeat(restarts, 1)
     z, iterations, objective, extra = solver(layers, z0, xs, rec, **solver_options)
     with torch.no_grad():
@@ -535,25 +430,15 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
              lr: float | None = None, restarts: int = 1, prior_weight: float = 0.0, init: torch.Tensor | None = None,
              seed: int = 0, dtype: torch.dtype | None = None, record_every: int | None = None,
              retry_above: float | None = None, retries: int = 8, **options) -> MethodResult:
-    """Search z per image from restarts starts (all batched), keeping each image's best restart.
-
-    method "adam": Adam (lr, default 0.01) on BCE + prior_weight ||z||^2 / 2, a fixed number of steps;
-    "lbfgs": per-image L-BFGS on the same objective; "lm": Levenberg-Marquardt on
-    1/2 ||D(z) - x||^2 + prior_weight ||z||^2 / 2; "newton_tr": trust-region Newton on it, per sample
-    until converged (steps caps it); "scipy_lm" / "scipy_trf": SciPy's least_squares on it, image by
-    image on the CPU (peer.py: the reference; steps caps its evaluations); "scipy_map": SciPy's L-BFGS-B on
-    newton_tr's objective="bce", BCE + prior_weight ||z||^2 / 2 (MAP's reference). Starts: N(0, I) (seeded) or init.
-    retry_above: images whose best objective stays above it (a local minimum, when x is
-    known to be realizable) get `retries` fresh N(0, I) starts, batched, and keep the best.
-    options go to the solver (lm: chunk, lam0, xtol, max_rejects, damping; lbfgs: memory, xtol, max_backtracks;
-    newton_tr: chunk, radius0, gtol, ftol, xtol, hessian, objective). info: per-image "objective", "bce",
-    "restart" chosen (retries numbered after the restarts), "retried"; "objective_restarts" (R, N)."""
+    """Search z per image from `restarts` starts (seeded N(0, I), the first init if given), batched, keeping each
+    image's best; options go to the solver. retry_above: images whose best objective stays above it (a local
+    minimum, for realizable x) get `retries` fresh starts. info: per image "objective", "bce", "restart"."""
     if method not in _SOLVERS:
         raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")
     if lr is not None and method != "adam":
         raise StudyError(f"lr sets Adam's step size; {method} chooses its own steps")
     steps = _DEFAULT_STEPS[method] if steps is None else int(steps)
-    record_every = _DEFAULT_RECORD_EVERY[method] if record_every is None else int(record_every)
+    record_every = (10 if method == "adam" else 1) if record_every is None else int(record_every)
     if steps < 0 or restarts < 1 or retries < 1 or record_every < 1 or prior_weight < 0:
         raise StudyError(f"need steps >= 0, restarts >= 1, retries >= 1, record_every >= 1, prior_weight >= 0; "
                          f"got {steps}, {restarts}, {retries}, {record_every}, {prior_weight}")
@@ -568,9 +453,8 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
     def body(rec):
         z0 = _initial_latents(init, restarts, n, d, seed, dtype, device)
         best, iterations, per_restart = _best_of(solver, layers, z0, x, restarts, rec, **solver_options)
-        retried = torch.zeros(n, dtype=torch.bool, device=device)
-        if retry_above is not None:
-            retried = ~(best["objective"] <= retry_above)  # nan too
+        no_retry = torch.zeros(n, dtype=torch.bool, device=device)
+        retried = no_retry if retry_above is None else ~(best["objective"] <= retry_above)  # nan too
         if retried.any():
             rows = retried.nonzero()[:, 0]
             z0 = _initial_latents(None, retries, rows.numel(), d, seed + 1, dtype, device)

@@ -1,15 +1,6 @@
-"""The one table of decoder layers the study can invert, and of those it refuses (with the reason).
-
-Every user of a layer's mathematics reads it from here: the params allow-list (which decoder
-layers a config may name), the pseudo-inverse chain (inverse, clamp), the solvers (forward,
-derivative, box bounds) and the failure attribution (range, saturation, clamp). Supporting a
-new layer kind is one entry in :data:`KINDS`.
-
-Functions of an entry take the layer as a :class:`Plain` (its tensors in the working dtype)
-so that a LeakyReLU's slope or a Linear's weight reaches them without an nn.Module. Whether an
-instance can be inverted (an entry's refuse hook) is decided in the dtype the decoder computes in:
-a LeakyReLU slope of 1e-46 is a ReLU in float32.
-"""
+"""The one table of decoder layers the study can invert, and of those it refuses: the allow-list, the chain,
+the solvers and the attribution all read a layer's mathematics here, so a new kind is one entry in KINDS.
+Invertibility is decided in the dtype the decoder computes in (a LeakyReLU slope of 1e-46 is a ReLU in float32)."""
 from __future__ import annotations
 
 import math
@@ -44,22 +35,11 @@ def _same(p: Plain, t: Tensor) -> Tensor:
     return t
 
 
-def _no_reason(layer: nn.Module, dtype: torch.dtype) -> str | None:
-    return None
-
-
 @dataclass(frozen=True)
 class LayerKind:
-    """How the study computes with one decoder layer type.
-
-    forward(p, a) -> y; inverse(p, y) -> a on the open range; inverse_(p, y) the same numbers in
-    y's memory; derivative(p, a, y) -> f'(a) elementwise (None: f' = 1, nothing to scale);
-    inverse_slope(p, y) -> (f^-1)'(y), how much an error in y is amplified; output_range the open
-    interval (low, high) of a bounded activation (None: unbounded); slope(layer) reads the
-    parameter the functions need; refuse(layer, dtype) says why an instance cannot be inverted when
-    the decoder computes in dtype (None: it can).
-    A Linear's inverse is its pseudo-inverse, which the chain computes (is_linear).
-    """
+    """How the study computes with one layer type, on the layer as a Plain: forward, inverse (inverse_ in place),
+    derivative f'(a) (None: 1), inverse_slope (how much an error in y is amplified), output_range (None:
+    unbounded); refuse(layer, dtype) says why an instance cannot be inverted (None: it can)."""
 
     name: str
     forward: Callable[[Plain, Tensor], Tensor] = _same
@@ -69,7 +49,7 @@ class LayerKind:
     inverse_slope: Callable[[Plain, Tensor], Tensor] | None = None
     output_range: tuple[float, float] | None = None
     slope: Callable[[nn.Module], float] = lambda layer: 0.0
-    refuse: Callable[[nn.Module, torch.dtype], str | None] = _no_reason
+    refuse: Callable[[nn.Module, torch.dtype], str | None] = lambda layer, dtype: None
     is_linear: bool = False
 
     @property
@@ -79,10 +59,8 @@ class LayerKind:
     def invert_in_place(self, p: Plain, y: Tensor) -> Tensor:
         return (self.inverse_ or self.inverse)(p, y)
 
-    # --- clamp: the original chain's eps margin, bounds computed in the input's dtype
-
     def check_eps(self, eps: float | None) -> float:
-        """eps as a float (None: 0, no clamp), refused outside [0, half the range)."""
+        """The clamp margin as a float (None: 0, no clamp), refused outside [0, half the range)."""
         eps = 0.0 if eps is None else float(eps)
         low, high = self.output_range
         if not 0.0 <= eps < (high - low) / 2:
@@ -90,11 +68,8 @@ class LayerKind:
         return eps
 
     def clamp_bounds(self, eps: float, dtype: torch.dtype) -> tuple[float, float]:
-        """[low + eps, high - eps] as Python floats exactly representable in dtype.
-
-        Computed in dtype arithmetic (not rounded from float64) so the bounds are the values a
-        float32 (or float64) tensor can actually hold next to the range's ends.
-        """
+        """[low + eps, high - eps] computed in dtype arithmetic (not rounded from float64): the values a
+        tensor of that dtype can actually hold next to the range's ends."""
         low, high = self.output_range
         eps_t = torch.tensor(eps, dtype=dtype)
         return float(torch.tensor(low, dtype=dtype) + eps_t), float(torch.tensor(high, dtype=dtype) - eps_t)
@@ -117,33 +92,20 @@ class LayerKind:
         lo, hi = self.clamp_bounds(eps, y.dtype)
         return ((y < lo) | (y > hi)).flatten(1).any(1)
 
-    # --- box: the solvers' margin, rounded from float64 to dtype
-
     def box(self, margin: float, dtype: torch.dtype) -> tuple[float, float]:
-        """The output range shrunk by margin on both sides, as dtype values (see box_bounds)."""
+        """The output range shrunk by margin on both sides (the solvers' box), rounded from float64 to dtype."""
         low, high = self.output_range
         return box_bounds((low + margin, high - margin), dtype)
 
 
-def box_bounds(bound, dtype: torch.dtype) -> tuple[float, float] | None:
-    """(low, high) from None (unbounded), a half-width b (|h| <= b) or a pair, as dtype values."""
-    if bound is None:
-        return None
-    low, high = (-bound, bound) if isinstance(bound, (int, float)) else bound
-    low, high = (float(torch.tensor(v, dtype=dtype)) for v in (low, high))
-    if not low < high:
-        raise StudyError(f"box bounds must satisfy low < high, got ({low}, {high})")
-    return low, high
-
-
-def _leaky_slope(layer: nn.Module) -> float:
-    return float(layer.negative_slope)
+def box_bounds(bound: tuple[float, float] | None, dtype: torch.dtype) -> tuple[float, float] | None:
+    """(low, high) as the values dtype holds (None: unbounded)."""
+    return None if bound is None else tuple(float(torch.tensor(v, dtype=dtype)) for v in bound)
 
 
 def _leaky_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
-    """Injective in dtype's arithmetic: a slope > 0 that dtype holds as a normal number (a subnormal one
-    loses precision in every product, or flushes to 0 where denormals are flushed), so that its
-    products and the inverse's division by it stay finite and distinct."""
+    """Injective in dtype's arithmetic: a slope > 0 that dtype holds as a normal number (a subnormal one loses
+    precision in every product, or flushes to 0), so that products and the inverse's division stay distinct."""
     slope = layer.negative_slope
     if not slope > 0:
         return f"negative_slope {slope!r} is not > 0, so it is not injective"
@@ -170,8 +132,6 @@ def _flatten_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
     return None
 
 
-_IDENTITY = LayerKind("identity")
-
 # Forward layer type -> how the study computes with it. One entry per supported kind.
 KINDS: dict[type[nn.Module], LayerKind] = {
     nn.Linear: LayerKind("linear", forward=lambda p, a: F.linear(a, p.weight, p.bias), is_linear=True),
@@ -189,8 +149,8 @@ KINDS: dict[type[nn.Module], LayerKind] = {
         inverse=lambda p, y: torch.where(y >= 0, y, y / p.slope),
         derivative=lambda p, a, y: torch.where(a >= 0, 1.0, p.slope).to(a.dtype),
         inverse_slope=lambda p, y: torch.where(y >= 0, 1.0, 1 / p.slope).to(y.dtype),
-        slope=_leaky_slope, refuse=_leaky_refuse),
-    nn.Identity: _IDENTITY,
+        slope=lambda layer: float(layer.negative_slope), refuse=_leaky_refuse),
+    nn.Identity: LayerKind("identity"),
     nn.Flatten: LayerKind("identity", refuse=_flatten_refuse),
 }
 
@@ -211,11 +171,8 @@ def layer_tag(index: int, layer: nn.Module) -> str:
 
 
 def kind_of(index: int, layer: nn.Module, runs_in: torch.dtype | None = None) -> LayerKind:
-    """The table entry of decoder layer `index`; StudyError naming it and the reason if refused.
-
-    runs_in: the dtype the decoder computes in (its parameters'), where invertibility is decided;
-    None: torch's default dtype, what a decoder is built in.
-    """
+    """The table entry of decoder layer `index`, or a StudyError naming it and the reason; runs_in: the dtype
+    the decoder computes in (None: torch's default, what a decoder is built in)."""
     kind = KINDS.get(type(layer))
     if kind is None:
         reason = REFUSED.get(type(layer), "only " + ", ".join(t.__name__ for t in KINDS) + " are supported")
@@ -227,8 +184,8 @@ def kind_of(index: int, layer: nn.Module, runs_in: torch.dtype | None = None) ->
 
 
 def plain_layer(index: int, layer: nn.Module, dtype: torch.dtype, runs_in: torch.dtype | None = None) -> Plain:
-    """Decoder layer `index` as a Plain in dtype (weights detached and cast: never the parameters);
-    refused (kind_of) as the decoder computing in runs_in (None: in dtype) cannot invert it."""
+    """Decoder layer `index` as a Plain in dtype (weights detached and cast: never the parameters), refused
+    (kind_of) where the decoder computing in runs_in (None: dtype) cannot invert it."""
     kind = kind_of(index, layer, dtype if runs_in is None else runs_in)
     if kind.is_linear:
         bias = None if layer.bias is None else layer.bias.detach().to(dtype)

@@ -1,11 +1,7 @@
-"""What an inversion call returns, and the one clock every method runs under.
-
-History entries are ``{"iteration", "seconds", "objective", "bce"}``: ``objective`` is the
-method's own, ``bce`` the per-image BCE summed over pixels that every method shares, both
-averaged over images (with restarts, each image's currently best restart). Time spent computing
-history values is not charged to the method: ``seconds`` excludes it, ``info["wall_seconds"]``
-does not.
-"""
+"""What an inversion call returns, and the one clock every method runs under. History entries are
+{"iteration", "seconds", "objective", "bce"}: the method's own objective and the per-image BCE every
+method shares, averaged over images (each at its best restart so far); seconds exclude the time spent
+computing them, info["wall_seconds"] does not."""
 from __future__ import annotations
 
 import math
@@ -15,7 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["MethodResult", "Recorder", "best_restart", "timed"]
+from .plain import bce
+
+__all__ = ["MethodResult", "Recorder", "best_restart", "record_bce", "timed"]
 
 
 @dataclass
@@ -30,11 +28,8 @@ class MethodResult:
 
 
 class Recorder:
-    """Clock and history of one call; computing history values is not charged to the method.
-
-    With restarts, per-sample values come as (restarts * N,) and each image is reported
-    at its restart with the lowest objective.
-    """
+    """Clock and history of one call; per-sample values come as (restarts * N,), each image reported at
+    its restart with the lowest objective."""
 
     def __init__(self, device: torch.device, restarts: int = 1):
         self.device, self.restarts = device, restarts
@@ -54,7 +49,7 @@ class Recorder:
 
     def record(self, iteration: int, bce: Callable[[], torch.Tensor],
                objective: Callable[[], torch.Tensor] | None = None, restarts: int | None = None):
-        """Append one history entry; bce/objective are per-sample values computed lazily."""
+        """Append one history entry; bce/objective are per-sample values, computed (lazily) off the clock."""
         if self.muted:
             return
         seconds = self.elapsed()
@@ -67,6 +62,12 @@ class Recorder:
                              "objective": float(obj.mean()), "bce": float(bce_best.mean())})
         self._sync()
         self.excluded += time.perf_counter() - paused
+
+
+def record_bce(rec: Recorder, iteration: int, layers, z: torch.Tensor, x: torch.Tensor,
+               objective: torch.Tensor | None = None) -> None:
+    """One history entry at z now: its BCE against x and the given per-sample objective."""
+    rec.record(iteration, lambda: bce(layers, z.detach(), x), None if objective is None else lambda: objective.detach())
 
 
 def best_restart(objective: torch.Tensor, restarts: int, *others: torch.Tensor):

@@ -33,7 +33,7 @@ RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"
 PATHS = ("train.model_path", "train.progress_path", "test.model_path", "test.results_path")
 # Method overrides that can finish: integer options bounded, every option a plain number, flag or name.
 OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
-                   "memory": 1000, "max_backtracks": 1000, "max_rejects": 1000, "iters": 100_000, "seed": 2**32 - 1}
+                   "iters": 100_000, "seed": 2**32 - 1}
 FUNCTIONS = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
              "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}
 INTERNAL = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}

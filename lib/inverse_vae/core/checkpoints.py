@@ -191,14 +191,14 @@ def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Pa
     return next(iter(checkpoints_newest_first(model_dir, max_epoch)), None)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint of this study or of the original train.py, in any layout, checked (module docstring);
     never executes code from the file. Has at least `model_state_dict` (a bare state dict comes wrapped in one)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run notebooks/01_train.ipynb (or ./run_all.sh) first")
     _check_declared_size(path)
-    state = _as_checkpoint(_read(path, map_location), path)
+    state = _as_checkpoint(_read(path), path)
     _check_digest(state, path)  # before the rest: a flipped byte is damage, whatever value it made
     _check_epoch(state, path)
     _check_weights(state["model_state_dict"], path)
@@ -235,9 +235,9 @@ def _binary_size(n: int) -> str:
     return units[0] if units else f"{n:,} bytes"
 
 
-def _read(path: Path, map_location) -> Any:
+def _read(path: Path) -> Any:
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, *UNREADABLE) as exc:
         if _is_text(path):  # the weights-only unpickler reads text as opcodes: whatever it says is noise
             raise _unreadable(path, "it is a text file") from None

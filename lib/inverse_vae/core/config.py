@@ -24,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -188,8 +189,9 @@ class Optim(Section):
 
 
 # Scheduler keywords torch accepts but then fails on (step_size 0) or obeys silently (a negative one).
-SCHEDULER_LIMITS = {"step_size": Count, "step_size_up": Count, "T_max": Count, "gamma": Positive,
-                    "eta_min": NonNegative, "milestones": tuple[Count, ...]}
+SCHEDULER_LIMITS = {key: TypeAdapter(kind) for key, kind in {
+    "step_size": Count, "step_size_up": Count, "step_size_down": Count | None, "T_max": Count, "gamma": Positive,
+    "eta_min": NonNegative, "milestones": tuple[Count, ...]}.items()}
 
 
 class Scheduler(Section):
@@ -198,12 +200,10 @@ class Scheduler(Section):
 
     @model_validator(mode="after")
     def _limits(self):
-        from pydantic import TypeAdapter
-
         for key, value in (self.others or {}).items():
-            if key in SCHEDULER_LIMITS and not (key == "step_size_down" and value is None):
+            if key in SCHEDULER_LIMITS:
                 try:
-                    TypeAdapter(SCHEDULER_LIMITS[key]).validate_python(thaw(value))
+                    SCHEDULER_LIMITS[key].validate_python(thaw(value))
                 except ValidationError as exc:
                     raise ValueError(f".others.{key}: {_message(exc.errors()[0])}") from None
         return self

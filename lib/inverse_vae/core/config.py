@@ -428,9 +428,7 @@ class _ParamsLoader(yaml.SafeLoader):
     """yaml.SafeLoader refusing duplicate keys (YAML keeps the last silently), anchors and aliases (an
     alias bomb expands exponentially) and nesting deeper than MAX_DEPTH."""
 
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()

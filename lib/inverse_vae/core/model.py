@@ -73,10 +73,13 @@ def check_architecture(arch: Architecture, where: str = "model.architecture") ->
 
 
 class _Decoding(nn.Module):
+    STACKS: dict[str, str]  # the params' part -> the original's attribute name, so its checkpoints load
 
     def __init__(self, architecture: Architecture):
         super().__init__()
         self.latent_dim = check_architecture(architecture)  # before the weights are drawn (see there)
+        for part, specs in architecture.parts().items():  # the original's order: a seed gives its weights
+            setattr(self, self.STACKS[part], build_sequential(specs, f"model.architecture.{part}"))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, d) -> images (N, 1, 28, 28)."""
@@ -97,17 +100,11 @@ class _Decoding(nn.Module):
 
 
 class VAE(_Decoding):
-    """The original `Model`'s attribute names, so its checkpoints load; `encode(x)` gives (mean, log_var)."""
+    """The original `Model`; `encode(x)` gives (mean, log_var)."""
 
     variational = True
-
-    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
-        super().__init__(architecture)
-        enc = architecture.encoder
-        self.encoder_conv = build_sequential(enc.conv, f"{where}.encoder.conv")
-        self.encoder_mean = build_sequential(enc.mean, f"{where}.encoder.mean")
-        self.encoder_log_var = build_sequential(enc.log_var, f"{where}.encoder.log_var")
-        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
+    STACKS = {"encoder.conv": "encoder_conv", "encoder.mean": "encoder_mean", "encoder.log_var": "encoder_log_var",
+              "decoder": "decoder"}
 
     def encode(self, x: torch.Tensor):
         h = self.encoder_conv(x.reshape(x.shape[0], -1))
@@ -124,11 +121,7 @@ class Autoencoder(_Decoding):
     """The original's last commit's; `encode(x)` gives (z, None), so a VAE's `encode(x)[0]` works unchanged."""
 
     variational = False
-
-    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
-        super().__init__(architecture)
-        self.encoder = build_sequential(architecture.encoder.conv, f"{where}.encoder.conv")
-        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
+    STACKS = {"encoder.conv": "encoder", "decoder": "decoder"}
 
     def encode(self, x: torch.Tensor):
         return self.encoder(x.reshape(x.shape[0], -1)), None

@@ -77,6 +77,8 @@ def test_a_non_finite_optimizer_keyword_is_refused(default_raw, write_params):
     ({"name": "multisteplr", "others": {"milestones": [30, 0]}}, "train.lr_scheduler.others.milestones", "got 0"),
     ({"name": "cosineannealinglr", "others": {"T_max": 0}}, "train.lr_scheduler.others.T_max", "got 0"),
     ({"name": "exponentiallr", "others": {"gamma": 0}}, "train.lr_scheduler.others.gamma", "got 0"),
+    ({"name": "cycliclr", "others": {"base_lr": 1e-4, "max_lr": 1e-3, "step_size_down": 0}},
+     "train.lr_scheduler.others.step_size_down", "got 0"),
 ])
 def test_scheduler_settings_that_crash_or_decay_silently_are_refused(default_raw, write_params, scheduler, key, value):
     raw = copy.deepcopy(default_raw)

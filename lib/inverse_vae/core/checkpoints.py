@@ -1,26 +1,12 @@
 """Save checkpoints atomically; load them (ours or the original train.py's) without running code.
 
-Layouts (`checkpoint_layout` tells them apart; `load_checkpoint` reads them all):
-
-* full: the original layout, a dict with `epoch`, `model_state_dict`, `optimizer_state_dict`,
-  `history`, `lr_scheduler_state_dict`, as the original train.py wrote it (its VAE with keys
-  `encoder_conv.*`, `encoder_mean.*`, `encoder_log_var.*`, `decoder.*`; its last commit's
-  deterministic autoencoder with `encoder.*`, `decoder.*`, weights rounded to 4 decimals). This
-  study's training writes it too, with keys beside them which the original's files lack and need
-  not have: `train_seconds`, `params_fingerprint` (the params that shaped the weights, see
-  `params_fingerprint`), `tensor_digest` (SHA-256 of every tensor, see `tensor_digest`) and
-  `content_digest` (SHA-256 of everything else too: epoch, history, fingerprint, optimizer and
-  scheduler values; see `content_digest`). Files written before the content digest carry the tensor
-  digest only, and are checked by it; a file that carries the content digest is checked in full.
-* compact: a committed run's final checkpoint, weights and history: `epoch`, `model_state_dict`,
-  `history` and, where known, `params_fingerprint` and `train_seconds` (plus the digests); no
-  optimizer or scheduler state, so training cannot continue past it. `write_compact_checkpoint`.
-* weights: a bare state dict (name -> tensor), or a dict with `model_state_dict` and neither of the above.
-
-Loading first bounds what the file declares (MAX_CHECKPOINT_BYTES, from its zip directory, before any
-data is read), then uses `weights_only=True`: tensors and plain containers only, nothing executed; then
-the digests (when present) are checked, the epoch must agree with the file's name (model_<epoch>.pt)
-and with its history (one entry per epoch), and every weight must be a finite floating-point number.
+Layouts (`checkpoint_layout`): full, the original train.py's dict (FULL_KEYS; its VAE's keys `encoder_conv.*`,
+`encoder_mean.*`, `encoder_log_var.*`, `decoder.*`, its last commit's autoencoder's `encoder.*`, `decoder.*`), to
+which ours add `train_seconds`, `params_fingerprint`, `tensor_digest` and `content_digest`; compact, a committed
+run's final checkpoint without optimizer or scheduler state (training cannot go past it); weights, a bare state dict.
+Loading bounds what the file declares before reading it, reads tensors and plain containers only (weights_only),
+then checks the digests where present (older files carry the tensor digest only), the epoch against the file's
+name and its history, and that every weight is a finite float.
 """
 from __future__ import annotations
 
@@ -31,7 +17,7 @@ import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,29 +30,25 @@ from .model import build_model, plain_decoder
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
-# The params that shape the weights of epoch k: config.to_dict() less what only says where files go
-# or how often they are written (model_path, progress_path, plot_epochs), how the same steps run
-# (cuda_graph), and train_epochs, which only says where training stops: every epoch is seeded by
-# (seed, epoch) and no scheduler reads it, so model_90.pt of a 90-epoch run is epoch 90 of a 120-epoch
-# one. data.root and device are left out too (the data is MD5-checked; a device changes rounding only).
+# The params that shape the weights of epoch k. Left out: where files go and how often (model_path, progress_path,
+# plot_epochs); train_epochs, as every epoch is seeded by (seed, epoch) and no scheduler reads it (model_90.pt of a
+# 90-epoch run is epoch 90 of a 120-epoch one); data.root and device (the data is MD5-checked; a device changes
+# rounding only).
 FINGERPRINT_SECTIONS = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
-FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.cuda_graph",
-                        "train.train_epochs")
-# Keys added after runs were committed: in the fingerprint only when set, so a checkpoint written before
-# they existed (reports/default's) still matches params that leave them out.
+FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.train_epochs")
+# Keys added after runs were committed: fingerprinted only when set, so older checkpoints still match.
 FINGERPRINT_WHEN_SET = ("train.preactivation_penalty", "model.decoder_constraint")
 DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
-DIGEST_KEYS = ("tensor_digest", "content_digest")  # written by save_checkpoint, never by its callers
 CONTENT_DIGEST_FORM = b"inverse_vae checkpoint content digest 1\n"  # hashed first: names this encoding
-
-# The most a checkpoint may declare (its zip entries, uncompressed, together; or a non-zip file's size),
-# checked before torch.load reads anything. The study's checkpoints are a few MB (a full one, with
-# Adam's moments, about three times a compact one).
-MAX_CHECKPOINT_BYTES = 1 << 30
-
+MAX_CHECKPOINT_BYTES = 1 << 30  # declared (zip entries uncompressed); the study's checkpoints are a few MB
 FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
 COMPACT_KEYS = ("epoch", "model_state_dict", "history")  # what a compact checkpoint must have
 COMPACT_EXTRAS = ("params_fingerprint", "train_seconds")  # what it keeps where the source has them
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# What torch.load raises on a truncated or foreign file (a text file gives KeyError, random bytes IndexError...).
+UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
+              AttributeError, UnicodeDecodeError)
+_ABSENT = object()
 
 
 def params_fingerprint(config: Config) -> dict[str, Any]:
@@ -89,27 +71,26 @@ def _flatten(node: dict, prefix: str) -> dict[str, Any]:
 
 
 def fingerprint_changes(state: dict, config: Config) -> list[str] | None:
-    """The params keys whose values differ between the checkpoint and `config`; None when it has no fingerprint."""
+    """The params keys whose values differ between the checkpoint and `config`; None when it has no fingerprint
+    (the original train.py's files and this study's older ones)."""
     saved = state.get("params_fingerprint")
     if not isinstance(saved, dict):
-        return None  # the original train.py's files and this study's older ones: unknown
+        return None
     current = params_fingerprint(config)
     return sorted(k for k in saved.keys() | current.keys() if saved.get(k, _ABSENT) != current.get(k, _ABSENT))
 
 
-_ABSENT = object()
+def _raw(tensor: torch.Tensor):
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
 def tensor_digest(state: dict) -> str:
-    """SHA-256 over the name, dtype, shape and bytes of every tensor under DIGESTED, in a fixed order.
-
-    torch.load does not check the zip's CRCs, so a flipped byte inside tensor data loads silently
-    as another weight; this digest, written beside the tensors, catches it.
-    """
+    """SHA-256 over the name, dtype, shape and bytes of every tensor under DIGESTED, in a fixed order:
+    torch.load does not check the zip's CRCs, so a flipped byte inside tensor data would load as another weight."""
     h = hashlib.sha256()
     for name, tensor in _tensors({k: state[k] for k in DIGESTED if k in state}, ""):
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        h.update(_raw(tensor))
     return h.hexdigest()
 
 
@@ -125,58 +106,50 @@ def _tensors(node: Any, name: str):
 
 
 def content_digest(state: dict) -> str:
-    """SHA-256 over everything in `state` but the `content_digest` itself: every tensor (name, dtype,
-    shape, bytes, wherever it is) and every other value (epoch, history, params fingerprint,
-    train_seconds, the optimizer's and scheduler's numbers...), in a canonical encoding that tells
-    types apart (4 from 4.0 and '4', a list from a tuple) and writes floats exactly; mappings in sorted
-    key order. torch.load returns what torch.save was given, so the digest of a loaded state is the
-    digest of the saved one unless the file changed.
-    """
+    """SHA-256 over everything in `state` but the `content_digest` itself (tensors, epoch, history, fingerprint,
+    optimizer and scheduler values) in a canonical encoding: types told apart (4, 4.0, '4'; a list from a tuple),
+    floats exact, mappings in sorted key order. torch.load returns what torch.save was given, so the digest of a
+    loaded state is the saved one's unless the file changed."""
     h = hashlib.sha256(CONTENT_DIGEST_FORM)
-    _encode({k: v for k, v in state.items() if k != "content_digest"}, h.update)
+    for chunk in _encode({k: v for k, v in state.items() if k != "content_digest"}):
+        h.update(chunk)
     return h.hexdigest()
 
 
-def _encode(node: Any, emit: Callable[[bytes], Any]) -> None:
-    """Feed `node`'s canonical encoding to `emit`: a type tag, then a self-delimiting body."""
+def _encode(node: Any) -> Iterator[bytes]:
+    """`node`'s canonical encoding, in chunks: a type tag, then a self-delimiting body."""
     if isinstance(node, torch.Tensor):
-        data = node.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-        emit(f"T{node.dtype}|{tuple(node.shape)}|{data.nbytes};".encode())
-        emit(data)
+        data = _raw(node)
+        yield f"T{node.dtype}|{tuple(node.shape)}|{data.nbytes};".encode()
+        yield data
     elif node is None:
-        emit(b"N")
+        yield b"N"
     elif isinstance(node, bool):
-        emit(b"B1" if node else b"B0")
+        yield b"B1" if node else b"B0"
     elif isinstance(node, int):
-        emit(f"I{node};".encode())
+        yield f"I{node};".encode()
     elif isinstance(node, float):
-        emit(f"F{node.hex()};".encode())  # exact, -0.0 apart from 0.0
-    elif isinstance(node, str):
-        _emit_bytes(b"S", node.encode("utf-8", "surrogatepass"), emit)
-    elif isinstance(node, bytes):
-        _emit_bytes(b"Y", node, emit)
+        yield f"F{node.hex()};".encode()  # exact, -0.0 apart from 0.0
     elif isinstance(node, Mapping):
-        items = []
-        for key, value in node.items():
-            chunks = []
-            _encode(key, chunks.append)
-            items.append((b"".join(bytes(c) for c in chunks), value))
-        items.sort(key=lambda item: item[0])
-        emit(f"D{len(items)};".encode())
+        items = sorted(((b"".join(_encode(key)), value) for key, value in node.items()), key=lambda item: item[0])
+        yield f"D{len(items)};".encode()
         for key, value in items:
-            emit(key)
-            _encode(value, emit)
+            yield key
+            yield from _encode(value)
     elif isinstance(node, (list, tuple)):
-        emit(f"{'L' if isinstance(node, list) else 'U'}{len(node)};".encode())
+        yield f"{'L' if isinstance(node, list) else 'U'}{len(node)};".encode()
         for value in node:
-            _encode(value, emit)
+            yield from _encode(value)
+    elif isinstance(node, str):
+        yield _sized(b"S", node.encode("utf-8", "surrogatepass"))
+    elif isinstance(node, bytes):
+        yield _sized(b"Y", node)
     else:  # what else weights_only lets through (a torch.dtype, a torch.device...): its type and repr
-        _emit_bytes(f"O{type(node).__module__}.{type(node).__qualname__}".encode(), repr(node).encode(), emit)
+        yield _sized(f"O{type(node).__module__}.{type(node).__qualname__}".encode(), repr(node).encode())
 
 
-def _emit_bytes(tag: bytes, body: bytes, emit: Callable[[bytes], Any]) -> None:
-    emit(tag + struct.pack(">Q", len(body)))
-    emit(body)
+def _sized(tag: bytes, body: bytes) -> bytes:
+    return tag + struct.pack(">Q", len(body)) + body
 
 
 class CheckpointWriteError(CheckpointError, WriteError):
@@ -184,32 +157,23 @@ class CheckpointWriteError(CheckpointError, WriteError):
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state`, with its `tensor_digest` and `content_digest` (any it carries are recomputed), to
-    `path` atomically: a crash, a kill or a full disk during the write leaves any previous file intact."""
+    """Write `state` with its `tensor_digest` and `content_digest` (recomputed) to `path` atomically: a crash, a
+    kill or a full disk during the write leaves any previous file intact."""
     path = Path(path)
-    state = {k: v for k, v in state.items() if k not in DIGEST_KEYS}
+    state = {k: v for k, v in state.items() if k not in ("tensor_digest", "content_digest")}
     state["tensor_digest"] = tensor_digest(state)
     state["content_digest"] = content_digest(state)
     try:
         return atomic_write(path, lambda f: torch.save(state, f))
-    except OSError as exc:  # atomic_write's WriteError (its cause holds the errno), or a raw one
-        if getattr(exc.__cause__, "errno", None) not in NO_SPACE and exc.errno not in NO_SPACE:
+    except (OSError, RuntimeError) as exc:
+        # atomic_write's WriteError keeps the errno in its cause; torch's zip writer reports a short write (a full
+        # disk) as "[enforce fail at inline_container.cc:...] unexpected pos ..." or "file write failed", no errno.
+        short = isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "write failed" in str(exc))
+        if not short and getattr(exc.__cause__, "errno", None) not in NO_SPACE:
             raise
-        raise CheckpointWriteError(_no_space(path)) from None
-    except RuntimeError as exc:
-        # torch's zip writer reports a short write, which a full disk causes, as "[enforce fail at
-        # inline_container.cc:...] unexpected pos ..." (or "file write failed"), without the errno.
-        if "unexpected pos" not in str(exc) and "write failed" not in str(exc):
-            raise
-        raise CheckpointWriteError(_no_space(path)) from None
-
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _no_space(path: Path) -> str:
-    return (f"{path}: the disk is full (no space left on device), the checkpoint was not written; earlier "
-            f"checkpoints are intact: free some space and rerun (training resumes from the last one)")
+        raise CheckpointWriteError(f"{path}: the disk is full (no space left on device), the checkpoint was not "
+                                   f"written; earlier checkpoints are intact: free some space and rerun (training "
+                                   f"resumes from the last one)") from None
 
 
 def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
@@ -218,92 +182,70 @@ def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
 
 def checkpoints_newest_first(model_dir: str | Path, max_epoch: int | None = None) -> list[Path]:
     """The model_<epoch>.pt files in `model_dir` (epochs at most `max_epoch`), the highest epoch first."""
-    found = []
-    for p in Path(model_dir).glob("model_*.pt"):
-        m = CHECKPOINT_NAME.match(p.name)
-        if m and (max_epoch is None or int(m.group(1)) <= max_epoch):
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found, reverse=True)]
+    found = sorted(((int(m.group(1)), p) for p in Path(model_dir).glob("model_*.pt")
+                    if (m := CHECKPOINT_NAME.match(p.name))), reverse=True)
+    return [p for epoch, p in found if max_epoch is None or epoch <= max_epoch]
 
 
 def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Path | None:
-    """The checkpoint with the highest epoch in `model_dir` (at most `max_epoch`), or None."""
-    found = checkpoints_newest_first(model_dir, max_epoch)
-    return found[0] if found else None
+    return next(iter(checkpoints_newest_first(model_dir, max_epoch)), None)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by this study or by the original train.py, in any layout (module docstring).
-
-    Returns a dict that has at least `model_state_dict` (a bare state dict comes back wrapped in one).
-    Never executes code from the file: anything that is not a tensor or a plain container is refused,
-    and so is a file that declares more than MAX_CHECKPOINT_BYTES, before anything is read. So is a
-    file whose contents no longer match its `content_digest` or whose tensors no longer match its
-    `tensor_digest` (where it has them), one whose epoch is not the k of its name model_<k>.pt or not
-    the length of its history lists, and weights that are not finite floating-point numbers.
-    """
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint of this study or of the original train.py, in any layout, checked (module docstring);
+    never executes code from the file. Has at least `model_state_dict` (a bare state dict comes wrapped in one)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run notebooks/01_train.ipynb (or ./run_all.sh) first")
     _check_declared_size(path)
-    state = _as_checkpoint(_read(path, map_location), path)
+    state = _as_checkpoint(_read(path), path)
     _check_digest(state, path)  # before the rest: a flipped byte is damage, whatever value it made
     _check_epoch(state, path)
     _check_weights(state["model_state_dict"], path)
     return state
 
 
-def _check_declared_size(path: Path) -> None:
-    """Refuse a file that declares more than MAX_CHECKPOINT_BYTES, before torch.load reads it.
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): {why}")
 
-    torch.load of a zip checkpoint (torch.save's format) reads each entry whole, as large as the zip's
-    directory says it is uncompressed (a small file can declare gigabytes); the old non-zip format
-    stores its data in the file, bounded by the file's own size.
-    """
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse more than MAX_CHECKPOINT_BYTES before torch.load reads it: it reads each zip entry whole, as large as
+    the zip's directory declares (a small file can declare gigabytes); a non-zip file's data is bounded by its size."""
+    entries = [(path.name, path.stat().st_size)]
     with open(path, "rb") as f:
         is_zip = f.read(4) == b"PK\x03\x04"  # what torch.load looks at to choose the zip reader
-    entries = [(path.name, path.stat().st_size)]
     if is_zip:
         try:
             with zipfile.ZipFile(path) as zf:
                 entries = [(info.filename, info.file_size) for info in zf.infolist()]
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
-                                  f"{type(exc).__name__}") from None
+            raise _unreadable(path, type(exc).__name__) from None
     total = sum(n for _, n in entries)
     if total > MAX_CHECKPOINT_BYTES:
         name, largest = max(entries, key=lambda entry: entry[1])
         raise CheckpointError(f"{path}: declares {total:,} bytes of data ({len(entries)} "
                               f"entr{'ies' if len(entries) > 1 else 'y'}, the largest {name} {largest:,} bytes), "
-                              f"more than a checkpoint may hold ({_binary_size(MAX_CHECKPOINT_BYTES)}): "
-                              f"refused before reading it")
+                              f"more than a checkpoint may hold ({_binary_size(MAX_CHECKPOINT_BYTES)}): refused before "
+                              f"reading it")
 
 
 def _binary_size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n:,} bytes"
+    units = [f"{n >> s} {u}" for u, s in (("GiB", 30), ("MiB", 20), ("KiB", 10)) if n >= 1 << s and n % (1 << s) == 0]
+    return units[0] if units else f"{n:,} bytes"
 
 
-# What torch.load raises on a truncated or foreign file (a text file gives KeyError, random bytes IndexError...).
-UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
-              AttributeError, UnicodeDecodeError)
-
-
-def _read(path: Path, map_location) -> Any:
+def _read(path: Path) -> Any:
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, *UNREADABLE) as exc:
         if _is_text(path):  # the weights-only unpickler reads text as opcodes: whatever it says is noise
-            raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
-                                  f"it is a text file") from None
+            raise _unreadable(path, "it is a text file") from None
         if isinstance(exc, pickle.UnpicklingError):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain containers "
                                   f"(nothing from it was executed): {first}") from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): "
-                              f"{type(exc).__name__}") from None
+        raise _unreadable(path, type(exc).__name__) from None
 
 
 def _is_text(path: Path) -> bool:
@@ -326,22 +268,19 @@ def _as_checkpoint(obj: Any, path: Path) -> dict:
 
 
 def _check_digest(state: dict, path: Path) -> None:
-    """The tensor digest (files of every version of this study) and the content digest (files written
-    since it exists: everything else too); a file that has neither (the original train.py's) is not checked."""
+    """Each digest the file carries (the original train.py's carry none)."""
     try:
         tensors_ok = "tensor_digest" not in state or state["tensor_digest"] == tensor_digest(state)
         content_ok = "content_digest" not in state or state["content_digest"] == content_digest(state)
     except (RuntimeError, TypeError, ValueError) as exc:  # a tensor with no plain bytes (sparse, quantized...)
         raise CheckpointError(f"{path}: holds a tensor whose bytes cannot be read for its digest "
                               f"({type(exc).__name__}): not a checkpoint of this study's models") from None
-    if not tensors_ok:
-        raise CheckpointError(f"{path}: damaged, its tensors no longer match the digest written with them "
-                              f"(altered or corrupted on disk); retrain or copy it again")
-    if not content_ok:
-        what = ("its values other than tensors (epoch, history, params fingerprint, optimizer or scheduler "
-                "settings...)" if "tensor_digest" in state else "its contents")
-        raise CheckpointError(f"{path}: damaged, {what} no longer match the digest written with them "
-                              f"(altered or corrupted on disk); retrain or copy it again")
+    if tensors_ok and content_ok:
+        return
+    what = ("its tensors" if not tensors_ok else "its contents" if "tensor_digest" not in state else
+            "its values other than tensors (epoch, history, params fingerprint, optimizer or scheduler settings...)")
+    raise CheckpointError(f"{path}: damaged, {what} no longer match the digest written with them "
+                          f"(altered or corrupted on disk); retrain or copy it again")
 
 
 def _check_epoch(state: dict, path: Path) -> None:
@@ -355,9 +294,7 @@ def _check_epoch(state: dict, path: Path) -> None:
     if named and int(named.group(1)) != epoch:
         raise CheckpointError(f"{path}: holds epoch {epoch} but is named {path.name} (renamed, or its epoch altered "
                               f"on disk): rename it model_{epoch}.pt if epoch {epoch} is right, or retrain")
-    if "history" not in state:
-        return
-    history = state["history"]
+    history = state.get("history", {})
     if not isinstance(history, Mapping):
         raise CheckpointError(f"{path}: history is a {type(history).__name__}, not a mapping of per-epoch lists")
     for key, values in history.items():
@@ -393,29 +330,16 @@ def checkpoint_layout(state: dict) -> str:
     return "weights"
 
 
-def compact_state(state: dict, source: str | Path = "checkpoint") -> dict:
-    """The compact layout of a checkpoint's state: COMPACT_KEYS, and COMPACT_EXTRAS where present.
-
-    The same tensor objects (nothing copied or converted); the optimizer and scheduler state are dropped.
-    """
+def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None, config: Config | None = None) -> Path:
+    """Rewrite the checkpoint `source` (loaded and checked) in the compact layout at `dest` (default: `source`),
+    its weights bit for bit, atomically: a third of a full checkpoint's size (no Adam moments), for committed runs.
+    `config`, the params that trained it, stamps their fingerprint into one that has none, and refuses another's."""
+    source = Path(source)
+    state = load_checkpoint(source)
     missing = [k for k in COMPACT_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{source}: cannot be written as a compact checkpoint, it lacks {', '.join(missing)}")
-    return {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
-
-
-def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None, config: Config | None = None) -> Path:
-    """Rewrite the checkpoint `source` in the compact layout (weights, history, params fingerprint; no
-    optimizer state) at `dest`, by default `source` itself. Returns the path written.
-
-    `source` is loaded as `load_checkpoint` does (digest and weights checked) and may be full or compact;
-    the weights written are its own, bit for bit, under a fresh digest; the write is atomic, so a
-    failure leaves `dest` as it was. `config`, the params that trained it, writes their fingerprint into
-    a checkpoint that has none (one written before fingerprints existed) and refuses one whose recorded
-    fingerprint differs. For committed runs: a third of the size of a full checkpoint (no Adam moments).
-    """
-    source = Path(source)
-    state = compact_state(load_checkpoint(source), source)
+    state = {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
     if config is not None:
         changed = fingerprint_changes(state, config)
         if changed:
@@ -428,26 +352,20 @@ def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None,
 def load_state_into(model: torch.nn.Module, state_dict: dict, source: str | Path) -> None:
     """Load weights into `model`, naming every missing, unexpected or mis-shaped key."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
+    missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
     shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if shapes:
-        problems.append(f"shape mismatch: {'; '.join(shapes)}")
+    problems = [text for text, found in ((f"missing keys {missing}", missing),
+                                         (f"unexpected keys {unexpected}", unexpected),
+                                         (f"shape mismatch: {'; '.join(shapes)}", shapes)) if found]
     if problems:
         raise CheckpointError(f"{source}: does not fit this architecture: {', '.join(problems)}")
     model.load_state_dict(state_dict)
 
 
 def load_model(config: Config, path: str | Path, device: str | torch.device = "cpu"):
-    """Build the config's model (see model.build_model), load the checkpoint's weights into it, in eval mode;
-    any layout of the module docstring. A constrained decoder comes back with plain weights (its values):
-    what the study evaluates and inverts."""
+    """The config's model with the checkpoint's weights, in eval mode; a constrained decoder comes back with plain
+    weights (its values): what the study evaluates and inverts."""
     model = build_model(config)
     load_state_into(model, load_checkpoint(path)["model_state_dict"], path)
     if config.model.decoder_constraint is not None:

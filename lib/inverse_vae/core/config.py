@@ -1,10 +1,8 @@
 """A params file, validated once into a frozen, typed Config (a leaf: no torch, no model code).
 
-The schema is declared once, as pydantic models: the original config.yaml's keys (required) and the
-sections this study adds (optional, with defaults). A file may name a `base` params file and give only
-what it changes; the two are merged (mappings key by key, anything else replaced whole) before
-validation. Every refusal is one line naming the key: `train.optim.learning_rate: must be > 0, got 0`.
-What only the network, the trainer or the methods can judge is checked by runs.run.check_config.
+The schema: the original config.yaml's keys (required) and this study's sections (optional, with defaults). A file
+may name a `base` params file and give only what it changes (merged before validation). Every refusal is one line
+naming the key; what only the network, the trainer or the methods can judge is runs.run.check_config's.
 """
 from __future__ import annotations
 
@@ -26,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -177,7 +176,6 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Count = Annotated[StrictInt, Field(ge=1)]
 Text = Annotated[StrictStr, Field(min_length=1)]
-Name = Annotated[str, BeforeValidator(_lower)]
 
 
 class Section(BaseModel):
@@ -191,8 +189,9 @@ class Optim(Section):
 
 
 # Scheduler keywords torch accepts but then fails on (step_size 0) or obeys silently (a negative one).
-SCHEDULER_LIMITS = {"step_size": Count, "step_size_up": Count, "T_max": Count, "gamma": Positive,
-                    "eta_min": NonNegative, "milestones": tuple[Count, ...]}
+SCHEDULER_LIMITS = {key: TypeAdapter(kind) for key, kind in {
+    "step_size": Count, "step_size_up": Count, "step_size_down": Count | None, "T_max": Count, "gamma": Positive,
+    "eta_min": NonNegative, "milestones": tuple[Count, ...]}.items()}
 
 
 class Scheduler(Section):
@@ -201,12 +200,10 @@ class Scheduler(Section):
 
     @model_validator(mode="after")
     def _limits(self):
-        from pydantic import TypeAdapter
-
         for key, value in (self.others or {}).items():
-            if key in SCHEDULER_LIMITS and not (key == "step_size_down" and value is None):
+            if key in SCHEDULER_LIMITS:
                 try:
-                    TypeAdapter(SCHEDULER_LIMITS[key]).validate_python(thaw(value))
+                    SCHEDULER_LIMITS[key].validate_python(thaw(value))
                 except ValidationError as exc:
                     raise ValueError(f".others.{key}: {_message(exc.errors()[0])}") from None
         return self
@@ -270,8 +267,7 @@ class Architecture(Section):
 class DecoderConstraint(Section):
     """Decoder weights built as Q diag(d) V^T with cond < cond_max (core.model.BoundedSemiOrthogonal)."""
 
-    cond_max: Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)] | tuple[
-        Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)], ...] = 16.0
+    cond_max: Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)] = 16.0
     rotate: StrictBool = True  # free right singular vectors V (without: W = Q diag(d))
 
 
@@ -432,9 +428,7 @@ class _ParamsLoader(yaml.SafeLoader):
     """yaml.SafeLoader refusing duplicate keys (YAML keeps the last silently), anchors and aliases (an
     alias bomb expands exponentially) and nesting deeper than MAX_DEPTH."""
 
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -453,9 +447,10 @@ class _ParamsLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_cut(key)}", key_node.start_mark)
-            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+            if isinstance(key, (str, int, float, bool)):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_cut(key)}", key_node.start_mark)
+                seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -1,12 +1,9 @@
 """The original loss convention and the standard negative ELBO in nats.
 
-Original: BCE averaged over pixels + alpha * KL averaged over batch and latent dims
-(an effective beta of about alpha * 784 / d against the summed ELBO). What other VAE code
-reports is the per-image negative ELBO: BCE summed over pixels + KL summed over latent dims.
-
-A deterministic autoencoder (train.loss of one name, the original's last train.py) trains on the
-reconstruction loss alone, in the same convention: the mean over pixels and batch, as torch's
-nn.BCELoss() and nn.MSELoss() (reduction 'mean') that the original used.
+Original: BCE averaged over pixels + alpha * KL averaged over batch and latent dims (an effective beta of about
+alpha * 784 / d against the summed ELBO); a deterministic autoencoder, the reconstruction loss alone, averaged as
+the original's nn.BCELoss() and nn.MSELoss(). What other VAE code reports is the per-image negative ELBO: BCE summed
+over pixels + KL summed over latent dims.
 """
 from __future__ import annotations
 
@@ -29,11 +26,8 @@ def reconstruction_per_pixel(output, target, kind: str = "bceloss") -> torch.Ten
 
 
 def original_loss(output, target, mean, log_var, alpha: float, kind: str = "bceloss"):
-    """Returns (loss, reconstruction, regularization) in the original study's convention.
-
-    With `log_var` None (a deterministic autoencoder, see model.Autoencoder) there is no KL term:
-    returns (reconstruction, reconstruction, None) and `alpha` is unused.
-    """
+    """(loss, reconstruction, regularization) in the original study's convention; (reconstruction,
+    reconstruction, None) with `log_var` None (an autoencoder: no KL term)."""
     rec = reconstruction_per_pixel(output, target, kind).mean()
     if log_var is None:
         return rec, rec, None

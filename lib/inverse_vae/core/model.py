@@ -1,14 +1,7 @@
-"""The original study's models, built from the params' layer lists, with the original state-dict keys.
-
-* VAE (the original `Model`): trunk `encoder_conv`, heads `encoder_mean` and `encoder_log_var`, z drawn
-  by reparameterization; `encode(x)` gives (mean, log_var).
-* Autoencoder (the original's last commit, `DeterministicModel`): `encoder` gives z itself; `encode(x)`
-  gives (z, None), so code written for a VAE's `encode(x)[0]` works unchanged.
-
-Both have `.decoder` (the nn.Sequential the study inverts), `.latent_dim`, `decode(z)`, `latent(x, g)` ->
-(z, mean, log_var) and `forward(x, g)` -> (image, mean, log_var). Layer names come from an allow-list
-(the original looked any name up in torch.nn); which decoder layers can be inverted is the inversion's
-table to say.
+"""The original study's models (its VAE `Model`, its last commit's `DeterministicModel`), built from the params'
+layer lists (an allow-list: the original looked any name up in torch.nn), with the original state-dict keys.
+Both have `.decoder` (the nn.Sequential the study inverts), `.latent_dim`, `decode(z)`, `encode(x)`,
+`latent(x, g)` -> (z, mean, log_var) and `forward(x, g)` -> (image, mean, log_var).
 """
 from __future__ import annotations
 
@@ -60,11 +53,9 @@ def _passes(stack: nn.Sequential, h: torch.Tensor, where: str) -> torch.Tensor:
 
 
 def check_architecture(arch: Architecture, where: str = "model.architecture") -> int:
-    """Build every stack and pass a batch of two images through it: every layer allowed, buildable, and
-    taking what arrives (normalization layers included); the decoder ends in an image. Returns the latent size.
-
-    Its draws from torch's global generator come before the model's own weights, as they always have,
-    so a seed gives the weights it always gave."""
+    """Build every stack and pass two images through it (every layer allowed, buildable, taking what arrives; the
+    decoder ending in an image); returns the latent size. Its draws from torch's global generator come before the
+    model's own weights, as they always have, so a seed gives the weights it always gave."""
     built = {part: build_sequential(specs, f"{where}.{part}").eval() for part, specs in arch.parts().items()}
     with torch.no_grad():
         hidden = _passes(built["encoder.conv"], torch.zeros(2, IMAGE_SIZE), f"{where}.encoder.conv")
@@ -82,11 +73,13 @@ def check_architecture(arch: Architecture, where: str = "model.architecture") ->
 
 
 class _Decoding(nn.Module):
-    """What both models share: the checked latent size and the decoder."""
+    STACKS: dict[str, str]  # the params' part -> the original's attribute name, so its checkpoints load
 
     def __init__(self, architecture: Architecture):
         super().__init__()
         self.latent_dim = check_architecture(architecture)  # before the weights are drawn (see there)
+        for part, specs in architecture.parts().items():  # the original's order: a seed gives its weights
+            setattr(self, self.STACKS[part], build_sequential(specs, f"model.architecture.{part}"))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, d) -> images (N, 1, 28, 28)."""
@@ -107,53 +100,39 @@ class _Decoding(nn.Module):
 
 
 class VAE(_Decoding):
-    """Fully connected VAE; attribute names as the original `Model`, so its checkpoints load."""
+    """The original `Model`; `encode(x)` gives (mean, log_var)."""
 
     variational = True
-
-    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
-        super().__init__(architecture)
-        enc = architecture.encoder
-        self.encoder_conv = build_sequential(enc.conv, f"{where}.encoder.conv")
-        self.encoder_mean = build_sequential(enc.mean, f"{where}.encoder.mean")
-        self.encoder_log_var = build_sequential(enc.log_var, f"{where}.encoder.log_var")
-        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
+    STACKS = {"encoder.conv": "encoder_conv", "encoder.mean": "encoder_mean", "encoder.log_var": "encoder_log_var",
+              "decoder": "decoder"}
 
     def encode(self, x: torch.Tensor):
         h = self.encoder_conv(x.reshape(x.shape[0], -1))
         return self.encoder_mean(h), self.encoder_log_var(h)
 
-    @staticmethod
-    def sample(mean, log_var, generator: torch.Generator | None = None):
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + torch.exp(0.5 * log_var) * noise
-
     def latent(self, x, generator: torch.Generator | None = None):
+        """z drawn by reparameterization."""
         mean, log_var = self.encode(x)
-        return self.sample(mean, log_var, generator), mean, log_var
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * log_var) * noise, mean, log_var
 
 
 class Autoencoder(_Decoding):
-    """The deterministic autoencoder of the original's last commit; no noise, no heads."""
+    """The original's last commit's; `encode(x)` gives (z, None), so a VAE's `encode(x)[0]` works unchanged."""
 
     variational = False
-
-    def __init__(self, architecture: Architecture, where: str = "model.architecture"):
-        super().__init__(architecture)
-        self.encoder = build_sequential(architecture.encoder.conv, f"{where}.encoder.conv")
-        self.decoder = build_sequential(architecture.decoder, f"{where}.decoder")
+    STACKS = {"encoder.conv": "encoder", "decoder": "decoder"}
 
     def encode(self, x: torch.Tensor):
         return self.encoder(x.reshape(x.shape[0], -1)), None
 
     def latent(self, x, generator: torch.Generator | None = None):
-        z, _ = self.encode(x)
+        z = self.encode(x)[0]
         return z, z, None
 
 
 def build_model(config: Config) -> VAE | Autoencoder:
-    """The config's model: a VAE, or an Autoencoder when the encoder has no heads; its decoder's weights
-    constrained (model.decoder_constraint) when the params say so."""
+    """A VAE, or an Autoencoder when the encoder has no heads; its decoder constrained where the params say so."""
     architecture = config.model.architecture
     model = (VAE if architecture.variational else Autoencoder)(architecture)
     if config.model.decoder_constraint is not None:
@@ -184,23 +163,20 @@ class BoundedSemiOrthogonal(nn.Module):
         return w if self.rotation is None else w @ _orthonormal(self.rotation).T
 
 
-def constrain_decoder(decoder: nn.Sequential, cond_max, rotate: bool = True) -> nn.Sequential:
-    """Parametrize every Linear weight of `decoder` in place (cond_max: one number, or one per Linear); the
-    initial W is the layer's own (no random number is drawn), biases stay free."""
-    linears = [layer for layer in decoder if isinstance(layer, nn.Linear)]
-    conds = [float(cond_max)] * len(linears) if isinstance(cond_max, (int, float)) else list(cond_max)
-    if len(conds) != len(linears):
-        raise ParamsError(f"model.decoder_constraint.cond_max: {len(conds)} values for {len(linears)} Linear layers")
-    for layer, c in zip(linears, conds):
-        parametrize.register_parametrization(layer, "weight", BoundedSemiOrthogonal(c, layer.in_features if rotate else None))
+def constrain_decoder(decoder: nn.Sequential, cond_max: float, rotate: bool = True) -> nn.Sequential:
+    """Parametrize every Linear weight of `decoder` in place; the initial W is the layer's own (no random number is
+    drawn), biases stay free."""
+    for layer in decoder:
+        if isinstance(layer, nn.Linear):
+            constraint = BoundedSemiOrthogonal(float(cond_max), layer.in_features if rotate else None)
+            parametrize.register_parametrization(layer, "weight", constraint)
     return decoder
 
 
 def plain_decoder(decoder: nn.Sequential) -> nn.Sequential:
-    """A new decoder of plain layers holding the (parametrized) decoder's current weights: what every inversion
-    computes with (the layer table knows nn.Linear, and a float64 copy of a parametrized decoder would
-    recompute W in float64, another decoder than the float32 one that made the images). Not
-    remove_parametrizations on a deepcopy: the copy shares the generated class, whose weight it would remove."""
+    """A new decoder of plain layers holding the parametrized one's current weights, what inversions compute with:
+    a float64 copy of a parametrized decoder would recompute W in float64, another decoder than the one that made
+    the images. Not remove_parametrizations on a deepcopy: the copy shares the generated class."""
     layers = []
     for layer in decoder:
         if isinstance(layer, nn.Linear) and parametrize.is_parametrized(layer):
@@ -222,8 +198,8 @@ def _mps_available() -> bool:
 
 
 def resolve_device(name: str, say=None) -> torch.device:
-    """The device the params ask for (auto: CUDA, else MPS, else CPU); one missing here falls back to the
-    CPU, said by say(line) (default: a warning)."""
+    """The device the params ask for (auto: CUDA, else MPS, else CPU); one missing here falls back to the CPU,
+    said by say(line) (default: a warning)."""
     name = name.lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")

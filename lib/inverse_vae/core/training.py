@@ -1,11 +1,6 @@
-"""Train the run's model: data resident on the device, seeded per epoch, resumable, atomic checkpoints.
-
-The objective is losses.original_loss (reconstruction, plus alpha times the KL for a VAE), plus, when
-the run sets train.preactivation_penalty, weight * mean(relu(side - bound)^2) over the decoder's Tanh
-and Sigmoid inputs; history then also records that term and the share past the bound per epoch.
-Every epoch draws its shuffle and its noise from a generator seeded by (seed, epoch), so a run resumed
-from the checkpoint of epoch k gives the weights of one that never stopped (on the CPU).
-"""
+"""Train the run's model on losses.original_loss (plus train.preactivation_penalty where set): data resident on
+the device, atomic checkpoints. Every epoch draws its shuffle and noise from a generator seeded by (seed, epoch), so
+a run resumed from the checkpoint of epoch k gives the weights of one that never stopped (on the CPU)."""
 from __future__ import annotations
 
 import time
@@ -56,13 +51,13 @@ def make_scheduler(optimizer, scheduler: Scheduler):
 
 def check_training_options(train: Train) -> None:
     """Build the optimizer and scheduler on a dummy tensor, so bad `others` keywords fail before work starts."""
-    dummy = [torch.nn.Parameter(torch.zeros(1))]
-    for key, build in (("optim", lambda: make_optimizer(dummy, train.optim)),
-                       ("lr_scheduler", lambda: make_scheduler(make_optimizer(dummy, train.optim), train.lr_scheduler))):
-        try:
-            build()
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ParamsError(f"train.{key}.others: {exc}") from None
+    key = "optim"
+    try:
+        optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))], train.optim)
+        key = "lr_scheduler"
+        make_scheduler(optimizer, train.lr_scheduler)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ParamsError(f"train.{key}.others: {exc}") from None
 
 
 @dataclass
@@ -72,16 +67,10 @@ class TrainResult:
     start_epoch: int  # first epoch trained in this call (> 1 when resumed)
     seconds: float  # the epochs of this call
     total_seconds: float  # all epochs, earlier calls included
-    samples_per_epoch: int
+    samples_per_second: float  # over all epochs
     device: str
     checkpoint: Path | None
-    epoch_seconds: list[float]  # each epoch of this call, its checkpoint write included
     model: torch.nn.Module = field(repr=False)
-
-    @property
-    def samples_per_second(self) -> float:
-        total = self.epochs * self.samples_per_epoch
-        return total / self.total_seconds if self.total_seconds > 0 else float("nan")
 
 
 def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
@@ -143,10 +132,8 @@ def _epoch(model, optimizer, objective, x_train, batch_size: int, g, last_checkp
 def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress: bool = True,
           stop_after_epoch: int | None = None, on_epoch: Callable[[int, dict], None] | None = None,
           say=print) -> TrainResult:
-    """Train (or resume) the run's model; a checkpoint every plot_epochs and at the end.
-
-    `stop_after_epoch` ends the call early, as a kill between epochs would; `on_epoch(epoch, history)` runs
-    after each checkpoint. Checkpoints of other params (the params changed) are set aside, not resumed."""
+    """Train (or resume) the run's model; a checkpoint every plot_epochs and at the end. `stop_after_epoch` ends
+    the call early, as a kill between epochs would; `on_epoch(epoch, history)` runs after each checkpoint."""
     config, t = run.config, run.config.train
     device = resolve_device(config.device, say)
     if len(train_images) < t.batch_size:
@@ -161,7 +148,7 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     objective = dict(alpha=t.alpha, kind=t.reconstruction_loss, target_range=t.target_range,
                      penalty=t.preactivation_penalty)
     last = min(stop_after_epoch or t.train_epochs, t.train_epochs)
-    saved, started, epoch_seconds = resume_from, time.perf_counter(), []
+    saved, started = resume_from, time.perf_counter()
     bar = progress_display(range(start, last + 1), initial=start - 1, total=t.train_epochs, desc="epochs", enabled=progress)
     for epoch in bar:
         g = epoch_generator(config.seed, epoch, x_train.device)
@@ -182,18 +169,17 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
             }, checkpoint_path(run.checkpoints, epoch))
             if on_epoch is not None:
                 on_epoch(epoch, history)
-        epoch_seconds.append(time.perf_counter() - started - sum(epoch_seconds))
     bar.close()
     seconds = time.perf_counter() - started
-    return TrainResult(history, len(history["train"]), start, seconds, earlier + seconds,
-                       (len(x_train) // t.batch_size) * t.batch_size, str(device), saved, epoch_seconds, model.eval())
+    total, epochs = earlier + seconds, len(history["train"])
+    samples = epochs * (len(x_train) // t.batch_size) * t.batch_size
+    return TrainResult(history, epochs, start, seconds, total, samples / total if total > 0 else float("nan"),
+                       str(device), saved, model.eval())
 
 
 def _resumable_checkpoint(run, config: Config, say) -> tuple[Path | None, dict | None]:
-    """The newest checkpoint (up to train_epochs) that loads, with its state; (None, None) to start afresh.
-
-    A damaged one is passed over (said) for the one before it. Checkpoints trained with other params are
-    set aside (into reports/.old/, nothing deleted) and training starts afresh: the params changed."""
+    """The newest checkpoint (up to train_epochs) that loads, with its state, passing damaged ones over; (None, None)
+    to start afresh, also when they were trained with other params (then set aside into reports/.old/)."""
     for path in checkpoints_newest_first(run.checkpoints, config.train.train_epochs):
         try:
             state = load_checkpoint(path)

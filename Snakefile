@@ -63,10 +63,18 @@ rule explore:
            f"--reports-root {REPORTS} > {{log}} 2>&1"
 
 
+def runs_with(wildcards):
+    """The runs a page of this notebook links to (its navigation lists every run that has one): a run added
+    re-renders the other runs' pages of its notebooks."""
+    there = {p.parent.name for p in Path(REPORTS).glob(f"*/{wildcards.notebook}.ipynb")}
+    return ",".join(sorted(there | (set(CONFIGS) if wildcards.notebook in NOTEBOOKS else set())))
+
+
 rule page:
     input: f"{REPORTS}/{{folder}}/{{notebook}}.ipynb"
     output: f"{REPORTS}/{{folder}}/{{notebook}}.html"
     wildcard_constraints: folder="[A-Za-z0-9_-]+", notebook=r"\d\d_[a-z_]+"
+    params: runs=runs_with
     shell: f"{PYTHON} -m inverse_vae page {{input}}"
 
 

@@ -2,6 +2,7 @@
 forms, the cluster profiles, a failing notebook, and a fresh clone that plans no work."""
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -154,8 +155,12 @@ def test_a_fresh_clone_plans_no_work_and_an_edited_params_file_replans_what_it_a
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
     latent = clone / "params" / "latent16.yaml"
     latent.write_text(latent.read_text() + "methods:\n  realizable_n: 300\n")
+    (clone / "params" / "extra.yaml").write_text("base: default.yaml\nseed: 5\n")  # a run added
     replanned = _run_all("--dry-run", "--all", cwd=clone, env=env, timeout=1200).stdout
     assert "05_inverse_methods__latent16" in replanned and "04_failure_analysis__latent16" not in replanned
+    # Every page's navigation lists the runs that have its notebook: the other runs' pages re-render too.
+    per_run = len(list((clone / "reports").glob("*/0[1-5]_*.ipynb")))
+    assert re.search(rf"^page\s+{per_run + 5 + 2}$", replanned, re.M), replanned  # + the new run's, 98's, 99's
     shutil.rmtree(clone)
 
 

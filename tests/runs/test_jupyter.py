@@ -1,6 +1,7 @@
 """JupyterLab's save hook (runs/jupyter.py): a project notebook is saved exactly as the git filter commits
 it (outputs, counts and language_info gone); any other notebook is saved as it is."""
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,33 @@ def test_the_set_up_installs_the_hook_where_jupyter_server_reads_it():
                    starter_extension=None)
     assert app.contents_manager.pre_save_hook is jupyter.strip_before_save, \
         "run tools/ensure_env.sh (it runs inverse-vae jupyter-setup)"
+
+
+def test_set_up_without_ipykernel_ends_in_one_line(monkeypatch, tmp_path, capsys):
+    from inverse_vae.__main__ import main
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "ipykernel.kernelspec", None)  # what an environment without ipykernel gives
+    assert main(["jupyter-setup"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ipykernel is not installed" in err and "Traceback" not in err
+    assert not (tmp_path / "etc").exists()  # nothing written
+
+
+def test_set_up_keeps_other_settings_and_refuses_a_broken_config(monkeypatch, tmp_path, capsys):
+    from inverse_vae.__main__ import main
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    config = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"ServerApp": {"port": 9999}}')
+    assert main(["jupyter-setup"]) == 0
+    settings = json.loads(config.read_text())
+    assert settings["ServerApp"] == {"port": 9999}
+    assert settings["ContentsManager"]["pre_save_hook"] == "inverse_vae.runs.jupyter.strip_before_save"
+    assert (tmp_path / "share" / "jupyter" / "kernels" / "inverse-vae" / "kernel.json").is_file()
+    config.write_text('{"ServerApp": ')  # a half-edited file: named, left as it is
+    assert main(["jupyter-setup"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: ") and "jupyter_server_config.json: not valid JSON" in err
+    assert config.read_text() == '{"ServerApp": '

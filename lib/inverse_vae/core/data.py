@@ -29,7 +29,7 @@ import torch
 
 from ..constants import IMAGE_SIDE
 from ..errors import DataError
-from .files import atomic_write
+from .files import atomic_write, is_project_root
 
 try:
     from numpy._core import multiarray  # numpy 2
@@ -55,11 +55,11 @@ Log = Callable[[str], None]
 
 
 def _shown(path: str | Path) -> str:
-    """`path` for a log line: relative to the project root (pyproject.toml beside params/) when inside
+    """`path` for a log line: relative to the project root (files.is_project_root) when inside
     it, so an executed notebook names no machine's checkout; else as given."""
     path = Path(path).absolute()
     for folder in path.parents:
-        if (folder / "pyproject.toml").is_file() and (folder / "params").is_dir():
+        if is_project_root(folder):
             return str(path.relative_to(folder))
     return str(path)
 

@@ -35,6 +35,11 @@ class WriteError(StudyError, OSError):
     """A file the study could not write; the previous version, if any, is intact (an OSError too, for old handlers)."""
 
 
+def is_project_root(folder: Path) -> bool:
+    """Whether `folder` is this study's checkout: pyproject.toml beside params/."""
+    return (folder / "pyproject.toml").is_file() and (folder / "params").is_dir()
+
+
 def os_error_line(path: str | Path, exc: OSError) -> str:
     """One line naming the file and the cause of an OSError, with what to do."""
     cause = _CAUSES.get(exc.errno, exc.strerror or str(exc) or type(exc).__name__)

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..core.checkpoints import fingerprint_changes, load_checkpoint
 from ..core.config import Config, load_config, run_name
-from ..core.files import atomic_write, clean_stale_temps, write_json
+from ..core.files import atomic_write, clean_stale_temps, is_project_root, write_json
 from ..core.model import build_sequential, check_architecture
 from ..core.training import check_training_options
 from ..errors import CheckpointError, ParamsError, StudyError
@@ -43,7 +43,7 @@ def project_root(start: str | Path | None = None) -> Path:
     """The folder holding pyproject.toml and params/, from `start` (default: cwd) upwards."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "params").is_dir():
+        if is_project_root(folder):
             return folder
     raise StudyError(f"no project root (pyproject.toml beside params/) above {here}")
 

@@ -1,4 +1,4 @@
-"""Command line (`inverse-vae`): check-params, fetch-data, jupyter-setup, and what the workflow's rules run.
+"""Command line (`inverse-vae`): check-params, fetch-data, jupyter-setup, compact, and what the workflow's rules run.
 
 Bad input, and a file that cannot be written or read, end with one line on stderr and exit code 2; an
 interrupt (Ctrl-C) with one line and 130. ./run_all.sh is the usual entry.
@@ -9,11 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from .core.checkpoints import write_compact_checkpoint
 from .core.data import fetch_mnist
 from .errors import StudyError
 from .runs import jupyter, workflow
 from .runs.execute import execute
-from .runs.run import load_checked_config, project_root
+from .runs.run import load_checked_config, open_run, project_root
 from .runs.site import render_notebook, write_index
 
 
@@ -21,6 +22,11 @@ def _check_params(files) -> None:
     for path in files:
         load_checked_config(path, project_root())
         print(f"{path}: ok")
+
+
+def _compact(params_file, reports_root) -> str:
+    run = open_run(params_file, reports_root)
+    return f"wrote {run.shown(write_compact_checkpoint(run.model_file, config=run.config))}"
 
 
 REPORTS = ("--reports-root", {"default": "reports"})
@@ -32,6 +38,8 @@ COMMANDS = {
                    lambda root: f"MNIST ready in {fetch_mnist(root)}"),
     "jupyter-setup": ("install the kernel inverse-vae and the save hook that keeps notebooks/ without outputs, into this "
                       "Python's environment", [], lambda: "\n".join(f"installed {path}" for path in jupyter.setup())),
+    "compact": ("rewrite a run's final checkpoint without optimizer state (a third of its size), as committed runs keep "
+                "it; training cannot go past it afterwards", [("params_file", {}), REPORTS], _compact),
     "execute": ("run one notebook with a params file into REPORTS_ROOT/<run>/ (papermill)",
                 [("notebook", {}), ("params_file", {}), REPORTS], execute),
     "page": ("render an executed notebook as its HTML page beside it", [("path", {"metavar": "notebook", "type": Path})],

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from inverse_vae.__main__ import main
-from inverse_vae.core.checkpoints import load_checkpoint
+from inverse_vae.core.checkpoints import load_checkpoint, params_fingerprint, save_checkpoint
+from inverse_vae.core.model import build_model
 from inverse_vae.errors import ParamsError
 from inverse_vae.runs.run import SCRATCH_ROOT, open_run
 
@@ -124,3 +126,37 @@ def test_a_scratch_run_of_other_params_does_not_take_the_committed_model(project
     said = []
     run = open_run("params/default.yaml", None, project, say=said.append)
     assert not run.model_file.exists() and any("trained with other params (train.alpha)" in line for line in said)
+
+
+def _project_with_a_trained_smoke_run(tmp_path: Path) -> Path:
+    """A project folder whose smoke run holds a full final checkpoint (weights of the smoke model, Adam's state)."""
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    run = open_run("params/smoke.yaml", root=tmp_path, say=lambda *_: None)
+    model = build_model(run.config)
+    optimizer = torch.optim.Adam(model.parameters())
+    sum(p.square().sum() for p in model.parameters()).backward()
+    optimizer.step()
+    epochs = run.config.train.train_epochs
+    save_checkpoint({"epoch": epochs, "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
+                     "history": {"train": [0.3] * epochs, "validation": [0.3] * epochs},
+                     "lr_scheduler_state_dict": {}, "params_fingerprint": params_fingerprint(run.config)}, run.model_file)
+    return run.model_file
+
+
+def test_compact_rewrites_a_runs_final_checkpoint_and_refuses_another_runs(tmp_path, monkeypatch, capsys):
+    model_file = _project_with_a_trained_smoke_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = load_checkpoint(model_file)
+    assert main(["compact", "params/smoke.yaml"]) == 0
+    assert capsys.readouterr().out.strip() == "wrote reports/smoke/checkpoints/model_4.pt"
+    after = load_checkpoint(model_file)
+    assert "optimizer_state_dict" not in after and after["params_fingerprint"] == before["params_fingerprint"]
+    assert all(v.equal(before["model_state_dict"][k]) for k, v in after["model_state_dict"].items())
+    params = tmp_path / "params" / "smoke.yaml"
+    params.write_text(params.read_text().replace("train: {batch_size: 128,", "train: {batch_size: 64,"))
+    written = model_file.read_bytes()
+    assert main(["compact", "params/smoke.yaml"]) == 2  # the checkpoint is not this config's: left as it is
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "trained with other params" in lines[0] and "train.batch_size" in lines[0], lines
+    assert model_file.read_bytes() == written

@@ -221,6 +221,18 @@ def test_the_design_is_the_headers_first_sentence(tmp_path, root):
         assert summary.design(path) != path.stem and len(summary.design(path)) > 20, path
 
 
+def test_a_long_design_is_cut_before_a_broken_parenthesis_or_word(tmp_path):
+    params = tmp_path / "run.yaml"
+    words = "word " * 30  # 150 characters
+    params.write_text(f"# Default with a 16-d latent {words}\nseed: 1\n")
+    cut = summary.design(params)
+    assert cut.endswith(" …") and len(cut) <= summary.DESIGN_CHARS + 2 and cut[:-2].endswith("word"), cut
+    params.write_text(f"# Default trained longer (train.train_epochs: 120, {words}) and more\nseed: 1\n")
+    assert summary.design(params) == "Default trained longer …"
+    params.write_text(f"# Default (closed) then {words}\nseed: 1\n")
+    assert summary.design(params).startswith("Default (closed) then word")
+
+
 def test_read_metrics_reads_only_the_runs_notebooks(tmp_path):
     write_run(tmp_path, "run", {**metrics(), "99_summary": {"x": 1}, "other": {"y": 2}})
     said = []

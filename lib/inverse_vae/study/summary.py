@@ -25,6 +25,7 @@ SEEDS = ("default", "default_seed1", "default_seed2")
 # When the chain "works": realizable, this share recovered to 1e-6 from float64 outputs; real images,
 # D(z_hat) within this many dB of the encoder's reconstruction, the probe at this fraction of its accuracy.
 WORKS_REALIZABLE, WORKS_REAL_PSNR_GAP_DB, WORKS_REAL_PROBE_RATIO = 0.99, 3.0, 0.9
+DESIGN_CHARS = 120  # a run's design as the tables show it
 
 
 def _get(metrics: dict, *path):
@@ -97,10 +98,16 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
 
 
 def design(params_file: Path) -> str:
-    """What the run changes: the first sentence of its params file's header comment."""
+    """What the run changes: the first sentence of its params file's header comment; a long one is cut before the
+    parenthesis or word DESIGN_CHARS would break, marked with an ellipsis."""
     lines = Path(params_file).read_text(encoding="utf-8").splitlines()
     text = " ".join(line.lstrip("# ").strip() for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
-    return text.split(". ")[0].split("; ")[0][:120] if text else Path(params_file).stem
+    text = text.split(". ")[0].split("; ")[0]
+    if len(text) <= DESIGN_CHARS:
+        return text or Path(params_file).stem
+    cut = text[:DESIGN_CHARS]
+    cut = cut[:cut.rfind(" (")] if cut.count("(") > cut.count(")") else cut[:cut.rfind(" ")]
+    return cut.rstrip(" ,:") + " …"
 
 
 def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:

@@ -1,4 +1,7 @@
 """The methods comparison (notebook 05) on a small random VAE: shapes, gaps, noise, identifiability."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +103,17 @@ def test_saturation_marks_follow_the_activation_after_each_linear():
         "2:Linear": {},
         "4:Linear": {"sigmoid=1 in float32": 17.0, "sigmoid=1 in float64": 37.0},
     }
+
+
+@pytest.mark.parametrize("run", ["default", "constrained", "deterministic"])
+def test_the_posterior_sentences_are_the_committed_reports(run):
+    """compare.posterior_findings, from a run's metrics, writes the sentences its executed notebook 05 shows."""
+    root = Path(__file__).resolve().parents[2] / "reports" / run
+    metrics = json.loads((root / "metrics" / "05_inverse_methods.json").read_text())
+    real = {name: values["real"] for name, values in metrics["methods"].items() if values.get("real")}
+    lines = comparison.posterior_findings(real, metrics.get("posterior", {}))
+    findings_cell = json.loads((root / "05_inverse_methods.ipynb").read_text())["cells"][-1]
+    shown = "".join(findings_cell["outputs"][0]["data"]["text/markdown"])
+    assert (len(lines) == 2) == (run != "deterministic")  # the autoencoder has no posterior
+    assert all(f"* {line}" in shown.splitlines() for line in lines)
+    assert ("pixel-optimal z exists only at infinity" in shown) == bool(lines)

@@ -231,6 +231,10 @@ def test_a_long_design_is_cut_before_a_broken_parenthesis_or_word(tmp_path):
     assert summary.design(params) == "Default trained longer …"
     params.write_text(f"# Default (closed) then {words}\nseed: 1\n")
     assert summary.design(params).startswith("Default (closed) then word")
+    params.write_text(f"# Default with f(x {words}\nseed: 1\n")  # an open parenthesis without a space before it
+    assert summary.design(params).startswith("Default with f(x word") and summary.design(params).endswith("word …")
+    params.write_text("# " + "x" * 150 + "\nseed: 1\n")  # one long word: cut at the limit
+    assert summary.design(params) == "x" * summary.DESIGN_CHARS + " …"
 
 
 def test_read_metrics_reads_only_the_runs_notebooks(tmp_path):

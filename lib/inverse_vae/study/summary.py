@@ -106,8 +106,9 @@ def design(params_file: Path) -> str:
     if len(text) <= DESIGN_CHARS:
         return text or Path(params_file).stem
     cut = text[:DESIGN_CHARS]
-    cut = cut[:cut.rfind(" (")] if cut.count("(") > cut.count(")") else cut[:cut.rfind(" ")]
-    return cut.rstrip(" ,:") + " …"
+    at = cut.rfind(" (") if cut.count("(") > cut.count(")") else -1
+    at = at if at > 0 else cut.rfind(" ")
+    return (cut[:at] if at > 0 else cut).rstrip(" ,:") + " …"
 
 
 def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:

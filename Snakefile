@@ -8,6 +8,7 @@ from pathlib import Path
 
 from inverse_vae.core.config import family, run_name
 from inverse_vae.constants import NOTEBOOKS
+from inverse_vae.errors import StudyError
 from inverse_vae.runs import workflow as wf
 from inverse_vae.runs.run import load_checked_config
 
@@ -17,7 +18,11 @@ THREADS = int(config.get("threads", 2))  # each notebook's torch threads: number
 PYTHON = sys.executable
 FAMILY = family(ROOT / "params")
 PARAMS = [ROOT / p for p in str(config["runs"]).split(",")] if config.get("runs") else FAMILY
-CONFIGS = {run_name(p): (p, load_checked_config(p, ROOT)) for p in PARAMS}
+try:  # a refusal is one line (./run_all.sh checks the params files it is given before; --all's are checked here)
+    CONFIGS = {run_name(p): (p, load_checked_config(p, ROOT)) for p in PARAMS}
+except StudyError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
 GPU = 1 if config.get("gpu") else 0  # rules of runs on a GPU ask for it: two never share one unless asked
 
 

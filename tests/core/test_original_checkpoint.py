@@ -151,18 +151,21 @@ def test_compact_writer_refuses_a_bare_state_dict(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_compact_writer_stamps_the_fingerprint_of_the_config_that_trained_it(tiny_run, tmp_path):
+def test_compact_writer_stamps_no_fingerprint_in_and_refuses_another_configs(tiny_run, tmp_path):
     run, _, _, result = _trained_tiny(tiny_run)
     old = load_checkpoint(run.checkpoints / "model_2.pt")  # as a checkpoint from before fingerprints
     del old["params_fingerprint"], old["tensor_digest"], old["content_digest"]
     torch.save(old, tmp_path / "old.pt")
     unstamped = load_checkpoint(write_compact_checkpoint(tmp_path / "old.pt", tmp_path / "unstamped.pt"))
     assert "params_fingerprint" not in unstamped and checkpoint_layout(unstamped) == "compact"
-    stamped = load_checkpoint(write_compact_checkpoint(tmp_path / "old.pt", tmp_path / "stamped.pt", run.config))
-    assert stamped["params_fingerprint"] == params_fingerprint(run.config)
-    assert all(torch.equal(stamped["model_state_dict"][k], v) for k, v in result.model.state_dict().items())
+    # nothing shows which params trained it: a config given does not stamp its fingerprint in
+    kept = load_checkpoint(write_compact_checkpoint(tmp_path / "old.pt", tmp_path / "kept.pt", run.config))
+    assert "params_fingerprint" not in kept
+    assert all(torch.equal(kept["model_state_dict"][k], v) for k, v in result.model.state_dict().items())
+    compact = load_checkpoint(write_compact_checkpoint(run.checkpoints / "model_2.pt", tmp_path / "own.pt", run.config))
+    assert compact["params_fingerprint"] == params_fingerprint(run.config)  # its own fingerprint, kept
     other = run.config.replace(train={"alpha": 0.5})
-    with pytest.raises(CheckpointError, match=r"stamped\.pt: trained with other params than the config given "
+    with pytest.raises(CheckpointError, match=r"own\.pt: trained with other params than the config given "
                                               r"\(changed: train\.alpha\); not rewritten$"):
-        write_compact_checkpoint(tmp_path / "stamped.pt", config=other)
-    assert load_checkpoint(tmp_path / "stamped.pt")["tensor_digest"] == stamped["tensor_digest"]
+        write_compact_checkpoint(tmp_path / "own.pt", config=other)
+    assert load_checkpoint(tmp_path / "own.pt")["tensor_digest"] == compact["tensor_digest"]

@@ -1,6 +1,7 @@
 """Failure behaviour end to end: the shell commands' exit codes, a real kill, a failing notebook."""
 import copy
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,3 +79,44 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     subprocess.run([sys.executable, str(script), str(ROOT), str(killed), "fast"], check=True)
     a, b = torch.load(whole / "final.pt"), torch.load(killed / "final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- issue #35: run_all.sh's --cores and --threads
+
+
+@pytest.mark.parametrize("args, named", [(["--cores", "0"], "--cores needs a whole number from 1"),
+                                         (["--threads", "abc"], "--threads needs a whole number from 1"),
+                                         (["--cores", "-2"], "--cores needs a whole number from 1")])
+def test_run_all_refuses_cores_or_threads_that_are_no_count_before_any_work(args, named):
+    done = _run_all(*args)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and named in done.stderr, done.stderr
+
+
+def _engine_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """run_all.sh --dry-run in a copy of the project whose set-up, Python and Snakemake only say how they were called."""
+    shutil.copy(ROOT / "run_all.sh", tmp_path / "run_all.sh")
+    for stub, text in (("tools/ensure_env.sh", "exit 0"), (".venv/bin/python", "exit 0"),
+                       (".venv/bin/snakemake", 'echo "snakemake $*"')):
+        (tmp_path / stub).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / stub).write_text(f"#!/usr/bin/env bash\n{text}\n")
+        (tmp_path / stub).chmod(0o755)
+    return subprocess.run(["bash", str(tmp_path / "run_all.sh"), "--dry-run", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PATH": "/usr/bin:/bin"})
+
+
+def test_one_core_still_runs_each_notebook_with_the_committed_numbers_two_threads(tmp_path):
+    done = _engine_command(tmp_path, "--cores", "1")
+    assert done.returncode == 0, done.stderr
+    engine = next(line for line in done.stdout.splitlines() if line.startswith("snakemake "))
+    assert " --cores 2 " in engine and "threads=2" in engine, engine  # Snakemake cuts a rule's threads to --cores
+    assert "note: 1 core(s): one notebook at a time, each still with its 2 torch threads" in done.stdout
+
+
+def test_other_threads_than_the_committed_numbers_are_said_to_change_them(tmp_path):
+    done = _engine_command(tmp_path, "--threads", "4", "--cores", "8")
+    assert done.returncode == 0, done.stderr
+    assert "note: --threads 4: each notebook computes with 4 torch threads, not the committed numbers' 2" in done.stdout
+    assert "differ from the committed ones in their last digits" in done.stdout
+    assert "threads=4" in done.stdout and " --cores 8 " in done.stdout
+    assert "note:" not in _engine_command(tmp_path, "--cores", "8").stdout

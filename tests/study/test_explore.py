@@ -9,6 +9,7 @@ import torch
 
 from inverse_vae.core.config import load_config
 from inverse_vae.core.model import build_model
+from inverse_vae.errors import StudyError
 from inverse_vae.inversion.methods import MAP
 from inverse_vae.study import explore
 
@@ -46,3 +47,18 @@ def test_a_real_digit_shows_what_arrives_outside_each_domain_and_the_posterior_m
 def test_the_autoencoder_has_no_posterior_so_its_best_is_the_projection_with_a_prior(root):
     autoencoder = build_model(load_config(root / "params" / "deterministic.yaml"))
     assert explore.best_method(autoencoder, realizable_image=False) == explore.BEST["real without a posterior"]
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda m: explore.case(m, torch.zeros(1, 784), arithmetic="float16"),
+     "arithmetic must be one of float32, float64, got 'float16'"),
+    (lambda m: explore.case(m, [[0.0] * 784]), "x must be a torch.Tensor (1, 784) or (1, 1, 28, 28), got list"),
+    (lambda m: explore.case(m, None, [[0.0] * m.latent_dim]), "z must be a torch.Tensor (1, "),
+    (lambda m: explore.case(m, None, torch.zeros(1, m.latent_dim + 3)), "z must be one latent (1, "),
+    (lambda m: explore.case(m, torch.zeros(2, 1, 28, 28)), "x must be one image (1, 784) or (1, 1, 28, 28), got shape "
+                                                           "(2, 1, 28, 28), 2 of them: pass one, say x[:1]"),
+])
+def test_what_case_cannot_take_is_one_line_naming_it(model, call, named):
+    with pytest.raises(StudyError) as refused:
+        call(model)
+    assert named in str(refused.value) and "\n" not in str(refused.value)

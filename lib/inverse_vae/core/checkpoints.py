@@ -333,19 +333,22 @@ def checkpoint_layout(state: dict) -> str:
 def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None, config: Config | None = None) -> Path:
     """Rewrite the checkpoint `source` (loaded and checked) in the compact layout at `dest` (default: `source`),
     its weights bit for bit, atomically: a third of a full checkpoint's size (no Adam moments), for committed runs.
-    `config`, the params that trained it, stamps their fingerprint into one that has none, and refuses another's."""
+    A compact `source` is left as it is (its bytes too) when `dest` is itself. `config` refuses a checkpoint whose
+    fingerprint names other params; one without a fingerprint (the original train.py's) stays without: nothing shows
+    which params trained it, so none are stamped in."""
     source = Path(source)
     state = load_checkpoint(source)
     missing = [k for k in COMPACT_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{source}: cannot be written as a compact checkpoint, it lacks {', '.join(missing)}")
-    state = {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
     if config is not None:
         changed = fingerprint_changes(state, config)
         if changed:
             raise CheckpointError(f"{source}: trained with other params than the config given (changed: "
                                   f"{', '.join(changed[:6])}); not rewritten")
-        state["params_fingerprint"] = params_fingerprint(config)
+    if checkpoint_layout(state) == "compact" and (dest is None or Path(dest) == source):
+        return source
+    state = {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
     return save_checkpoint(state, source if dest is None else dest)
 
 

@@ -482,6 +482,9 @@ def read_params(path: Path, depth: int = 0) -> dict:
         raise ParamsError(f"{path}: base: must name a params file beside it, like default.yaml, got {_cut(base)}")
     if depth >= MAX_BASES:
         raise ParamsError(f"{path}: base: more than {MAX_BASES} bases in a chain (a loop?)")
+    if (path.parent / base).resolve().parent != path.parent.resolve():  # a link beside it to a file elsewhere: not read
+        raise ParamsError(f"{path}: base: {base} is a link to a file outside {path.parent}; a base must be a params "
+                          f"file beside it (copy it there)")
     return merge(read_params(path.parent / base, depth + 1), raw)
 
 

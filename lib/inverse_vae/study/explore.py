@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..constants import IMAGE_SIDE, ORIGINAL_EPS
+from ..errors import StudyError
 from ..inversion.attribution import CAUSES, attribute_failures
 from ..inversion.chain import DTYPES, InverseChain, realizable
 from ..inversion.methods import MAP, run_method
@@ -38,6 +39,7 @@ _chain = functools.lru_cache(maxsize=16)(InverseChain)  # pseudo-inverses once p
 def case(model, x: torch.Tensor, z: torch.Tensor | None = None, *, arithmetic: str = "float64",
          clamp: bool = False) -> dict:
     """Everything the explorer shows for one image x (1, 784), or x = D(z) for a true latent z."""
+    _check_case(model, x, z, arithmetic)
     dtype, eps = DTYPES[arithmetic], ORIGINAL_EPS if clamp else 0.0
     if z is not None:
         x = realizable(model.decoder, z, dtype)  # in the chosen arithmetic, as a user would have it
@@ -58,6 +60,22 @@ def case(model, x: torch.Tensor, z: torch.Tensor | None = None, *, arithmetic: s
         out["verdict"] = "recovered" if layer < 0 else f"fails at decoder layer {layer} ({cause})"
         out["rel_err"] = {name: float(relative_errors(v.reshape(1, -1).double(), z.double())[0]) for name, v in latents.items()}
     return out
+
+
+def _check_case(model, x, z, arithmetic) -> None:
+    """One StudyError line naming what case() cannot take: an arithmetic it does not know, a z that is not one
+    latent of the model, an x that is not one image (the rest of x's checks are the chain's, check_images)."""
+    if not isinstance(arithmetic, str) or arithmetic not in DTYPES:
+        raise StudyError(f"arithmetic must be one of {', '.join(DTYPES)}, got {arithmetic!r}")
+    pixels, d = IMAGE_SIDE * IMAGE_SIDE, model.latent_dim
+    name, value, size, shape = ("z", z, d, f"(1, {d})") if z is not None else \
+        ("x", x, pixels, f"(1, {pixels}) or (1, 1, {IMAGE_SIDE}, {IMAGE_SIDE})")
+    if not isinstance(value, torch.Tensor):
+        raise StudyError(f"{name} must be a torch.Tensor {shape}, got {type(value).__name__}")
+    if value.numel() != size:
+        many = value.dim() > 1 and value.shape[0] > 1 and value[0].numel() == size
+        raise StudyError(f"{name} must be one {'latent' if z is not None else 'image'} {shape}, got shape "
+                         f"{tuple(value.shape)}" + (f", {value.shape[0]} of them: pass one, say {name}[:1]" if many else ""))
 
 
 def _outside(t) -> float:

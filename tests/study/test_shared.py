@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from inverse_vae.core.checkpoints import save_checkpoint
 from inverse_vae.study import shared
 from inverse_vae.study.evaluate import linear_probe
 
@@ -54,7 +55,7 @@ def test_the_stored_probe_predicts_exactly_as_the_fitted_one(tmp_path, monkeypat
     z, y = torch.randn(300, 5, generator=g), torch.from_numpy(np.repeat(np.arange(3), 100))
     z[:, 0] += y  # make the classes separable in part
     checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"stands in for the checkpoint in the cache key")
+    _save_weights(checkpoint, torch.ones(2))
     config = SimpleNamespace(seed=0, evaluate=SimpleNamespace(probe_max_iter=200),
                              data=SimpleNamespace(train_subset=None, val_fraction=0.1))
     run = SimpleNamespace(config=config, dir=tmp_path, model_file=checkpoint)
@@ -69,9 +70,19 @@ def test_the_stored_probe_predicts_exactly_as_the_fitted_one(tmp_path, monkeypat
     for probe in (fitted, restored):
         assert np.array_equal(probe.predict(probe_z), reference.predict(probe_z))
         assert np.array_equal(probe.predict_proba(probe_z), reference.predict_proba(probe_z))
-    checkpoint.write_bytes(b"a retrained model")  # another checkpoint: fitted again
+    _save_weights(checkpoint, torch.ones(2), adam=torch.zeros(2))  # compacted or not: the same weights, not refitted
+    shared.probe(run, model=None)
+    assert len(fits) == 1
+    _save_weights(checkpoint, torch.full((2,), 2.0))  # a retrained model: fitted again
     shared.probe(run, model=None)
     assert len(fits) == 2
+
+
+def _save_weights(path, weight, adam=None):
+    state = {"epoch": 1, "model_state_dict": {"decoder.0.weight": weight}, "history": {}}
+    if adam is not None:  # a full checkpoint's optimizer state, which a compact one drops
+        state["optimizer_state_dict"] = {"state": {0: {"exp_avg": adam}}, "param_groups": []}
+    save_checkpoint(state, path)
 
 
 def _fake_run(tmp_path, seed=0, n_prior=50):

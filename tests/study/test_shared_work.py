@@ -5,6 +5,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity as skimage_ssim
 
+from inverse_vae.core.checkpoints import save_checkpoint
 from inverse_vae.core.config import load_config
 from inverse_vae.core.model import build_model
 from inverse_vae.errors import StudyError
@@ -104,7 +105,7 @@ def test_the_means_embedding_is_computed_once_per_run(tiny_run, monkeypatch):
     from inverse_vae.study import shared
 
     tiny_run.dir.mkdir(parents=True)
-    (tiny_run.dir / "model.pt").write_bytes(b"stands in for the checkpoint in the cache key")
+    save_checkpoint({"epoch": 1, "model_state_dict": {"w": torch.ones(2)}, "history": {}}, tiny_run.dir / "model.pt")
     monkeypatch.setattr(type(tiny_run), "model_file", property(lambda run: run.dir / "model.pt"))
     means = torch.randn(120, 4, generator=torch.Generator().manual_seed(6))
     calls = []

@@ -183,6 +183,15 @@ def test_the_table_shows_labels_the_seeds_row_and_dashes_for_what_is_missing(rep
     assert shown.loc["default (3 seeds)", summary.COLUMNS["best_method"][0]] == "—"
 
 
+def test_the_formatted_table_prints_numbers_as_the_answer_quotes_them(reports, params_dir):
+    write_run(reports, "default", metrics(cf64=0.33))
+    write_run(reports, "default_seed1", metrics(cf64=0.41))
+    shown = summary.table(_frame(reports, params_dir)[0], formatted=True)
+    label = summary.COLUMNS["cf_f64"][0]
+    assert shown.loc["default", label] == "33.0%" and shown.loc["latent16", label] == "—"
+    assert shown.loc["default (3 seeds)", label] == f"37.0% ± {statistics.stdev([0.33, 0.41]):.1%}"
+
+
 @pytest.mark.parametrize("cf64, expected", [(0.99, True), (1.0, True), (0.9899, False), (0.0, False)])
 def test_the_realizable_verdict_is_its_threshold(reports, params_dir, cf64, expected):
     write_run(reports, "default", metrics(cf64=cf64))
@@ -314,3 +323,24 @@ def test_the_findings_quote_the_metrics_and_leave_out_what_was_not_measured(repo
     assert "4.8 ± 0.5 nats (50 images)" in posterior and "104.20 ± 0.30 nats (K = 1000), 5.80 below" in posterior
     inverted = next(line for line in lines if "built to be inverted" in line)
     assert "99.8% of prior samples" in inverted and "2.19× the encoder's 0.114: not within twice" in inverted
+
+
+def test_a_nan_metric_written_as_a_string_breaks_no_finding(reports, params_dir):
+    # write_json writes a non-finite number as "nan"/"inf"; every reader takes it through files.metric_number
+    default = metrics()
+    default["02_evaluate"]["iwae"] = {"nats": "nan", "stderr": "nan", "k": 1000, "elbo_nats": 110.0}
+    default["05_inverse_methods"]["methods"] = {"encoder": _real(0.11, 0.94, 2.9), "map_encoder_newton": _real(0.107, 0.75, 2.5),
+                                                "optimize_adam": _real("nan", "nan", "inf"),  # a method that diverged
+                                                "hybrid_encoder_newton_tr": _real(0.091, 0.11, 1240.0)}
+    default["05_inverse_methods"]["posterior"] = {"amortization_gap": {"gap": "nan", "gap_stderr": "nan", "n": 50}}
+    write_run(reports, "default", default)
+    (params_dir / "constrained.yaml").write_text("# constrained: built to invert\nseed: 0\n")
+    built = metrics(cf32=0.998, cf64="nan")
+    built["05_inverse_methods"]["methods"]["encoder"] = {"real": {"bce": "nan"}}
+    write_run(reports, "constrained", built)
+    lines = summary.findings(_frame(reports, params_dir)[0], reports)
+    posterior = next(line for line in lines if "posterior mode" in line)
+    assert "the best pixel fit (hybrid_encoder_newton_tr, BCE 0.0910" in posterior  # the diverged method fits nothing
+    assert "nan ± nan nats (50 images)" in posterior and "at nan ± nan nats (K = 1000)" in posterior
+    assert any("built to be inverted" in line for line in lines)
+    assert summary.read_metrics(reports / "default")["02_evaluate"]["iwae"]["k"] == 1000  # counts stay integers

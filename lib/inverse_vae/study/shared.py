@@ -2,11 +2,11 @@
 sample, the linear probe and the t-SNE of the encoder means.
 
 The probe and the t-SNE are cached in reports/<run>/cache/ as .npz (no pickle: loading never runs code),
-keyed by the checkpoint's digest and the settings that shaped them. git ignores the folder.
+keyed by the digest of the model's weights and the settings that shaped them. A committed run's cache is
+committed: a scratch run starts from it (runs/run.py), and compacting a checkpoint keeps it valid.
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import io
 import json
@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..core.checkpoints import fingerprint_changes, load_checkpoint, load_model
+from ..core.checkpoints import fingerprint_changes, load_checkpoint, load_model, tensor_digest
 from ..core.config import load_config, run_name
 from ..core.data import fetch_mnist, load_mnist, train_val_split
 from ..core.files import atomic_write
@@ -93,9 +93,10 @@ def cached(run, name: str, key: dict, compute) -> dict[str, np.ndarray]:
 
 
 def _key(run, **settings) -> dict:
-    """A cache key: the checkpoint's SHA-256 and the run's seed, with the settings that shaped the entry."""
-    with open(run.model_file, "rb") as f:
-        return {"checkpoint": hashlib.file_digest(f, "sha256").hexdigest(), "seed": run.config.seed, **settings}
+    """A cache key: the SHA-256 of the model's weights (not of the file: a compacted checkpoint keeps them) and
+    the run's seed, with the settings that shaped the entry."""
+    weights = tensor_digest({"model_state_dict": load_checkpoint(run.model_file)["model_state_dict"]})
+    return {"weights": weights, "seed": run.config.seed, **settings}
 
 
 def prior_latents(run, latent_dim: int, n: int | None = None) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 from ..constants import NOTEBOOKS
 from ..core.checkpoints import load_model
 from ..core.config import family, load_config
+from ..core.files import metric_number
 from ..core.model import resolve_device
 from ..errors import StudyError
 from ..inversion.methods import run_method
@@ -77,13 +78,29 @@ NUMERIC = [k for k in COLUMNS if k != "best_method"]
 
 def _number(value):
     """A metrics value: numbers as floats ('nan'/'inf' strings included), names as they are, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    return float(value) if not isinstance(value, str) or value in ("nan", "inf", "-inf") else value
+    number = metric_number(value)
+    return number if number is not None else value if isinstance(value, str) else None
+
+
+def _numbers(node):
+    """Metrics as read, every "nan", "inf" and "-inf" the float it stands for (metric_number): no reader compares a
+    string with a number."""
+    if isinstance(node, dict):
+        return {key: _numbers(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_numbers(value) for value in node]
+    number = metric_number(node) if isinstance(node, str) else None
+    return node if number is None else number
+
+
+def _finite(value) -> bool:
+    number = metric_number(value)
+    return number is not None and math.isfinite(number)
 
 
 def read_metrics(run_dir: Path, warn=print) -> dict:
-    """{notebook: its metrics} of a run folder; an unreadable file is left out, said in one line."""
+    """{notebook: its metrics} of a run folder, non-finite numbers as floats; an unreadable file is left out, said
+    in one line."""
     out = {}
     for notebook in NOTEBOOKS:
         path = run_dir / "metrics" / f"{notebook}.json"
@@ -93,7 +110,7 @@ def read_metrics(run_dir: Path, warn=print) -> dict:
             warn(f"warning: {run_dir.name}: metrics/{path.name} left out, not readable JSON ({type(exc).__name__})")
             continue
         if isinstance(values, dict):
-            out[notebook] = values
+            out[notebook] = _numbers(values)
     return out
 
 
@@ -142,13 +159,26 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
                          "real": real.where(frame[["cf_real_psnr", "recon_psnr", "cf_real_probe", "probe"]].notna().all(1))})
 
 
-def table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as a reader sees it: labels for columns, the seeds' mean ± sd as a row after default_seed2."""
-    shown = frame[list(COLUMNS)].rename(columns={k: label for k, (label, _) in COLUMNS.items()})
+# How table(formatted=True) prints a column: a fraction as a percentage, as the answer's text does (_pct)
+FORMATS = {"val_loss": "{:.4f}", "nelbo": "{:.2f}", "iwae": "{:.2f}", "recon_bce": "{:.4f}", "recon_psnr": "{:.1f}",
+           "cf_real_bce": "{:.3f}", "cf_real_psnr": "{:.1f}", "map_real_bce": "{:.4f}"}
+
+
+def _shown(key: str, value: float) -> str:
+    return FORMATS[key].format(value) if key in FORMATS else _pct(value)
+
+
+def table(frame: pd.DataFrame, formatted: bool = False) -> pd.DataFrame:
+    """The frame as a reader sees it: labels for columns, the seeds' mean ± sd as a row after default_seed2;
+    `formatted`: every number as text, to the precision the answer's text quotes it (FORMATS)."""
+    shown = frame[list(COLUMNS)].copy()
+    for key in NUMERIC if formatted else ():
+        shown[key] = shown[key].map(lambda value, key=key: _shown(key, value), na_action="ignore")
+    shown = shown.rename(columns={k: label for k, (label, _) in COLUMNS.items()})
     stats = seeds(frame)
     if stats["count"].max() >= 2:
-        row = {COLUMNS[k][0]: f"{s['mean']:.4g} ± {s['std']:.2g}" if not math.isnan(s["mean"]) else None
-               for k, s in stats.iterrows()}
+        row = {COLUMNS[k][0]: None if math.isnan(s["mean"]) else (f"{_shown(k, s['mean'])} ± {_shown(k, s['std'])}"
+               if formatted else f"{s['mean']:.4g} ± {s['std']:.2g}") for k, s in stats.iterrows()}
         shown = pd.concat([shown, pd.DataFrame([row], index=["default (3 seeds)"])]).astype(object)
     return shown.astype(object).where(shown.notna(), "—")
 
@@ -168,7 +198,8 @@ def _answer(d: pd.Series) -> str:
 
 def _posterior(m02: dict, m05: dict) -> str | None:
     """Real images: the best pixel fit against the posterior mode, the amortization gap, the likelihood."""
-    real = {name: r for name, r in ((n, _get(v, "real")) for n, v in m05.get("methods", {}).items()) if _get(r, "bce")}
+    real = {name: r for name, r in ((n, _get(v, "real")) for n, v in m05.get("methods", {}).items())
+            if _finite(_get(r, "bce"))}  # a method without a finite BCE fits nothing
     if "map_encoder_newton" not in real or "encoder" not in real:
         return None
     fit = min(real, key=lambda name: real[name]["bce"])

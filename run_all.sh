@@ -11,7 +11,8 @@ usage: ./run_all.sh [options] [params/RUN.yaml ...] [-- snakemake options]
   (no params file)      the default run, params/default.yaml -> reports/default/, then the pages
   params/a.yaml ...     those runs (each params/NAME.yaml -> reports/NAME/)
   --all                 the whole family (every params/*.yaml but smoke), the summary, the pages
-  -n, --dry-run         say what would run and why, run nothing
+  -n, --dry-run         say what would run and why, run nothing (in a fresh checkout, the first call, a dry
+                        run too, records the committed reports as up to date in .snakemake/: about 15 s)
   --cores N             run up to N cores' worth of notebooks side by side (default: all cores)
   --threads N           torch threads per notebook (default 2: the committed numbers' setting)
   --force NN[,NN]       re-run these notebooks (e.g. 03,05) of the runs selected, even if up to date
@@ -44,6 +45,18 @@ while (($#)); do
   esac
   shift
 done
+for option in cores threads; do  # Snakemake waits forever with --cores 0; the Snakefile reads --threads as a number
+  [[ ${!option} =~ ^[1-9][0-9]{0,3}$ ]] ||
+    { echo "error: --$option needs a whole number from 1 to 9999, got '${!option}'" >&2; exit 2; }
+done
+if ((threads != 2)); then
+  echo "note: --threads $threads: each notebook computes with $threads torch threads, not the committed numbers' 2: its" \
+       "numbers will differ from the committed ones in their last digits (docs/arithmetic.md)"
+fi
+if ((cores < threads)); then  # Snakemake would cut each notebook's threads down to the cores, and so its numbers
+  echo "note: $cores core(s): one notebook at a time, each still with its $threads torch threads (the numbers depend on them)"
+  cores=$threads
+fi
 if [[ ${targets[0]} == all && ${#params[@]} -gt 0 ]]; then
   echo "error: --all runs the whole family; give no params files with it" >&2; exit 2
 fi
@@ -80,22 +93,30 @@ print(" ".join(Path(p).stem for p in (sys.argv[1].split(",") if sys.argv[1] else
   forced+=("${rules[@]}")
 fi
 engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-triggers params input code --keep-incomplete --rerun-incomplete)
+engine_says() {  # Snakemake, without its banner (--quiet host) and the two lines it says before any plan
+  local said='/^Assuming unrestricted shared filesystem usage\.$/d; /^Building DAG of jobs\.\.\.$/d'
+  exec "${engine[@]}" "$@" --quiet rules host > >(sed -u "$said") 2> >(sed -u "$said" >&2)
+}
 # A fresh clone: the committed reports are what the committed params and notebooks made (the tests check
 # it); file times after a checkout are arbitrary, so record them once as up to date instead.
-if [[ ! -d .snakemake/metadata ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then
-  echo "first run in this checkout: adopting the committed reports as up to date (snakemake --touch)"
+adopted=0
+if [[ -z $(ls -A .snakemake/metadata 2>/dev/null) ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then
+  echo "first run in this checkout: recording the committed reports as up to date in .snakemake/ (snakemake --touch)"
   adopt_log=$(mktemp)
   "${engine[@]}" all --touch --forceall --quiet rules progress >"$adopt_log" 2>&1 || { cat "$adopt_log" >&2; exit 1; }
   rm -f "$adopt_log"
+  adopted=1
 fi
 # What an executed notebook says of itself decides too: one executed from other code cells than its notebook's
-# (or holding an error) re-runs, whatever the engine's records say (they may be adopted, or another checkout's).
+# (or holding an error) re-runs, whatever the engine's records say (they may be adopted, or another checkout's);
+# runs made off the pinned arithmetic are named in a note (stderr), not re-run.
 stale=$($py -m inverse_vae stale --runs "$runs")
-[[ -n $stale ]] && { echo "not up to date (executed from other code, or failed): $stale"; forced+=($stale); }
-((${#forced[@]})) && snake+=(--forcerun "${forced[@]}")
-if ((dry)); then
-  exec "${engine[@]}" "${targets[@]}" --dry-run --quiet rules "${snake[@]}"
+[[ -n $stale ]] && { echo "not up to date (executed from other code, failed, or its metrics damaged): $stale"; forced+=($stale); }
+if ((adopted && ! fresh && ! ${#forced[@]} && ! ${#snake[@]})); then  # every output was just recorded as up to date
+  echo "Nothing to be done (all requested files are present and up to date)."; exit 0
 fi
+((${#forced[@]})) && snake+=(--forcerun "${forced[@]}")
+((dry)) && engine_says "${targets[@]}" --dry-run "${snake[@]}"
 if ((fresh)); then
   $py - "$runs" <<'EOF'
 import sys
@@ -107,5 +128,6 @@ for p in (sys.argv[1].split(",") if sys.argv[1] else family("params")):
     print(f"{Path(p).stem}: earlier outputs set aside in {moved}/ (nothing deleted)" if moved else f"{Path(p).stem}: nothing to set aside")
 EOF
 fi
-$py -m inverse_vae fetch-data --root data
-exec "${engine[@]}" "${targets[@]}" --quiet rules "${snake[@]}"
+data=$($py -m inverse_vae fetch-data --root data)  # said when it had to fetch: a run with nothing to do says one line
+[[ $data == *"present and verified"* ]] || echo "$data"
+engine_says "${targets[@]}" "${snake[@]}"

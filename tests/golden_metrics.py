@@ -1,4 +1,9 @@
-"""Compare a smoke run's metrics with the golden ones, tolerating what an arithmetic path may move.
+"""Compare a smoke run's metrics with the golden ones: exactly on the pinned arithmetic path, else within tolerances.
+
+The goldens are made on the pinned path (lib/inverse_vae/arithmetic.py: AVX2 kernels, MKL's AVX2 branch, two
+threads), which any x86-64 CPU with AVX2 takes: there every number but a timing must be equal, bit for bit
+(`differences(..., exact=True)`; the metrics' `arithmetic` record says which path made them). Off that path
+(.ci/run's portable pass, a CPU without AVX2) the tolerances below hold.
 
 The goldens (tests/goldens/metrics/*.json) are the metrics of the smoke notebooks as
 `python -m inverse_vae make-goldens` wrote them on the machine that refreshed them. Another CPU
@@ -29,13 +34,17 @@ import re
 
 IGNORED = {"seconds", "seconds_per_epoch", "samples_per_second", "images_per_second", "wall_seconds",
            "speedup_vs_adam10", "iterations", "torch", "cpu_threads", "machine", "device", "cuda_graph",
-           "checkpoint", "total_seconds"}
+           "checkpoint", "total_seconds", "arithmetic"}
 RATES = re.compile(r"^(success_.*|realizable_success_.*|.*probe_accuracy|share.*|units|samples_with_any|zero|one"
                    r"|realizable_.*_success_.*|within_.*)$")
 COUNTS = re.compile(r"^(n|n_.*|nonfinite.*|.*_nonfinite|count|epochs|latent_dim)$")
 ERRORS = re.compile(r"^(rel_err_.*|realizable_rel_err_median|realizable_.*_rel_err_median|rel_dist_.*|dist_median|"
                     r"gap_to_best|.*_gap|.*residual.*|smallest_sv_.*|condition_.*|median|p99|max|log_joint|"
                     r"z_norm_median)$")
+
+# Where a projection without a prior ends when it runs towards infinity (tanh saturating): how far its iteration
+# budget took it on that path, not a number any other path reproduces. Past DIVERGED both say "far outside the prior".
+DIVERGED = {"log_joint": 1e4, "z_norm_median": 1e2}
 
 RATE_TOL = 0.08
 COUNT_TOL, COUNT_REL = 3, 0.25
@@ -64,6 +73,8 @@ def _leaf_problem(key: str, golden, fresh) -> str | None:
     if COUNTS.match(key) and float(golden).is_integer():
         allowed = max(COUNT_TOL, COUNT_REL * abs(golden))
         return None if diff <= allowed else f"{fresh} vs golden {golden}: more than {allowed:g} apart"
+    if key in DIVERGED and min(golden, fresh) > DIVERGED[key]:  # both far outside the prior: where is the budget's
+        return None
     if ERRORS.match(key):
         small = abs(golden) <= ERROR_FLOOR and abs(fresh) <= ERROR_FLOOR
         ratio = max(abs(golden), abs(fresh)) / max(min(abs(golden), abs(fresh)), 1e-300)
@@ -77,25 +88,39 @@ def _by_cause(records: list) -> dict:
     return {f"{r['layer']}:{r['type']}:{r['cause']}": r["count"] for r in records}
 
 
-def differences(golden, fresh, path: str = "") -> list[str]:
-    """Every leaf where `fresh` leaves the tolerance around `golden`, as 'path: why' lines."""
+def pinned(metrics: dict) -> bool:
+    """Whether a metrics file says it was made on the pinned arithmetic path."""
+    return isinstance(metrics.get("arithmetic"), dict) and metrics["arithmetic"].get("pinned") is True
+
+
+def _exact_problem(golden, fresh) -> str | None:
+    same = golden == fresh or (isinstance(golden, float) and isinstance(fresh, float) and golden != golden and fresh != fresh)
+    return None if same and type(golden) is type(fresh) else f"{fresh!r} != golden {golden!r} (exact: pinned path)"
+
+
+def differences(golden, fresh, path: str = "", exact: bool = False) -> list[str]:
+    """Every leaf where `fresh` differs from `golden` (exact) or leaves its tolerance, as 'path: why' lines."""
     key = path.rsplit("/", 1)[-1]
     if key in IGNORED or key.endswith("_seconds"):  # every timing
         return []
+    if exact and not isinstance(golden, (dict, list)):
+        problem = _exact_problem(golden, fresh)
+        return [f"{path}: {problem}"] if problem else []
     if key == "failures" and isinstance(golden, list) and isinstance(fresh, list):
         golden, fresh = _by_cause(golden), _by_cause(fresh)
         causes = set(golden) | set(fresh)
-        return [line for c in sorted(causes) for line in differences(golden.get(c, 0), fresh.get(c, 0), f"{path}/{c}/count")]
+        return [line for c in sorted(causes)
+                for line in differences(golden.get(c, 0), fresh.get(c, 0), f"{path}/{c}/count", exact)]
     if isinstance(golden, dict) and isinstance(fresh, dict):
         if set(golden) != set(fresh):
             return [f"{path or '/'}: keys differ: only golden {sorted(set(golden) - set(fresh))}, "
                     f"only fresh {sorted(set(fresh) - set(golden))}"]
-        return [line for k in golden for line in differences(golden[k], fresh[k], f"{path}/{k}")]
+        return [line for k in golden for line in differences(golden[k], fresh[k], f"{path}/{k}", exact)]
     if isinstance(golden, list) and isinstance(fresh, list):
         if len(golden) != len(fresh):
             return [f"{path}: {len(fresh)} items, golden {len(golden)}"]
         # A list item takes its key from the list: the records of a sweep are judged by their fields.
-        return [line for i, (g, f) in enumerate(zip(golden, fresh)) for line in differences(g, f, f"{path}[{i}]")]
+        return [line for i, (g, f) in enumerate(zip(golden, fresh)) for line in differences(g, f, f"{path}[{i}]", exact)]
     key = re.sub(r"\[\d+\]$", "", key)
     problem = _leaf_problem(key, golden, fresh)
     return [f"{path}: {problem}"] if problem else []

@@ -61,3 +61,11 @@ def test_posterior_peer_prints_every_solver_on_the_map_objective(root):
                       out, re.M)
     assert [r[0] for r in rows] == ["newton_tr float64", "newton_tr float32", "gauss_newton_tr (diag.)", "scipy L-BFGS-B"]
     assert all(float(r[1]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_arithmetic_retrains_the_smoke_model_on_the_pinned_path_to_the_goldens_bit_for_bit(root):
+    out = _run(root, "bench/arithmetic.py", "--params", "params/smoke.yaml", "--against", "tests/goldens/metrics",
+               "--paths", "pinned", "--notebooks", "01")
+    assert re.search(r"^metrics differing from tests/goldens/metrics +0$", out, re.M), out
+    assert re.search(r"^01_train seconds +[\d.]+$", out, re.M) and "pins {'ATEN_CPU_CAPABILITY': 'avx2'" in out

@@ -1,6 +1,7 @@
 """Packaging: the console script `inverse-vae` (the same subcommands as python -m inverse_vae), the
 test tools as an extra that the set-up installs, the license and readme metadata."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,21 @@ def test_set_up_alone_makes_git_ignore_outputs_saved_into_a_notebook(tmp_path):
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
     assert staged == "" and status == "", staged + status
     assert "an output" in path.read_text()  # the file keeps its outputs; only git does not see them
+
+
+def test_the_set_up_leaves_a_linked_venv_to_the_checkout_it_belongs_to(tmp_path):
+    """A clone whose .venv links another checkout's (the workflow tests make such clones) must not reinstall the
+    study into it: the editable install would then point at the clone's lib/, gone with the clone."""
+    (tmp_path / "tools").mkdir()
+    shutil.copy2(ROOT / "tools" / "ensure_env.sh", tmp_path / "tools")
+    (tmp_path / "requirements.lock").write_text("torch==0\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    venv = tmp_path / "other" / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls"
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (venv / "bin" / "python").chmod(0o755)
+    (tmp_path / ".venv").symlink_to(venv)
+    done = subprocess.run(["bash", "tools/ensure_env.sh"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "is a link to another checkout's environment, left as it is" in done.stdout
+    assert "pip" not in (calls.read_text() if calls.exists() else "")

@@ -12,10 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lib" / "inverse_vae"
 # The library's layers, lowest first: a module may import its own layer's modules and lower layers' only.
-# The top-level metrics.py and progress.py are base modules that may import constants and errors alone;
+# arithmetic.py (the pinned CPU arithmetic) is a base module; the top-level metrics.py and progress.py may
+# import constants and errors alone;
 # the package's __init__ and __main__ (the command line) sit above everything.
-LAYERS = {"constants": 0, "errors": 0, "metrics": 1, "progress": 1, "core": 2, "inversion": 3, "study": 4, "runs": 5,
-          "__init__": 6, "__main__": 6}
+LAYERS = {"constants": 0, "errors": 0, "arithmetic": 0, "metrics": 1, "progress": 1, "core": 2, "inversion": 3,
+          "study": 4, "runs": 5, "__init__": 6, "__main__": 6}
 
 
 def _ruff() -> list[str]:

@@ -10,7 +10,12 @@ PYTHON=${PYTHON:-python3}
 stamp=.venv/.study-env
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 
-if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+if [[ -L .venv && -x .venv/bin/python ]]; then
+  # A .venv linked from another checkout is that checkout's: installing the study here would point it at this
+  # folder's lib/ (and a test's clone is deleted after it). It is used as it is.
+  [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] ||
+    echo "note: .venv is a link to another checkout's environment, left as it is (run tools/ensure_env.sh there)"
+elif [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "setting up .venv (pinned packages from requirements.lock; a few minutes the first time)"
   "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
@@ -21,7 +26,10 @@ if [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]
   echo "$want" > "$stamp"
 fi
 # The kernel "inverse-vae" and JupyterLab's save hook (notebooks/ saved without outputs: runs/jupyter.py).
-grep -qs strip_before_save .venv/etc/jupyter/jupyter_server_config.json || .venv/bin/python -m inverse_vae jupyter-setup >/dev/null
+# The kernel's spec carries the pinned arithmetic (docs/arithmetic.md).
+{ grep -qs strip_before_save .venv/etc/jupyter/jupyter_server_config.json &&
+  grep -qs OMP_WAIT_POLICY .venv/share/jupyter/kernels/inverse-vae/kernel.json; } ||
+  .venv/bin/python -m inverse_vae jupyter-setup >/dev/null
 # Outputs saved in JupyterLab never reach git: the filter nbstripout applies to the files .gitattributes names.
 # It drops language_info too, which JupyterLab rewrites with this machine's Python version on every save.
 strip="'$PWD/.venv/bin/python' -m nbstripout --extra-keys metadata.language_info"

@@ -7,8 +7,12 @@ torch load on first use, so that `import inverse_vae.core.config` stays light.
 """
 from importlib import import_module
 
-from .core.config import Config, load_config
-from .errors import CheckpointError, DataError, ParamsError, StudyError, TrainingError
+from . import arithmetic
+
+arithmetic.pin()  # before any computation: the dispatchers read their pins at first use
+
+from .core.config import Config, load_config  # noqa: E402 (after the pins)
+from .errors import CheckpointError, DataError, ParamsError, StudyError, TrainingError  # noqa: E402
 
 _LAZY = {"load_checkpoint": ".core.checkpoints", "load_model": ".core.checkpoints", "open_run": ".runs.run"}
 __all__ = ["CheckpointError", "Config", "DataError", "ParamsError", "StudyError", "TrainingError", "load_checkpoint",

@@ -9,9 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .core.checkpoints import write_compact_checkpoint
+from .core.checkpoints import checkpoint_layout, load_checkpoint, write_compact_checkpoint
+from .core.config import run_name
 from .core.data import fetch_mnist
-from .errors import StudyError
+from .errors import ParamsError, StudyError
 from .runs import jupyter, workflow
 from .runs.execute import execute
 from .runs.run import load_checked_config, open_run, project_root
@@ -19,14 +20,39 @@ from .runs.site import render_notebook, write_index
 
 
 def _check_params(files) -> None:
+    """Each file in full, and as the workflow takes it: inside the project (its reports name it relative to it),
+    and no two of them one run or one set of rules."""
+    root, names = project_root(), {}
     for path in files:
-        load_checked_config(path, project_root())
+        load_checked_config(path, root)
+        if not Path(path).resolve().is_relative_to(root):
+            raise ParamsError(f"{path}: outside the project {root}: ./run_all.sh and the workflow run a params file of the "
+                              f"project only; copy it into params/")
+        rule = run_name(path).replace("-", "_")  # the workflow's rule names spell '-' as '_'
+        if rule in names and names[rule].resolve() != Path(path).resolve():
+            raise ParamsError(f"{path}: its run name {run_name(path)!r} and {names[rule]}'s give the same run folder or "
+                              f"workflow rules ('-' and '_' are one there): rename one of them")
+        names[rule] = Path(path)
         print(f"{path}: ok")
 
 
 def _compact(params_file, reports_root) -> str:
     run = open_run(params_file, reports_root)
-    return f"wrote {run.shown(write_compact_checkpoint(run.model_file, config=run.config))}"
+    shown, before = run.shown(run.model_file), load_checkpoint(run.model_file)
+    write_compact_checkpoint(run.model_file, config=run.config)
+    said = [f"{shown}: already compact, left as it is" if checkpoint_layout(before) == "compact" else f"wrote {shown}"]
+    if "params_fingerprint" not in before:
+        said.append(f"note: {shown} has no params fingerprint (the original train.py's?) and was given none: nothing "
+                    f"shows it was trained with {params_file}, so later checks cannot tell other params' apart")
+    return "\n".join(said)
+
+
+def _stale(root: Path, reports_root: str, runs: str) -> str:
+    """The stale rules, on stdout; a note on stderr naming the runs made off the pinned arithmetic path."""
+    off = workflow.off_path(root, reports_root, runs)
+    if off:
+        print(f"note: {off}", file=sys.stderr)
+    return " ".join(workflow.stale(root, reports_root, runs))
 
 
 REPORTS = ("--reports-root", {"default": "reports"})
@@ -48,7 +74,7 @@ COMMANDS = {
               lambda reports_root: f"wrote {write_index(reports_root)}"),
     "stale": ("the rules whose executed notebook is not what its notebook makes now",
               [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files (default: every run there)"})],
-              lambda reports_root, runs: " ".join(workflow.stale(project_root(), reports_root, runs))),
+              lambda reports_root, runs: _stale(project_root(), reports_root, runs)),
 }
 
 

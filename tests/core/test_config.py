@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from inverse_vae.core.config import LayerSpec, load_config, run_name, validate_config
+from inverse_vae.core.config import LayerSpec, load_config, read_params, run_name, validate_config
 from inverse_vae.errors import ParamsError
 from inverse_vae.runs.run import check_config, load_checked_config
 
@@ -210,8 +210,8 @@ def test_importing_the_config_imports_no_torch_and_no_model_code():
             "print(','.join(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'inverse_vae'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(done.stdout.strip().split(","))
-    assert loaded == {"inverse_vae", "inverse_vae.core", "inverse_vae.core.config", "inverse_vae.errors",
-                      "inverse_vae.constants"}
+    assert loaded == {"inverse_vae", "inverse_vae.arithmetic", "inverse_vae.core", "inverse_vae.core.config",
+                      "inverse_vae.errors", "inverse_vae.constants"}  # arithmetic: the pins, no torch
 
 
 def test_config_is_frozen_and_read_only(root):
@@ -287,3 +287,18 @@ def test_a_variant_file_is_merged_onto_its_base(root, tmp_path):
     variant.write_text("base: variant.yaml\nseed: 5\n")  # a loop
     with pytest.raises(ParamsError, match=r"base: more than \d+ bases in a chain"):
         load_config(variant)
+
+
+def test_a_base_that_links_out_of_its_folder_is_not_read(tmp_path):
+    (tmp_path / "params").mkdir()
+    (tmp_path / "secret.txt").write_text("SECRET-KEY-1234: do not quote me\n")
+    (tmp_path / "params" / "link.yaml").symlink_to(tmp_path / "secret.txt")
+    variant = tmp_path / "params" / "variant.yaml"
+    variant.write_text("base: link.yaml\nseed: 5\n")
+    with pytest.raises(ParamsError, match=r"variant\.yaml: base: link\.yaml is a link to a file outside") as refused:
+        load_config(variant)
+    assert "SECRET" not in str(refused.value) and "\n" not in str(refused.value)
+    (tmp_path / "params" / "default.yaml").write_text("seed: 1\n")
+    (tmp_path / "params" / "link.yaml").unlink()
+    (tmp_path / "params" / "link.yaml").symlink_to("default.yaml")  # a link beside it, to a file beside it: fine
+    assert read_params(variant) == {"seed": 5}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import execute_notebooks
-from golden_metrics import differences
+from golden_metrics import differences, pinned
 
 from inverse_vae.constants import NOTEBOOKS as NAMES
 from inverse_vae.inversion import solvers, table
@@ -40,8 +40,12 @@ def smoke_run():
 @pytest.mark.parametrize("name", NAMES)
 def test_the_smoke_metrics_stay_within_tolerance_of_the_goldens(smoke_run, name):
     assert (GOLDEN / f"{name}.json").is_file(), f"no golden metrics for {name}: run `.venv/bin/python tools/make_goldens.py`"
-    lines = differences(_load(GOLDEN, name), _load(smoke_run.metrics, name))
-    assert not lines, f"{len(lines)} numbers of {name} left their tolerance:\n" + "\n".join(lines[:40])
+    golden, fresh = _load(GOLDEN, name), _load(smoke_run.metrics, name)
+    assert pinned(golden), f"the golden {name}.json was not made on the pinned arithmetic path: remake the goldens"
+    exact = pinned(fresh)  # the pinned path reproduces every number; another path moves them within tolerances
+    lines = differences(golden, fresh, exact=exact)
+    assert not lines, (f"{len(lines)} numbers of {name} " + ("differ from the golden (pinned path: exact)" if exact
+                       else "left their tolerance") + ":\n" + "\n".join(lines[:40]))
 
 
 def test_the_tolerances_absorb_rounding_but_not_a_changed_result():
@@ -55,6 +59,22 @@ def test_the_tolerances_absorb_rounding_but_not_a_changed_result():
         changed = differences(golden, {**noisy, key: wrong})
         assert len(changed) == 1 and changed[0].startswith(f"/{key}"), (key, changed)
     assert differences(golden, {k: v for k, v in noisy.items() if k != "bce"})  # a key went missing
+
+
+def test_on_the_pinned_path_every_number_but_a_timing_must_be_equal():
+    golden = {"bce": 0.2547, "n": 40, "seconds": 1.0, "arithmetic": {"pinned": True, "cpu": "A"},
+              "curve": [{"eps": 0.1, "real_bce": 1.9}], "nan": float("nan")}
+    same = {**golden, "seconds": 80.0, "arithmetic": {"pinned": True, "cpu": "B"}}
+    assert pinned(golden) and not pinned({"bce": 1.0}) and differences(golden, same, exact=True) == []
+    for key, moved in (("bce", 0.2547 + 1e-16), ("n", 40.0), ("curve", [{"eps": 0.1, "real_bce": 1.9 + 2e-16}])):
+        assert differences(golden, {**same, key: moved}, exact=True), key  # within every tolerance, still a change
+        assert differences(golden, {**same, key: moved}) == [], key
+
+
+def test_a_diverging_projection_is_judged_by_what_it_means():
+    far, farther = {"log_joint": 1.907e5, "z_norm_median": 310.0}, {"log_joint": 1.397e7, "z_norm_median": 2.2e3}
+    assert differences(far, farther) == []  # both far outside the prior: the conclusion
+    assert differences({"log_joint": 495.0}, {"log_joint": 1.4e7})  # a fit that ran away is a change
 
 
 def _realizable_prior(run) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+import pytest
 
 from inverse_vae.runs import jupyter
 
@@ -23,13 +24,32 @@ def _executed(path: Path) -> dict:
     return {"type": "notebook", "content": notebook}
 
 
-def test_a_project_notebook_is_saved_as_the_git_filter_commits_it():
+def test_a_project_notebook_is_saved_as_the_git_filter_commits_it(monkeypatch):
+    monkeypatch.setattr(jupyter, "keep_outputs", lambda *args: None)  # a researcher's scratch copy is not the test's
     model = _executed(ROOT / "notebooks" / "03_invert.ipynb")
     filtered = subprocess.run([sys.executable, "-m", "nbstripout", "--extra-keys", "metadata.language_info"],
                               input=nbformat.writes(model["content"]), capture_output=True, text=True, check=True).stdout
     jupyter.strip_before_save(model, "notebooks/03_invert.ipynb", SimpleNamespace(root_dir=str(ROOT)))
     assert nbformat.writes(model["content"]) + "\n" == filtered
     assert filtered == (ROOT / "notebooks" / "03_invert.ipynb").read_text()  # the committed file, byte for byte
+
+
+def test_a_save_keeps_the_outputs_in_the_scratch_run_and_an_empty_save_overwrites_nothing(tmp_path):
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "params").mkdir()
+    (project / "pyproject.toml").write_text("")
+    manager = SimpleNamespace(root_dir=str(project))
+    for name, run in (("03_invert.ipynb", "latent16"), ("99_summary.ipynb", "summary")):
+        model = _executed(ROOT / "notebooks" / name)
+        parameters = next(c for c in model["content"].cells if "parameters" in c.metadata.get("tags", []))
+        parameters.source = parameters.source.replace("params/default.yaml", "params/latent16.yaml")
+        jupyter.strip_before_save(model, f"notebooks/{name}", manager)
+        kept = project / "reports" / "scratch" / run / name
+        assert "an output" in kept.read_text() and "an output" not in nbformat.writes(model["content"])
+        reopened = {"type": "notebook", "content": nbformat.read(ROOT / "notebooks" / name, as_version=4)}
+        jupyter.strip_before_save(reopened, f"notebooks/{name}", manager)  # opened again and saved: no outputs
+        assert "an output" in kept.read_text()
 
 
 def test_other_notebooks_and_files_are_saved_as_they_are(tmp_path):
@@ -81,3 +101,19 @@ def test_set_up_keeps_other_settings_and_refuses_a_broken_config(monkeypatch, tm
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: ") and "jupyter_server_config.json: not valid JSON" in err
     assert config.read_text() == '{"ServerApp": '
+
+
+@pytest.mark.parametrize("content, named", [('{"ContentsManager": null}', 'its "ContentsManager" is null'),
+                                            ("[]", "it holds []"), ('"text"', 'it holds "text"')])
+def test_set_up_refuses_a_config_that_is_json_but_no_object_before_installing_anything(monkeypatch, tmp_path, capsys,
+                                                                                       content, named):
+    from inverse_vae.__main__ import main
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    config = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(content)
+    assert main(["jupyter-setup"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {config}: {named}, not a JSON object") and "Traceback" not in err
+    assert config.read_text() == content and not (tmp_path / "share").exists()  # no kernel installed either

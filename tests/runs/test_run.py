@@ -7,14 +7,15 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from inverse_vae.__main__ import main
-from inverse_vae.core.checkpoints import load_checkpoint, params_fingerprint, save_checkpoint
+from inverse_vae.core.checkpoints import checkpoint_layout, load_checkpoint, params_fingerprint, save_checkpoint
 from inverse_vae.core.model import build_model
 from inverse_vae.errors import ParamsError
-from inverse_vae.runs.run import SCRATCH_ROOT, open_run
+from inverse_vae.runs.run import SCRATCH_ROOT, load_checked_config, open_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_a_params_file_named_like_another_runs_is_refused(tmp_path, capsys, monk
 def test_plain_relative_paths_and_names_are_accepted(default_raw, write_params):
     raw = copy.deepcopy(default_raw)
     raw["test"]["model_path"] = "./pretrained/../checkpoints/model_90.pt"  # climbs, but stays inside
-    assert main(["check-params", str(write_params(raw, "v1_2_run-b"))]) == 0
+    load_checked_config(write_params(raw, "v1_2_run-b"), ROOT)  # (check-params also wants the file in the project)
 
 
 @pytest.mark.parametrize("edit, named", [
@@ -120,6 +121,22 @@ def test_a_scratch_run_starts_from_the_committed_model_copied_not_shared(project
     assert load_checkpoint(run.model_file)["epoch"] == 90
 
 
+def test_a_scratch_run_starts_from_the_committed_runs_cache_and_uses_it(project):
+    """The probe and the t-SNE cost minutes: a scratch run takes the committed run's entries, valid for its model."""
+    from inverse_vae.study import shared
+
+    committed = open_run("params/default.yaml", "reports", project, say=lambda *_: None)
+    made = shared.cached(committed, "probe", shared._key(committed, what="test"), lambda: {"w": np.arange(3.0)})
+    said = []
+    run = open_run("params/default.yaml", None, project, say=said.append)
+    assert (run.dir / "cache" / "probe.npz").read_bytes() == (committed.dir / "cache" / "probe.npz").read_bytes()
+    assert any("and its cache (probe)" in line for line in said)
+    again = shared.cached(run, "probe", shared._key(run, what="test"), lambda: pytest.fail("recomputed"))
+    assert np.array_equal(again["w"], made["w"])
+    other = shared.cached(run, "probe", shared._key(run, what="other"), lambda: {"w": np.zeros(1)})  # another key
+    assert np.array_equal(other["w"], np.zeros(1))
+
+
 def test_a_scratch_run_of_other_params_does_not_take_the_committed_model(project):
     (project / "params" / "default.yaml").write_text(
         (project / "params" / "default.yaml").read_text().replace("alpha: 0.1", "alpha: 0.2"))
@@ -160,3 +177,83 @@ def test_compact_rewrites_a_runs_final_checkpoint_and_refuses_another_runs(tmp_p
     lines = _error_lines(capsys)
     assert len(lines) == 1 and "trained with other params" in lines[0] and "train.batch_size" in lines[0], lines
     assert model_file.read_bytes() == written
+
+
+# --- issue #35: what check-params accepts, the workflow takes; compact stamps nothing and rewrites no compact file
+
+
+def test_compact_keeps_a_checkpoint_without_a_fingerprint_without_one_and_says_so(tmp_path, monkeypatch, capsys):
+    model_file = _project_with_a_trained_smoke_run(tmp_path)
+    state = load_checkpoint(model_file)
+    del state["params_fingerprint"]  # an original train.py checkpoint, or any model of this shape
+    save_checkpoint(state, model_file)
+    monkeypatch.chdir(tmp_path)
+    assert main(["compact", "params/smoke.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "wrote reports/smoke/checkpoints/model_4.pt" and len(out) == 2, out
+    assert out[1].startswith("note: reports/smoke/checkpoints/model_4.pt has no params fingerprint"), out
+    after = load_checkpoint(model_file)
+    assert checkpoint_layout(after) == "compact" and "params_fingerprint" not in after
+
+
+def test_compact_leaves_a_compact_checkpoint_as_it_is(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    committed = tmp_path / "reports" / "default" / "checkpoints" / "model_90.pt"
+    committed.parent.mkdir(parents=True)
+    shutil.copy2(ROOT / "reports" / "default" / "checkpoints" / "model_90.pt", committed)
+    before = committed.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["compact", "params/default.yaml"]) == 0
+    assert capsys.readouterr().out.strip() == "reports/default/checkpoints/model_90.pt: already compact, left as it is"
+    assert committed.read_bytes() == before
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "pyproject.toml").write_text("")
+    shutil.copytree(ROOT / "params", tmp_path / "params")
+    return tmp_path
+
+
+def test_check_params_refuses_a_file_outside_the_project(tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "elsewhere" / "mine.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text((ROOT / "params" / "default.yaml").read_text())
+    monkeypatch.chdir(ROOT)
+    _refused(capsys, elsewhere, "outside the project", "copy it into params/")
+
+
+@pytest.mark.parametrize("value, named", [("params/nope.yaml", "params/nope.yaml: params file not found"),
+                                          ("/etc/hostname", "must name a params file of the project"),
+                                          ("../outside.yaml", "must name a params file of the project")])
+def test_check_params_refuses_a_squeezed_params_the_workflow_cannot_read(tmp_path, monkeypatch, capsys, value, named):
+    project = _project(tmp_path)
+    (tmp_path.parent / "outside.yaml").write_text("secret: 1\n")
+    params = project / "params" / "sq.yaml"
+    params.write_text(f"base: default.yaml\nfailure: {{squeezed_params: {value}}}\n")
+    monkeypatch.chdir(project)
+    line = _refused(capsys, "params/sq.yaml", "failure.squeezed_params", named)
+    assert "secret" not in line
+
+
+def test_check_params_refuses_two_runs_whose_names_are_one_rule_name(tmp_path, monkeypatch, capsys):
+    project = _project(tmp_path)
+    for name in ("ag-r", "ag_r"):
+        (project / "params" / f"{name}.yaml").write_text("base: default.yaml\n")
+    monkeypatch.chdir(project)
+    _refused(capsys, "params/ag-r.yaml", "params/ag_r.yaml", "same workflow rules")
+    (project / "params" / "ag_r.yaml").unlink()
+    (project / "runs").mkdir()
+    for name in ("x-y", "x_y"):
+        (project / "runs" / f"{name}.yaml").write_text((ROOT / "params" / "default.yaml").read_text())
+    assert main(["check-params", "runs/x-y.yaml", "runs/x_y.yaml", "runs/x-y.yaml"]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error: runs/x_y.yaml: ") and "runs/x-y.yaml" in lines[0], lines
+
+
+def test_check_params_refuses_a_run_name_too_long_for_a_folder_name(tmp_path, monkeypatch, capsys):
+    project = _project(tmp_path)
+    name = "r" * 245  # --fresh would set reports/<name>/ aside as reports/.old/<name>-<time>/: over 255 characters
+    (project / "params" / f"{name}.yaml").write_text("base: smoke.yaml\n")
+    monkeypatch.chdir(project)
+    _refused(capsys, f"params/{name}.yaml", "245 characters; at most 100")

@@ -164,6 +164,40 @@ def test_a_fresh_clone_plans_no_work_and_an_edited_params_file_replans_what_it_a
     shutil.rmtree(clone)
 
 
+NOTHING = "Nothing to be done (all requested files are present and up to date)."
+
+
+def _said(done) -> list[str]:
+    """What a call of ./run_all.sh said, notes aside."""
+    return [line for line in (done.stdout + done.stderr).splitlines() if line and not line.startswith("note:")]
+
+
+def test_help_says_that_the_first_call_a_dry_run_too_records_the_committed_reports():
+    assert "the first call, a dry run too, records the committed reports as up to date in .snakemake/" in \
+        " ".join(_run_all("--help").stdout.split())
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_dry_runs_with_one_engine_call_and_a_run_with_nothing_to_do_says_one_line(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
+    shutil.copy(ROOT / "run_all.sh", clone / "run_all.sh")  # the script as it is here, committed or not
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    (clone / "data").symlink_to(ROOT / "data")
+    env = {"PYTHONPATH": str(ROOT / "lib")}
+    first = _run_all("--dry-run", cwd=clone, env=env)
+    assert first.returncode == 0 and _said(first) == [
+        "first run in this checkout: recording the committed reports as up to date in .snakemake/ (snakemake --touch)",
+        NOTHING], first.stdout + first.stderr
+    for args in (["--dry-run"], []):  # recorded: Snakemake plans, and says one line, not its banner
+        again = _run_all(*args, cwd=clone, env=env)
+        assert again.returncode == 0 and _said(again) == [NOTHING], again.stdout + again.stderr
+    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!run_all.sh"], cwd=clone,
+                             capture_output=True, text=True).stdout
+    assert changed == ""
+    shutil.rmtree(clone)
+
+
 def test_a_report_executed_from_other_code_or_holding_an_error_is_stale(tmp_path):
     (tmp_path / "notebooks").mkdir()
     notebook = nbformat.v4.new_notebook()
@@ -180,3 +214,33 @@ def test_a_report_executed_from_other_code_or_holding_an_error_is_stale(tmp_path
         nbformat.write(executed, tmp_path / "reports" / run / "03_invert.ipynb")
     assert workflow.stale(tmp_path) == ["03_invert__edited", "03_invert__failed"]
     assert workflow.stale(tmp_path, runs="params/same.yaml,params/failed.yaml") == ["03_invert__failed"]
+
+
+@pytest.mark.parametrize("content", [b'{"cells": [{"cell_type": "code", "sou', b"", b"\xff\xfe{not utf-8}", b"[]"])
+def test_an_unreadable_executed_notebook_is_one_line_not_a_traceback(tmp_path, capsys, content):
+    from inverse_vae.__main__ import main
+
+    executed = tmp_path / "reports" / "default" / "03_invert.ipynb"  # notebooks/03_invert.ipynb is the project's
+    executed.parent.mkdir(parents=True)
+    executed.write_bytes(content)
+    assert main(["stale", "--reports-root", str(tmp_path / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {executed}: not a readable executed notebook"), err
+    assert "delete it (its rule then runs again)" in err and executed.read_bytes() == content
+
+
+@pytest.mark.slow  # Snakemake reads the family's params files
+def test_the_workflow_refuses_a_family_that_check_params_would_refuse_in_one_line(tmp_path):
+    """--all runs the whole params/ folder, which ./run_all.sh has not checked: the Snakefile says what is wrong in one
+    line, as check-params would (here two runs whose rules would be one: ag-r and ag_r)."""
+    (tmp_path / "pyproject.toml").write_text("")
+    for folder in ("params", "notebooks"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
+    for name in ("ag-r", "ag_r"):
+        (tmp_path / "params" / f"{name}.yaml").write_text("base: smoke.yaml\n")
+    done = subprocess.run([str(SNAKEMAKE), "--cores", "2", "--dry-run", "all", "--quiet", "rules"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("error: ") and "same workflow rules" in lines[0]

@@ -15,6 +15,7 @@ from pathlib import Path, PurePath
 
 from torch import nn
 
+from .. import arithmetic
 from ..core.checkpoints import fingerprint_changes, load_checkpoint
 from ..core.config import Config, load_config, run_name
 from ..core.files import atomic_write, clean_stale_temps, is_project_root, write_json
@@ -30,6 +31,7 @@ SCRATCH_ROOT = Path("reports") / "scratch"
 # A run name becomes a folder under reports/: plain, and none of the names reports/ itself holds.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"})
+MAX_RUN_NAME = 100  # it names folders (reports/<run>/, reports/.old/<run>-checkpoints-<time>/), of 255 bytes at most
 PATHS = ("train.model_path", "train.progress_path", "test.model_path", "test.results_path")
 # Method overrides that can finish: integer options bounded, every option a plain number, flag or name.
 OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
@@ -71,9 +73,37 @@ def check_run_name(path: Path, root: Path | None) -> None:
     if not RUN_NAME.match(name) or name.lower() in RESERVED:
         raise ParamsError(f"run name {name!r} (the params file's name) must be plain (letters, digits, '-', '_') and not "
                           f"one of {', '.join(sorted(RESERVED))}, which reports/ holds itself: rename the file")
-    twin = root / "params" / path.name if root is not None else None
-    if twin is not None and twin.is_file() and twin.resolve() != path.resolve():
+    if len(name) > MAX_RUN_NAME:
+        raise ParamsError(f"run name {name[:40]!r}... (the params file's name) has {len(name)} characters; at most "
+                          f"{MAX_RUN_NAME}, as it names folders under reports/ and reports/.old/: rename the file")
+    if root is None:
+        return
+    twin = root / "params" / path.name
+    if twin.is_file() and twin.resolve() != path.resolve():
         raise ParamsError(f"run name {name!r} is params/{path.name}'s: this file would rewrite that run's reports; rename it")
+    rule = name.replace("-", "_")  # the workflow's rule names (NN_notebook__<run>) spell '-' as '_'
+    other = next((p for p in sorted((root / "params").glob("*.yaml"))
+                  if p.stem != name and p.stem.replace("-", "_") == rule), None)
+    if other is not None:
+        raise ParamsError(f"run name {name!r} and params/{other.name}'s {other.stem!r} give the same workflow rules ('-' and "
+                          f"'_' are one there): rename one of them")
+
+
+def check_companion(config: Config, root: Path) -> None:
+    """failure.squeezed_params: a params file of the project that loads (the workflow and notebook 04 read it)."""
+    value = config.failure.squeezed_params
+    if value is None:
+        return
+    path = root / value
+    if PurePath(value).is_absolute() or value.startswith("~") or not path.resolve().is_relative_to(root.resolve()):
+        raise ParamsError(f"failure.squeezed_params: must name a params file of the project, relative to it (like "
+                          f"params/squeezed.yaml), got {value!r}")
+    if not path.is_file():
+        raise ParamsError(f"failure.squeezed_params: {value}: params file not found (relative to the project)")
+    try:
+        load_config(path)
+    except ParamsError as exc:
+        raise ParamsError(f"failure.squeezed_params: {exc}") from None
 
 
 def _option_names(spec) -> set[str]:
@@ -137,6 +167,8 @@ def load_checked_config(path: str | Path, root: Path | None = None) -> Config:
     try:
         check_run_name(Path(path), root)
         check_config(config)
+        if root is not None:
+            check_companion(config, root)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
     return config
@@ -167,7 +199,7 @@ class Run:
         return figures / name
 
     def write_metrics(self, notebook: str, values: dict) -> Path:
-        return write_json(self.metrics / f"{notebook}.json", values)
+        return write_json(self.metrics / f"{notebook}.json", {**values, "arithmetic": arithmetic.record()})
 
     def shown(self, path: Path) -> str:
         return shown(path, self.root)
@@ -183,8 +215,9 @@ def open_run(params_file: str | Path, reports_root: str | Path | None = "reports
     if run.dir.is_dir():
         clean_stale_temps(run.dir)  # what killed writers left (files older than a minute)
     if reports_root is None:
-        say(f"scratch run: writing into {run.shown(run.dir)}/ (ignored by git); set reports_root = \"reports\" to "
-            f"write reports/{run.name}/ on purpose")
+        say(f"scratch run: writing into {run.shown(run.dir)}/ (ignored by git; JupyterLab saves this notebook there "
+            f"with its outputs, and in notebooks/ without); set reports_root = \"reports\" to write reports/{run.name}/ "
+            f"on purpose")
         _start_from_committed(run, say)
     return run
 
@@ -205,4 +238,11 @@ def _start_from_committed(run: Run, say) -> None:
         return
     atomic_write(run.model_file, committed.read_bytes())
     shutil.copystat(committed, run.model_file)
-    say(f"scratch run: starts from the committed model {run.shown(committed)} (copied, fingerprint checked)")
+    # and from what the committed run cached (its probe, its t-SNE): each entry's key names the checkpoint's
+    # SHA-256 and the settings that made it, so an entry these params would not make is recomputed on use
+    cache = sorted((run.root / "reports" / run.name / "cache").glob("*.npz"))
+    for entry in cache:
+        if not (run.dir / "cache" / entry.name).is_file():
+            atomic_write(run.dir / "cache" / entry.name, entry.read_bytes())
+    say(f"scratch run: starts from the committed model {run.shown(committed)} (copied, fingerprint checked)"
+        + (f" and its cache ({', '.join(p.stem for p in cache)})" if cache else ""))

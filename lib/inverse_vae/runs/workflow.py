@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..core.checkpoints import params_fingerprint
 from ..core.config import Config, load_config, run_name
+from ..errors import StudyError
 
 # The params each notebook's results depend on, beside the model (dotted keys of the params file).
 READS = {
@@ -75,14 +76,45 @@ def failed(notebook: dict) -> bool:
 
 
 def stale(root: Path, reports: str = "reports", runs: str = "") -> list[str]:
-    """The rules whose executed notebook is not what its notebook would make now (other code cells, or an error in
-    it), of the runs of these params files (comma-separated; none: every run there): a first run in a fresh checkout
-    adopts the other reports as up to date, not these."""
+    """The rules whose executed notebook is not what its notebook would make now (other code cells, an error
+    in it, metrics that cannot be read), of the runs of these params files (comma-separated; none: every run
+    there): a first run in a fresh checkout adopts the other reports as up to date, not these."""
     found, wanted = [], {Path(p).stem for p in runs.split(",")} if runs else None
     for executed in sorted((root / reports).glob("*/[0-9][0-9]_*.ipynb")):
         notebook, run = root / "notebooks" / executed.name, executed.parent.name
         if run in ("scratch", "summary", "explore") or not notebook.is_file() or (wanted and run not in wanted):
             continue
-        if failed(json.loads(executed.read_text(encoding="utf-8"))) or code_digest(executed) != code_digest(notebook):
+        expected = code_digest(notebook)
+        try:
+            outdated = failed(json.loads(executed.read_text(encoding="utf-8"))) or code_digest(executed) != expected
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated, empty, not UTF-8, not a notebook
+            shown = executed.relative_to(root) if executed.is_relative_to(root) else executed
+            raise StudyError(f"{shown}: not a readable executed notebook ({type(exc).__name__}: truncated, empty, not "
+                             f"UTF-8 or not a notebook): delete it (its rule then runs again) or restore it from git") from None
+        if outdated or arithmetic_of(executed.parent / "metrics" / f"{executed.stem}.json") == "damaged":
             found.append(f"{executed.stem}__{run}".replace("-", "_"))
     return found
+
+
+def arithmetic_of(metrics: Path) -> str | None:
+    """How a metrics file was made: "pinned" (arithmetic.py's path), "off" (another path, or before the pins were
+    recorded), "damaged" (truncated, not a JSON object: its notebook runs again), None (no file)."""
+    if not metrics.is_file():
+        return None
+    try:
+        made = json.loads(metrics.read_text(encoding="utf-8")).get("arithmetic")
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or JSON but not an object
+        return "damaged"
+    return "pinned" if isinstance(made, dict) and made.get("pinned") is True else "off"
+
+
+def off_path(root: Path, reports: str = "reports", runs: str = "") -> str:
+    """One line naming the runs whose metrics were made off the pinned arithmetic path (their numbers are not
+    what a re-run makes, bit for bit), or "" when every one was made on it. Said, not re-run: re-making the
+    family takes hours on two cores, and its conclusions do not depend on the path (docs/arithmetic.md)."""
+    wanted = {Path(p).stem for p in runs.split(",")} if runs else None
+    off = sorted({m.parents[1].name for m in (root / reports).glob("*/metrics/*.json")
+                  if m.parents[1].name != "scratch" and (not wanted or m.parents[1].name in wanted)
+                  and arithmetic_of(m) == "off"})
+    return (f"made off the pinned arithmetic path (docs/arithmetic.md), so another CPU's re-run gives their numbers "
+            f"only to about 4 digits: {', '.join(off)}; ./run_all.sh --fresh re-makes a run on it") if off else ""

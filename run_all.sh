@@ -11,8 +11,8 @@ usage: ./run_all.sh [options] [params/RUN.yaml ...] [-- snakemake options]
   (no params file)      the default run, params/default.yaml -> reports/default/, then the pages
   params/a.yaml ...     those runs (each params/NAME.yaml -> reports/NAME/)
   --all                 the whole family (every params/*.yaml but smoke), the summary, the pages
-  -n, --dry-run         say what would run and why, run nothing (in a fresh checkout, the first call, a dry
-                        run too, records the committed reports as up to date in .snakemake/: about 15 s)
+  -n, --dry-run         say what would run and why, run nothing (writes nothing of the study's: only
+                        Snakemake's empty .snakemake/ folders)
   --cores N             run up to N cores' worth of notebooks side by side (default: all cores)
   --threads N           torch threads per notebook (default 2: the committed numbers' setting)
   --force NN[,NN]       re-run these notebooks (e.g. 03,05) of the runs selected, even if up to date
@@ -22,12 +22,14 @@ usage: ./run_all.sh [options] [params/RUN.yaml ...] [-- snakemake options]
   --setup               set up only (.venv, the Jupyter kernel, the git filter), then stop
   -h, --help            this text, and nothing else
 
-Only what is out of date runs: an edited params file re-runs the notebooks whose results depend on
-what changed (docs/workflow.md says which keys each reads); nothing else does.
+Only what is out of date runs, decided from what each executed notebook records of what it was made from
+(its params, code and inputs), so a fresh clone, a pull or another checkout agree: an edited params file
+re-runs the notebooks whose results depend on what changed (docs/workflow.md says which keys each reads).
+A killed or failed run leaves every earlier result in place. One ./run_all.sh at a time per project.
 EOF
 }
 
-targets=(run) params=() snake=() forced=() cores=$(nproc 2>/dev/null || echo 2) threads=2 fresh=0 force="" dry=0 setup=0
+targets=(run) params=() snake=() cores=$(nproc 2>/dev/null || echo 2) threads=2 fresh=0 force="" dry=0 setup=0
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
@@ -77,48 +79,29 @@ config=(threads="$threads")
 if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; then
   config+=(gpu=1); snake+=(--resources gpu="$(nvidia-smi -L | grep -c GPU)")
 fi
-if [[ -n $force ]]; then
-  selected=$($py -c 'import sys; from pathlib import Path; from inverse_vae.core.config import family
-print(" ".join(Path(p).stem for p in (sys.argv[1].split(",") if sys.argv[1] else family("params"))))' "$runs")
-  rules=()
-  for nb in ${force//,/ }; do
-    name=$(cd notebooks && ls "$nb"_*.ipynb 2>/dev/null | head -1) || true
-    [[ -n $name ]] || { echo "error: --force $nb: no notebook notebooks/${nb}_*.ipynb" >&2; exit 2; }
-    case $nb in  # the notebooks across runs have one rule each
-      98) rules+=(explore) ;;
-      99) rules+=(summary) ;;
-      *) for run in $selected; do rules+=("${name%.ipynb}__${run//-/_}"); done ;;
-    esac
-  done
-  forced+=("${rules[@]}")
-fi
-engine=(.venv/bin/snakemake --cores "$cores" --config "${config[@]}" --rerun-triggers params input code --keep-incomplete --rerun-incomplete)
-engine_says() {  # Snakemake, without its banner (--quiet host) and the two lines it says before any plan
-  local said='/^Assuming unrestricted shared filesystem usage\.$/d; /^Building DAG of jobs\.\.\.$/d'
-  exec "${engine[@]}" "$@" --quiet rules host > >(sed -u "$said") 2> >(sed -u "$said" >&2)
+for nb in ${force//,/ }; do
+  [[ -n $(cd notebooks && ls "$nb"_*.ipynb 2>/dev/null) ]] || { echo "error: --force $nb: no notebook notebooks/${nb}_*.ipynb" >&2; exit 2; }
+done
+export PATH="$PWD/.venv/bin:$PATH"  # the rules run `python` from PATH: this project's
+engine=(snakemake --cores "$cores" --rerun-triggers mtime --drop-metadata)
+engine_says() {  # Snakemake, without its banner (--quiet host), the two lines it says before any plan, and its
+  # warning that no metadata is kept (--drop-metadata: the notebooks' records decide, not Snakemake's)
+  local said='/^Assuming unrestricted shared filesystem usage\.$/d; /^Building DAG of jobs\.\.\.$/d; /jobs have missing provenance\/metadata/d; /^Rules with missing metadata:/d'
+  "${engine[@]}" "$@" --quiet rules host > >(sed -u "$said") 2> >(sed -u "$said" >&2)
 }
-# A fresh clone: the committed reports are what the committed params and notebooks made (the tests check
-# it); file times after a checkout are arbitrary, so record them once as up to date instead.
-adopted=0
-if [[ -z $(ls -A .snakemake/metadata 2>/dev/null) ]] && git diff --quiet HEAD -- params notebooks reports 2>/dev/null; then
-  echo "first run in this checkout: recording the committed reports as up to date in .snakemake/ (snakemake --touch)"
-  adopt_log=$(mktemp)
-  "${engine[@]}" all --touch --forceall --quiet rules progress >"$adopt_log" 2>&1 || { cat "$adopt_log" >&2; exit 1; }
-  rm -f "$adopt_log"
-  adopted=1
-fi
-# What an executed notebook says of itself decides too: one executed from other code cells than its notebook's
-# (or holding an error) re-runs, whatever the engine's records say (they may be adopted, or another checkout's);
-# runs made off the pinned arithmetic are named in a note (stderr), not re-run.
-stale=$($py -m inverse_vae stale --runs "$runs")
-[[ -n $stale ]] && { echo "not up to date (executed from other code, failed, or its metrics damaged): $stale"; forced+=($stale); }
-if ((adopted && ! fresh && ! ${#forced[@]} && ! ${#snake[@]})); then  # every output was just recorded as up to date
-  echo "Nothing to be done (all requested files are present and up to date)."; exit 0
-fi
-((${#forced[@]})) && snake+=(--forcerun "${forced[@]}")
-((dry)) && engine_says "${targets[@]}" --dry-run "${snake[@]}"
-if ((fresh)); then
-  $py - "$runs" <<'EOF'
+plan=(--runs "$runs")
+[[ ${targets[0]} == all ]] && plan+=(--all)
+[[ -n $force ]] && plan+=(--force "$force")
+((fresh)) && plan+=(--fresh)
+if ((dry)); then  # a dry run's receipts go into a folder of its own, removed after: it writes nothing of the study's
+  receipts=$(mktemp -d)
+  trap 'rm -rf "$receipts"' EXIT
+else  # one ./run_all.sh at a time: --fresh, the plan and the engine all happen under this lock
+  exec 9>>reports/.lock
+  flock -n 9 || { echo "error: another ./run_all.sh is running in this project (it holds reports/.lock): wait for it to end" >&2; exit 2; }
+  receipts=reports/.receipts
+  if ((fresh)); then
+    $py - "$runs" <<'EOF'
 import sys
 from pathlib import Path
 from inverse_vae.core.config import family
@@ -127,7 +110,19 @@ for p in (sys.argv[1].split(",") if sys.argv[1] else family("params")):
     moved = set_aside(Path("reports") / Path(p).stem, Path("reports/.old"), Path(p).stem)
     print(f"{Path(p).stem}: earlier outputs set aside in {moved}/ (nothing deleted)" if moved else f"{Path(p).stem}: nothing to set aside")
 EOF
+  fi
+fi
+config+=(receipts="$receipts")
+# What each executed notebook records decides what runs (lib/inverse_vae/runs/workflow.py), one line each with why;
+# runs made off the pinned arithmetic are named in a note (stderr), not re-run.
+planned=$($py -m inverse_vae plan "${plan[@]}" --receipts "$receipts")
+if [[ -z $planned ]] && ((! ${#snake[@]})); then
+  echo "Nothing to be done (all requested files are present and up to date)."; exit 0
+fi
+[[ -n $planned ]] && echo "$planned"
+if ((dry)); then
+  engine_says "${targets[@]}" --config "${config[@]}" --dry-run "${snake[@]}"; exit
 fi
 data=$($py -m inverse_vae fetch-data --root data)  # said when it had to fetch: a run with nothing to do says one line
 [[ $data == *"present and verified"* ]] || echo "$data"
-engine_says "${targets[@]}" "${snake[@]}"
+engine_says "${targets[@]}" --config "${config[@]}" "${snake[@]}"

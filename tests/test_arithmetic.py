@@ -72,7 +72,8 @@ def test_a_report_made_off_the_pinned_path_is_said_and_a_damaged_one_re_run(tmp_
         text = made if isinstance(made, str) else json.dumps(made if isinstance(made, list) else
                                                              {"bce": 0.1, **({"arithmetic": made} if made else {})})
         (tmp_path / "reports" / run / "metrics" / "02_evaluate.json").write_text(text)
-    assert workflow.stale(tmp_path) == ["02_evaluate__listed", "02_evaluate__truncated"]  # damaged: re-run
+    assert [workflow.arithmetic_of(tmp_path / "reports" / run / "metrics" / "02_evaluate.json")
+            for run in ("listed", "truncated")] == ["damaged", "damaged"]  # re-run: not what its record says it wrote
     line = workflow.off_path(tmp_path)  # made off the path: said, not re-run (hours for the family)
     assert "made off the pinned arithmetic path" in line and line.count("\n") == 0
     assert ": native, unsaid;" in line

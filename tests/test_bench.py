@@ -47,11 +47,22 @@ def test_price_sweep_trains_a_design_and_records_what_the_summary_plots(root, tm
 
 
 @pytest.mark.slow
-def test_explore_time_prints_every_choice_and_the_slowest_update(root):
+def test_explore_time_prints_every_choice_the_95th_percentile_and_every_run_switch(root):
     out = _run(root, "bench/explore_time.py", "--n", "1")
     rows = re.findall(r"^(test image|prior sample) +(float32|float64) +(True|False) +[\d.]+s +[\d.]+s +[\d.]+s$", out, re.M)
     assert len(rows) == 8
-    assert re.fullmatch(r"slowest update of 8: [\d.]+ s \(target under 1 s\)", out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert re.fullmatch(r"updates: 8, 95th percentile [\d.]+ s \(target under 1 s\), slowest [\d.]+ s", lines[-3])
+    assert "default " in lines[-2] and re.fullmatch(r"slowest run switch: [\d.]+ s \(target under 3 s\)", lines[-1])
+
+
+@pytest.mark.slow
+def test_plan_time_times_a_fresh_clone_and_a_pull_and_each_says_nothing_to_do(root):
+    out = _run(root, "bench/plan_time.py", "--repeats", "1")
+    command = r"(inverse-vae plan --all|\./run_all\.sh --dry-run --all)"
+    rows = re.findall(rf"^(fresh clone|after a pull) +{command} +[\d.]+ \(", out, re.M)
+    assert len(rows) == 4
+    assert out.count("1 line(s): Nothing to be done") == 2 and out.count("0 line(s)") == 2
 
 
 @pytest.mark.slow

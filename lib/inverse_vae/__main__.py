@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 from pathlib import Path
 
 from .core.checkpoints import checkpoint_layout, load_checkpoint, write_compact_checkpoint
 from .core.config import run_name
 from .core.data import fetch_mnist
 from .errors import ParamsError, StudyError
-from .runs import jupyter, workflow
-from .runs.execute import execute
+from .runs import workflow
 from .runs.run import load_checked_config, open_run, project_root
-from .runs.site import render_notebook, write_index
 
 
 def _check_params(files) -> None:
@@ -47,12 +46,28 @@ def _compact(params_file, reports_root) -> str:
     return "\n".join(said)
 
 
-def _stale(root: Path, reports_root: str, runs: str) -> str:
-    """The stale rules, on stdout; a note on stderr naming the runs made off the pinned arithmetic path."""
+def _plan(reports_root: str, runs: str, all: bool, force: str, fresh: bool, receipts: Path | None) -> str:
+    """What will run and why, one line each, on stdout (nothing: all up to date); the receipts written; a note on
+    stderr naming the runs made off the pinned arithmetic path."""
+    root, selected = project_root(), [p for p in runs.split(",") if p]
+    study = workflow.Study.of(root, reports_root, selected, checked=False)  # run_all.sh checked them; Snakemake does
+    done = workflow.plan(study, [Path(p).stem for p in selected], everything=all,
+                         force=[n for n in force.split(",") if n], fresh=fresh)
+    workflow.write_receipts(done, receipts or root / reports_root / ".receipts")
     off = workflow.off_path(root, reports_root, runs)
     if off:
         print(f"note: {off}", file=sys.stderr)
-    return " ".join(workflow.stale(root, reports_root, runs))
+    return workflow.said(done)
+
+
+def _later(module: str, name: str, said=None):
+    """A command's function, imported when that command runs: nbformat, papermill and nbconvert take seconds to
+    import (jsonschema builds its grammars), which `plan`, run before every ./run_all.sh, does not need. `said`
+    turns what it returns into the line printed."""
+    def run(**args):
+        done = getattr(import_module(module, __package__), name)(**args)
+        return done if said is None else said(done)
+    return run
 
 
 REPORTS = ("--reports-root", {"default": "reports"})
@@ -63,18 +78,23 @@ COMMANDS = {
     "fetch-data": ("make sure the four MNIST IDX files are in ROOT/MNIST/raw, verified", [("--root", {"default": "data"})],
                    lambda root: f"MNIST ready in {fetch_mnist(root)}"),
     "jupyter-setup": ("install the kernel inverse-vae and the save hook that keeps notebooks/ without outputs, into this "
-                      "Python's environment", [], lambda: "\n".join(f"installed {path}" for path in jupyter.setup())),
+                      "Python's environment", [], _later(".runs.jupyter", "setup",
+                                                                lambda paths: "\n".join(f"installed {p}" for p in paths))),
     "compact": ("rewrite a run's final checkpoint without optimizer state (a third of its size), as committed runs keep "
                 "it; training cannot go past it afterwards", [("params_file", {}), REPORTS], _compact),
     "execute": ("run one notebook with a params file into REPORTS_ROOT/<run>/ (papermill)",
-                [("notebook", {}), ("params_file", {}), REPORTS], execute),
+                [("notebook", {}), ("params_file", {}), REPORTS], _later(".runs.execute", "execute")),
     "page": ("render an executed notebook as its HTML page beside it", [("path", {"metavar": "notebook", "type": Path})],
-             lambda path: f"wrote {render_notebook(path)}"),
-    "index": ("write REPORTS_ROOT/index.html, the landing page", [REPORTS],
-              lambda reports_root: f"wrote {write_index(reports_root)}"),
-    "stale": ("the rules whose executed notebook is not what its notebook makes now",
-              [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files (default: every run there)"})],
-              lambda reports_root, runs: _stale(project_root(), reports_root, runs)),
+             _later(".runs.site", "render_notebook", "wrote {}".format)),
+    "index": ("write REPORTS_ROOT/index.html, the landing page", [REPORTS], _later(".runs.site", "write_index",
+                                                                                        "wrote {}".format)),
+    "plan": ("say what is out of date and why (one line each; nothing: all up to date), from what each executed notebook "
+             "records, and write the receipts the Snakefile schedules from",
+             [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files: their pages are the targets"}),
+              ("--all", {"action": "store_true", "help": "the whole family, the summary and the explorer"}),
+              ("--force", {"default": "", "help": "notebook numbers to re-run all the same, e.g. 03,05 (98, 99)"}),
+              ("--fresh", {"action": "store_true", "help": "the runs' earlier outputs are being set aside"}),
+              ("--receipts", {"type": Path, "default": None, "help": "default REPORTS_ROOT/.receipts"})], _plan),
 }
 
 

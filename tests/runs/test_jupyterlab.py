@@ -43,9 +43,15 @@ def test_the_explorer_runs_and_its_figure_follows_the_controls(page, lab):
     figure = page.locator(".widget-output img").last
     figure.wait_for(timeout=120_000)  # the controls' figure: test image 0
     first = figure.get_attribute("src")
+    digit = page.locator(".widget-dropdown", has_text="digit").locator("select")
+    assert digit.is_enabled()
     page.get_by_role("button", name="prior sample").click()
     page.wait_for_function("src => [...document.querySelectorAll('.widget-output img')].pop()?.src !== src",
                            arg=first, timeout=120_000)  # redrawn for prior sample 0
+    assert digit.is_disabled()  # a prior sample has no digit
+    page.get_by_role("button", name="test image").click()
+    digit.wait_for(state="attached")
+    page.wait_for_function("() => !document.querySelectorAll('.widget-dropdown select')[1].disabled", timeout=30_000)
     save(page)
     saved = nbformat.read(ROOT / "notebooks" / "98_explore.ipynb", as_version=4)
     assert not any(c.get("outputs") for c in saved.cells)  # the save hook wrote it as committed

@@ -96,7 +96,8 @@ def test_run_all_refuses_cores_or_threads_that_are_no_count_before_any_work(args
 def _engine_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """run_all.sh --dry-run in a copy of the project whose set-up, Python and Snakemake only say how they were called."""
     shutil.copy(ROOT / "run_all.sh", tmp_path / "run_all.sh")
-    for stub, text in (("tools/ensure_env.sh", "exit 0"), (".venv/bin/python", "exit 0"),
+    plans = '[[ " $* " == *" plan "* ]] && echo "01_train [default]: not run yet"; exit 0'  # something to run
+    for stub, text in (("tools/ensure_env.sh", "exit 0"), (".venv/bin/python", plans),
                        (".venv/bin/snakemake", 'echo "snakemake $*"')):
         (tmp_path / stub).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / stub).write_text(f"#!/usr/bin/env bash\n{text}\n")

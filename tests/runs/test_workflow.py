@@ -1,10 +1,14 @@
 """The workflow engine (Snakemake) over the study: what re-runs when params change, the one command's
 forms, the cluster profiles, a failing notebook, and a fresh clone that plans no work."""
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -16,6 +20,7 @@ from inverse_vae.runs import workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = ROOT / ".venv" / "bin" / "snakemake"
+ACTIVATED = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}  # the rules run `python`
 
 
 def _depends(config) -> dict[str, str]:
@@ -48,13 +53,13 @@ def test_an_edited_explanation_reruns_nothing_an_edited_computation_reruns_its_n
     assert workflow.code_digest(tmp_path / "prose.ipynb") == digest != workflow.code_digest(tmp_path / "code.ipynb")
 
 
-def test_the_default_runs_04_waits_for_the_squeezed_model_and_no_rule_owns_a_checkpoint():
-    config = load_config(ROOT / "params" / "default.yaml")
-    needs = workflow.inputs(config, ROOT / "params" / "default.yaml", "04_failure_analysis", "reports", ROOT)
-    assert "reports/squeezed/metrics/01_train.json" in needs and "reports/default/metrics/01_train.json" in needs
-    assert workflow.inputs(config, ROOT / "params" / "default.yaml", "01_train", "reports", ROOT) == []
-    # Snakemake deletes a rule's outputs before it runs again: a final checkpoint must not be one of them
-    assert not any(p.endswith(".pt") for p in workflow.outputs(config, "default", "01_train", "reports").values())
+def test_the_default_runs_04_waits_for_the_squeezed_model_and_every_rule_writes_only_its_receipt():
+    study = workflow.Study.of(ROOT)
+    assert study.upstream("default", "04_failure_analysis") == [("default", "model"), ("squeezed", "model")]
+    assert study.upstream("default", "01_train") == [] and len(study.upstream("summary", "99_summary")) == 45
+    # Snakemake deletes a rule's outputs before it runs: a receipt, never a result (a notebook, metrics, a model, a page)
+    outputs = re.findall(r"^\s+output: (.+)$", (ROOT / "Snakefile").read_text(), re.M)
+    assert len(outputs) == 4 and all(o.startswith("receipt(") for o in outputs), outputs
 
 
 def _run_all(*args, cwd=ROOT, env=None, timeout=600):
@@ -87,12 +92,14 @@ def test_a_bad_params_file_exits_2_before_any_work(tmp_path, default_raw, write_
 
 @pytest.mark.slow
 def test_the_family_dag_builds_under_the_slurm_profile_without_a_cluster():
-    done = subprocess.run([str(SNAKEMAKE), "--profile", "profiles/slurm", "--dry-run", "all", "--quiet", "rules"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    receipts = tempfile.mkdtemp()  # none: every result of the family is planned
+    done = subprocess.run([str(SNAKEMAKE), "--profile", "profiles/slurm", "--dry-run", "all", "--quiet", "rules",
+                           "--config", f"receipts={receipts}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=ACTIVATED)
     assert done.returncode == 0, done.stderr[-2000:]
+    family = len([p for p in (ROOT / "params").glob("*.yaml") if p.stem != "smoke"])
     jobs = done.stdout + done.stderr
-    assert all(f"05_inverse_methods__{p.stem}" in jobs or "Nothing to be done" in jobs
-               for p in (ROOT / "params").glob("*.yaml") if p.stem != "smoke")
+    assert re.search(rf"^notebook\s+{family * 5 + 2}$", jobs, re.M) and re.search(rf"^page\s+{family * 5 + 2}$", jobs, re.M), jobs
 
 
 def _smoke_variant(tmp_path: Path, **edits) -> Path:
@@ -109,59 +116,70 @@ def test_a_job_runs_through_a_non_local_executor_with_nothing_but_its_script(tmp
     the rules carry everything a remote job needs."""
     reports = tmp_path / "reports"
     done = subprocess.run([str(SNAKEMAKE), "--profile", "profiles/local-cluster", "--config", "runs=params/smoke.yaml",
-                           f"reports={reports}", "threads=1", "--", str(reports / "smoke" / "metrics" / "02_evaluate.json")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                           f"reports={reports}", "threads=1", "--", str(reports / ".receipts" / "smoke" / "02_evaluate.done")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200, env=ACTIVATED)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     evaluation = json.loads((reports / "smoke" / "metrics" / "02_evaluate.json").read_text())
     assert 0.1 < evaluation["probe_accuracy"] <= 1 and (reports / "smoke" / "checkpoints" / "model_4.pt").is_file()
 
 
+def _plan(*args, root=ROOT, receipts=None) -> subprocess.CompletedProcess:
+    receipts = receipts or tempfile.mkdtemp()
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "inverse_vae", "plan", *args, "--receipts",
+                           str(receipts)], cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "lib")})  # this checkout's code, in any project
+
+
 @pytest.mark.slow
-def test_a_failing_notebook_keeps_its_error_and_nothing_counts_as_done(tmp_path):
+def test_a_failing_notebook_keeps_its_error_and_the_previous_results_and_only_it_runs_again(tmp_path):
     params = _smoke_variant(tmp_path, data={"train_subset": 2000, "test_subset": 100})
     reports, name = tmp_path / "reports", params.stem
+    receipts = reports / ".receipts"
     try:
-        command = [str(SNAKEMAKE), "--cores", "2", "--keep-incomplete", "--rerun-triggers", "params", "input", "code",
-                   "--config", f"runs=params/{params.name}", f"reports={reports}", "threads=1", "--"]
-        trained = subprocess.run(command + [str(reports / name / "metrics" / "01_train.json")], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=1200)
+        command = [str(SNAKEMAKE), "--cores", "2", "--rerun-triggers", "mtime", "--drop-metadata", "--config",
+                   f"runs=params/{params.name}", f"reports={reports}", "threads=1", "--"]
+        trained = subprocess.run(command + [str(receipts / name / "02_evaluate.done")], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=1200, env=ACTIVATED)
         assert trained.returncode == 0, trained.stderr[-2000:]
-        # 02 fails for a reason of its own: the checkpoint it loads is no longer one (no rule owns a checkpoint)
+        metrics = reports / name / "metrics" / "02_evaluate.json"
+        before = metrics.read_bytes()
+        planned = _plan("--runs", f"params/{params.name}", "--reports-root", str(reports), "--force", "02",
+                        receipts=receipts)
+        lines = planned.stdout.splitlines()
+        assert f"02_evaluate [{name}]: forced (--force)" in lines, planned.stdout + planned.stderr
+        assert not any(line.startswith(f"01_train [{name}]:") for line in lines), lines
+        assert not (receipts / name / "02_evaluate.done").exists()
+        # 02 fails for a reason of its own: the checkpoint it loads is no longer one (the engine runs what has no
+        # receipt: 02 alone; a plan now would re-train, as the next one below says)
         for checkpoint in (reports / name).rglob("*.pt"):
             checkpoint.write_bytes(b"not a checkpoint")
-        target = str(reports / name / "metrics" / "02_evaluate.json")
-        failed = subprocess.run(command + [target], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        failed = subprocess.run(command + [str(receipts / name / "02_evaluate.done")], cwd=ROOT, capture_output=True,
+                                text=True, timeout=1200, env=ACTIVATED)
         assert failed.returncode != 0
         executed = nbformat.read(reports / name / "02_evaluate.ipynb", as_version=4)
         assert any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
-        assert not Path(target).exists() and (reports / name / "metrics" / "01_train.json").is_file()
-        again = subprocess.run(command[:1] + ["--dry-run"] + command[1:] + [target], cwd=ROOT, capture_output=True,
-                               text=True, timeout=600)
-        assert "02_evaluate__" in again.stdout + again.stderr and "01_train__" not in again.stdout
+        assert metrics.read_bytes() == before and (reports / name / "metrics" / "01_train.json").is_file()
+        again = _plan("--runs", f"params/{params.name}", "--reports-root", str(reports)).stdout
+        assert f"01_train [{name}]: its model is not what it wrote (edited, damaged or missing)" in again, again
+        assert f"02_evaluate [{name}]: {name}/01_train re-runs first" in again  # and it failed: the model is damaged
     finally:
         params.unlink()
 
 
-@pytest.mark.slow
-def test_a_fresh_clone_plans_no_work_and_an_edited_params_file_replans_what_it_affects(tmp_path):
-    clone = tmp_path / "clone"
+def _clone(tmp_path: Path) -> Path:
+    """A fresh clone of the project as committed, with this checkout's run_all.sh and lib/ (committed or not)."""
+    clone = tmp_path / "a clone"  # a path with a space: the rules quote what they pass
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
-    (clone / ".venv").symlink_to(ROOT / ".venv")
+    for changed in ("run_all.sh", "Snakefile"):
+        shutil.copy(ROOT / changed, clone / changed)
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # a symlinked .venv: no rule names the interpreter's path
     (clone / "data").symlink_to(ROOT / "data")
-    env = {"PYTHONPATH": str(clone / "lib")}
-    planned = _run_all("--dry-run", "--all", cwd=clone, env=env, timeout=1200)
-    assert planned.returncode == 0, planned.stderr[-2000:]
-    assert "Nothing to be done" in planned.stdout + planned.stderr
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
-    latent = clone / "params" / "latent16.yaml"
-    latent.write_text(latent.read_text() + "methods:\n  realizable_n: 300\n")
-    (clone / "params" / "extra.yaml").write_text("base: default.yaml\nseed: 5\n")  # a run added
-    replanned = _run_all("--dry-run", "--all", cwd=clone, env=env, timeout=1200).stdout
-    assert "05_inverse_methods__latent16" in replanned and "04_failure_analysis__latent16" not in replanned
-    # Every page's navigation lists the runs that have its notebook: the other runs' pages re-render too.
-    per_run = len(list((clone / "reports").glob("*/0[1-5]_*.ipynb")))
-    assert re.search(rf"^page\s+{per_run + 5 + 2}$", replanned, re.M), replanned  # + the new run's, 98's, 99's
-    shutil.rmtree(clone)
+    return clone
+
+
+def _status(clone: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--", ".", ":!run_all.sh", ":!Snakefile"], cwd=clone,
+                          capture_output=True, text=True).stdout
 
 
 NOTHING = "Nothing to be done (all requested files are present and up to date)."
@@ -172,61 +190,98 @@ def _said(done) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line and not line.startswith("note:")]
 
 
-def test_help_says_that_the_first_call_a_dry_run_too_records_the_committed_reports():
-    assert "the first call, a dry run too, records the committed reports as up to date in .snakemake/" in \
-        " ".join(_run_all("--help").stdout.split())
-
-
 @pytest.mark.slow
-def test_a_fresh_clone_dry_runs_with_one_engine_call_and_a_run_with_nothing_to_do_says_one_line(tmp_path):
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
-    shutil.copy(ROOT / "run_all.sh", clone / "run_all.sh")  # the script as it is here, committed or not
-    (clone / ".venv").symlink_to(ROOT / ".venv")
-    (clone / "data").symlink_to(ROOT / "data")
+def test_whatever_is_called_first_a_fresh_clone_is_up_to_date_and_an_edit_replans_what_it_affects(tmp_path):
+    clone = _clone(tmp_path)
     env = {"PYTHONPATH": str(ROOT / "lib")}
-    first = _run_all("--dry-run", cwd=clone, env=env)
-    assert first.returncode == 0 and _said(first) == [
-        "first run in this checkout: recording the committed reports as up to date in .snakemake/ (snakemake --touch)",
-        NOTHING], first.stdout + first.stderr
-    for args in (["--dry-run"], []):  # recorded: Snakemake plans, and says one line, not its banner
-        again = _run_all(*args, cwd=clone, env=env)
-        assert again.returncode == 0 and _said(again) == [NOTHING], again.stdout + again.stderr
-    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!run_all.sh"], cwd=clone,
-                             capture_output=True, text=True).stdout
-    assert changed == ""
+    for args in (["--dry-run"], ["--dry-run", "--all"], ["--dry-run", "params/latent16.yaml"], [], ["--dry-run", "--all"]):
+        done = _run_all(*args, cwd=clone, env=env)
+        assert done.returncode == 0 and _said(done) == [NOTHING], (args, done.stdout + done.stderr)
+    assert _status(clone) == "" and list(clone.glob("reports/.receipts/*/*.page"))  # the real run's receipts, ignored
+    latent = clone / "params" / "latent16.yaml"
+    latent.write_text(latent.read_text() + "methods:\n  realizable_n: 300\n")
+    (clone / "params" / "extra.yaml").write_text("base: default.yaml\nseed: 5\n")  # a run added
+    replanned = _run_all("--dry-run", "--all", cwd=clone, env=env).stdout
+    assert "05_inverse_methods [latent16]: changed: methods" in replanned, replanned
+    assert "04_failure_analysis [latent16]" not in replanned and "01_train [extra]: not run yet" in replanned
+    assert "99_summary [summary]:" in replanned and "01_train [default] page" not in replanned  # no quadratic pages
+    default = clone / "params" / "default.yaml"
+    default.write_text(default.read_text().replace("plot_epochs: 10", "plot_epochs: 15", 1))
+    figures = _run_all("--dry-run", cwd=clone, env=env).stdout  # a key only 01's figures read: 01 alone, not its model
+    assert "01_train [default]: changed: train.plot_epochs" in figures and re.search(r"^notebook\s+1$", figures, re.M)
+    assert "02_evaluate [default]" not in figures, figures
+    subprocess.run(["git", "checkout", "params"], cwd=clone, check=True)
+    (clone / "params" / "extra.yaml").unlink()
+    done = _run_all("--dry-run", "--all", cwd=clone, env=env)
+    assert _said(done) == [NOTHING], done.stdout + done.stderr  # nothing was recorded by the earlier calls
+    header = (clone / "Snakefile").read_text().split("By hand:\n")[1].split("\nimport")[0]
+    commands = [line[1:].strip().split("  ")[0] for line in header.splitlines() if line.startswith("#   ")]
+    assert commands[0] == "source .venv/bin/activate", commands
+    by_hand = subprocess.run(["bash", "-c", " && ".join(commands)], cwd=clone, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, **env})
+    assert by_hand.returncode == 0 and "Nothing to be done" in by_hand.stdout + by_hand.stderr, by_hand.stderr[-2000:]
     shutil.rmtree(clone)
 
 
-def test_a_report_executed_from_other_code_or_holding_an_error_is_stale(tmp_path):
-    (tmp_path / "notebooks").mkdir()
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_markdown_cell("# 03"), nbformat.v4.new_code_cell("x = 1")]
-    nbformat.write(notebook, tmp_path / "notebooks" / "03_invert.ipynb")
-    for run, code, error in (("same", "x = 1", False), ("edited", "x = 2", False), ("failed", "x = 1", True)):
-        executed = nbformat.v4.new_notebook()
-        cell = nbformat.v4.new_code_cell(code)
-        if error:
-            cell.outputs = [nbformat.v4.new_output("error", ename="E", evalue="e", traceback=[])]
-        injected = nbformat.v4.new_code_cell('params_file = "x"', metadata={"tags": ["injected-parameters"]})
-        executed.cells = [nbformat.v4.new_markdown_cell("# 03, reworded"), injected, cell]
-        (tmp_path / "reports" / run).mkdir(parents=True)
-        nbformat.write(executed, tmp_path / "reports" / run / "03_invert.ipynb")
-    assert workflow.stale(tmp_path) == ["03_invert__edited", "03_invert__failed"]
-    assert workflow.stale(tmp_path, runs="params/same.yaml,params/failed.yaml") == ["03_invert__failed"]
+@pytest.mark.slow
+def test_a_hand_edited_or_damaged_result_is_planned_again_with_why_and_what_reads_it(tmp_path):
+    clone = _clone(tmp_path)
+    reports = clone / "reports"
+    metrics = reports / "default" / "metrics" / "03_invert.json"
+    text = metrics.read_text()
+    metrics.write_text(re.sub(r'(": )0\.\d+', r"\g<1>0.999", text, count=1))  # one number, as by hand
+    assert metrics.read_text() != text
+    executed = nbformat.read(reports / "latent16" / "03_invert.ipynb", as_version=4)
+    next(c for c in executed.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])
+         ).outputs.append(nbformat.v4.new_output("error", ename="E", evalue="e", traceback=[]))
+    nbformat.write(executed, reports / "latent16" / "03_invert.ipynb")
+    (reports / "leaky" / "02_evaluate.ipynb").write_bytes(b'{"cells": [{"cell_type": "code", "sou')
+    (reports / "invertible" / "05_inverse_methods.ipynb").unlink()
+    said = _plan("--all", root=clone)
+    assert said.returncode == 0, said.stderr
+    lines = said.stdout.splitlines()
+    assert "03_invert [default]: its metrics file is not what it wrote (edited, damaged or missing)" in lines, lines
+    assert "03_invert [latent16]: it failed" in lines
+    assert "02_evaluate [leaky]: its executed notebook is not readable (JSONDecodeError)" in lines
+    assert "05_inverse_methods [invertible]: not run yet" in lines
+    assert "99_summary [summary]: default/03_invert re-runs first" in lines and "index.html: a page it links re-renders" in lines
+    assert not any(line.startswith(("01_train", "04_failure_analysis")) for line in lines), lines
+    shutil.rmtree(clone)
 
 
-@pytest.mark.parametrize("content", [b'{"cells": [{"cell_type": "code", "sou', b"", b"\xff\xfe{not utf-8}", b"[]"])
-def test_an_unreadable_executed_notebook_is_one_line_not_a_traceback(tmp_path, capsys, content):
-    from inverse_vae.__main__ import main
+def test_help_says_a_dry_run_writes_nothing():
+    assert "run nothing (writes nothing of the study's" in " ".join(_run_all("--help").stdout.split())
 
-    executed = tmp_path / "reports" / "default" / "03_invert.ipynb"  # notebooks/03_invert.ipynb is the project's
-    executed.parent.mkdir(parents=True)
-    executed.write_bytes(content)
-    assert main(["stale", "--reports-root", str(tmp_path / "reports")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {executed}: not a readable executed notebook"), err
-    assert "delete it (its rule then runs again)" in err and executed.read_bytes() == content
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_every_result_and_a_second_run_all_is_refused_before_it_moves_anything(tmp_path):
+    clone = _clone(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    first = subprocess.Popen(["./run_all.sh", "--force", "02"], cwd=clone, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        said = [first.stdout.readline() for _ in range(6)]
+        assert any("02_evaluate [default]: forced (--force)" in line for line in said), said
+        log = clone / "reports" / ".logs" / "default" / "02_evaluate.log"
+        for _ in range(120):  # until the engine has started 02 (deleting its receipt) and papermill runs it
+            if log.is_file():
+                break
+            time.sleep(1)
+        time.sleep(8)
+        second = _run_all("--fresh", cwd=clone, env=env)
+        assert second.returncode == 2 and "another ./run_all.sh is running" in second.stderr, second.stderr
+        assert (clone / "reports" / "default" / "checkpoints" / "model_90.pt").is_file()  # --fresh moved nothing
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        time.sleep(5)
+        with contextlib.suppress(ProcessLookupError):  # Snakemake may outlive a TERM: nothing of this run is left
+            os.killpg(first.pid, signal.SIGKILL)
+    time.sleep(2)
+    assert _status(clone) == "", _status(clone)  # killed mid-notebook: every committed result in place
+    again = _run_all("--dry-run", cwd=clone, env=env)
+    assert _said(again) == [NOTHING], again.stdout + again.stderr
+    shutil.rmtree(clone)
 
 
 @pytest.mark.slow  # Snakemake reads the family's params files
@@ -240,7 +295,17 @@ def test_the_workflow_refuses_a_family_that_check_params_would_refuse_in_one_lin
     for name in ("ag-r", "ag_r"):
         (tmp_path / "params" / f"{name}.yaml").write_text("base: smoke.yaml\n")
     done = subprocess.run([str(SNAKEMAKE), "--cores", "2", "--dry-run", "all", "--quiet", "rules"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=ACTIVATED)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith("error: ") and "same workflow rules" in lines[0]
+
+
+def test_the_rules_run_python_from_path_and_another_environments_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([str(SNAKEMAKE), "--cores", "1", "--dry-run", "--config", f"receipts={tmp_path}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("error: the rules run `python` from PATH"), lines
+    assert "activate the environment first" in lines[0]
+    assert "/.venv/" not in (ROOT / "Snakefile").read_text().split("PYTHON = ")[1].splitlines()[0]

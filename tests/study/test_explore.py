@@ -62,3 +62,21 @@ def test_what_case_cannot_take_is_one_line_naming_it(model, call, named):
     with pytest.raises(StudyError) as refused:
         call(model)
     assert named in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_figure_is_readable_no_text_under_9_points_and_no_two_labels_overlapping(model):
+    x = torch.zeros(1, 784)
+    x[0, 300:320] = 1.0
+    for found in (explore.case(model, x, arithmetic="float32", clamp=True),
+                  explore.case(model, None, torch.randn(1, model.latent_dim, dtype=torch.float64), arithmetic="float64")):
+        figure = explore.draw(found, model, title="readable")
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        texts = [t for t in figure.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+        assert min(t.get_fontsize() for t in texts) >= explore.READABLE
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+        overlapping = [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:] if box.overlaps(other)]
+        assert not overlapping, overlapping
+        covering = [(t.get_text(), i) for t in texts for i, ax in enumerate(figure.axes)
+                    if t.axes is not ax and t.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))]
+        assert not covering, covering  # no title or label over another panel

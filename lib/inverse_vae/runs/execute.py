@@ -1,6 +1,8 @@
 """Execute one notebook headlessly with papermill into reports/<run>/: what every workflow rule runs. The copy is
 renamed into place when done (a full disk, a dead kernel or a kill leaves the previous one); one that raised is
-published with its error, and the call fails. Paths papermill records are relative to the project.
+published with its error, and the call fails. Paths papermill records are relative to the project. The copy records
+what it was made from (its params, code and inputs) and the digests of what it wrote: the workflow plans from that
+record (runs/workflow.py).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ..progress import BATCH_ENV
 from .jupyter import KERNEL
 from .run import project_root, shown
 from .site import link_saved_figures
+from .workflow import RECORD, Study
 
 
 class NotebookFailed(StudyError):
@@ -33,10 +36,11 @@ def _kernel_name() -> str:
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def _publish(tmp: Path, output: Path, root: Path) -> None:
-    """papermill's finished notebook to `output`, its metadata naming `output`, saved figures linked."""
+def _publish(tmp: Path, output: Path, root: Path, record: dict) -> None:
+    """papermill's finished notebook to `output`, its metadata naming `output` and holding its record, figures linked."""
     notebook = nbformat.read(tmp, as_version=4)
     notebook.metadata.setdefault("papermill", {})["output_path"] = shown(output, root)
+    notebook.metadata[RECORD] = {"made_from": record}
     link_saved_figures(notebook, output.parent)
     atomic_write(output, nbformat.writes(notebook))
 
@@ -52,6 +56,8 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
     notebook, folder = root / notebook, root / reports_root
     output = folder / ACROSS_RUNS.get(notebook.stem, run_name(params_file)) / notebook.name
     started, tmp = time.perf_counter(), None
+    study = Study.of(root, reports_root, [params_file])
+    made_from = study.made_from(output.parent.name, notebook.stem)  # what it reads, before it runs
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_file(output)
@@ -63,9 +69,9 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
                                 parameters={"params_file": shown(root / params_file, root),
                                             "reports_root": shown(folder, root)},
                                 progress_bar=False, log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
-        _publish(tmp, output, root)
+        _publish(tmp, output, root, study.record(output.parent.name, notebook.stem, made_from))
     except pm.PapermillExecutionError as exc:
-        _publish(tmp, output, root)
+        _publish(tmp, output, root, made_from)
         raise NotebookFailed(f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (the executed "
                              f"notebook with the error is {shown(output, root)})") from None
     except DeadKernelError:

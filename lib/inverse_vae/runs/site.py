@@ -24,7 +24,7 @@ from ..core.files import atomic_write
 from ..errors import StudyError
 from ..study import summary
 from .run import project_root
-from .workflow import failed
+from .workflow import failed, index_digest, page_digest
 
 TEMPLATES = Path(__file__).parent / "templates"
 TITLES = {"01_train": "Train", "02_evaluate": "Evaluate", "03_invert": "Invert", "04_failure_analysis": "Failure analysis",
@@ -105,7 +105,12 @@ def render_notebook(path: Path) -> Path:
                             filters={"clean_html": clean_html})
     page, _ = exporter.from_notebook_node(notebook, resources={
         "metadata": {"name": f"{run} · {stem[:2]} {TITLES.get(stem, stem)}"}, "study": study})
-    return atomic_write(path.with_suffix(".html"), _shared_styles(page, reports))
+    return atomic_write(path.with_suffix(".html"), _made_from(_shared_styles(page, reports), page_digest(path)))
+
+
+def _made_from(page: str, digest: str) -> str:
+    """The page records the digest of what it shows: the workflow re-renders it when that changes (runs/workflow.py)."""
+    return page.replace("<head>", f'<head>\n<meta name="inverse-vae-made-from" content="{digest}">', 1)
 
 
 def _parameters_once(cells: list) -> list:
@@ -115,7 +120,7 @@ def _parameters_once(cells: list) -> list:
     if not any("injected-parameters" in t for t in tags):
         return cells
     label = nbformat.v4.new_markdown_cell("*The parameters this run was executed with (papermill put them in place "
-                                          "of the notebook's defaults):*")
+                                          "of the notebook's defaults):*", id="injected-parameters-label")
     return [c for cell, t in zip(cells, tags) if "parameters" not in t
             for c in ([label, cell] if "injected-parameters" in t else [cell])]
 
@@ -168,4 +173,4 @@ def write_index(reports_root: Path, warn=print) -> Path:
         summary_page=(reports / "summary" / f"{SUMMARY}.html").is_file(),
         explore_page=(reports / "explore" / "98_explore.html").is_file(), commit=_metrics_commit(reports),
         stamp=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    return atomic_write(reports / "index.html", page)
+    return atomic_write(reports / "index.html", _made_from(page, index_digest(reports)))

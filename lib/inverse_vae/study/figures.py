@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from adjustText import adjust_text
 from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
@@ -93,9 +94,9 @@ def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path
                 ax.imshow(row[c].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray", vmin=0, vmax=1)
         if row_titles:
             axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=7)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, top=1, bottom=0)  # square cells; no blank band above
     if title:
-        fig.suptitle(title, fontsize=9, y=1 + 0.12 / max(n_rows, 1))
+        fig.suptitle(title, fontsize=9, y=1 + 0.08 / (n_rows * 0.55), va="bottom")  # 0.08 inch above the images
     return save(fig, path)
 
 
@@ -257,20 +258,22 @@ def runs_overview(frame, path=None, sweep=None):
     axes[1].set(yscale="log", ylabel="BCE per pixel of D(ẑ) (log scale)", title="Real test images")
     priced = ran.dropna(subset=["nelbo", "cf_f32"])
     axes[2].scatter(priced["nelbo"], priced["cf_f32"], color="C3", zorder=3, label="committed runs (90 epochs)")
-    labelled = priced[~priced.index.str.startswith("default_seed")].sort_values("nelbo")  # seeds sit on the default
-    for i, (name, row) in enumerate(labelled.iterrows()):  # neighbours' labels alternate above and below
-        axes[2].annotate("default (3 seeds)" if name == "default" and "default_seed1" in priced.index else name,
-                         (row["nelbo"], row["cf_f32"]), fontsize=8, xytext=(4, 6 if i % 2 else -13),
-                         textcoords="offset points")
+    labelled = priced[~priced.index.str.startswith("default_seed")]  # the seeds sit on the default
+    points = [(priced["nelbo"].to_numpy(float), priced["cf_f32"].to_numpy(float))]
     if sweep is not None and len(sweep):  # shorter trainings of the designs, hollow; their names in 99's table
-        for (epochs, points), colour in zip(sweep.groupby("epochs"), ("C0", "C2", "C4", "C5")):
-            axes[2].scatter(points["test_nelbo_nats"].astype(float), points["f32_success_1e-4"].astype(float),
-                            facecolors="none", edgecolors=colour, label=f"sweep, {epochs} epochs (99's table)")
-    axes[2].legend(fontsize=7, loc="center right")
+        for (epochs, sweeps), colour in zip(sweep.groupby("epochs"), ("C0", "C2", "C4", "C5")):
+            points.append((sweeps["test_nelbo_nats"].to_numpy(float), sweeps["f32_success_1e-4"].to_numpy(float)))
+            axes[2].scatter(*points[-1], facecolors="none", edgecolors=colour, label=f"sweep, {epochs} epochs (99's table)")
+    axes[2].legend(fontsize=8, loc="center right")
+    names = [axes[2].text(row["nelbo"], row["cf_f32"], "default (3 seeds)" if name == "default" and "default_seed1" in
+                          priced.index else name, fontsize=8) for name, row in labelled.iterrows()]
     axes[2].set(xlabel="test negative ELBO (nats per image, lower is better)", ylabel="closed form, float32 to 1e-4",
-                title="The price of invertibility")
+                title="The price of invertibility", ylim=(-0.12, 1.12))  # room for the labels inside
     axes[2].yaxis.set_major_formatter(PercentFormatter(xmax=1))
     axes[0].set(ylim=(0, 1.32), yticks=np.linspace(0, 1, 6))  # room above the bars for the legend
     axes[0].legend(fontsize=7, loc="upper center", ncol=2)
     axes[1].legend(fontsize=7)
-    return _finish(fig, path)
+    fig.tight_layout()  # the axes' final size first: the labels are placed in it, clear of each other and the points
+    adjust_text(names, x=np.concatenate([p[0] for p in points]), y=np.concatenate([p[1] for p in points]), ax=axes[2],
+                objects=[axes[2].get_legend()], arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+    return save(fig, path)

@@ -15,7 +15,7 @@ from unittest import mock
 
 import nbformat
 
-from ..constants import ACROSS_RUNS
+from ..constants import ACROSS_RUNS, NOTEBOOKS
 from ..core.config import run_name
 from ..core.files import atomic_write, os_error_line, temp_file
 from ..errors import StudyError
@@ -23,7 +23,7 @@ from ..progress import BATCH_ENV
 from .jupyter import KERNEL
 from .run import project_root, shown
 from .site import link_saved_figures
-from .workflow import RECORD, Study
+from .workflow import RECORD, Study, code_digest
 
 
 class NotebookFailed(StudyError):
@@ -56,8 +56,10 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
     notebook, folder = root / notebook, root / reports_root
     output = folder / ACROSS_RUNS.get(notebook.stem, run_name(params_file)) / notebook.name
     started, tmp = time.perf_counter(), None
-    study = Study.of(root, reports_root, [params_file])
-    made_from = study.made_from(output.parent.name, notebook.stem)  # what it reads, before it runs
+    # what it reads, before it runs; a notebook of no rule (a test's, a researcher's) records its code alone
+    study = Study.of(root, reports_root, [params_file]) if notebook.stem in (*NOTEBOOKS, *ACROSS_RUNS) else None
+    made_from = study.made_from(output.parent.name, notebook.stem) if study else \
+        {"depends_on": {"code": code_digest(notebook)}, "inputs": {}}
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_file(output)
@@ -69,7 +71,7 @@ def execute(notebook: str | Path, params_file: str | Path, reports_root: str | P
                                 parameters={"params_file": shown(root / params_file, root),
                                             "reports_root": shown(folder, root)},
                                 progress_bar=False, log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
-        _publish(tmp, output, root, study.record(output.parent.name, notebook.stem, made_from))
+        _publish(tmp, output, root, study.record(output.parent.name, notebook.stem, made_from) if study else made_from)
     except pm.PapermillExecutionError as exc:
         _publish(tmp, output, root, made_from)
         raise NotebookFailed(f"{notebook.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (the executed "

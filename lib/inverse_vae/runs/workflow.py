@@ -150,8 +150,6 @@ class Study:
                      {path: file_digest(self.reports / path) for path in metrics + ["summary/price_sweep.json"]})
             return {"depends_on": {"code": code_digest(self.root / "notebooks" / f"{stem}.ipynb"),
                                    "family": list(self.family)}, "inputs": reads}
-        if stem not in NOTEBOOKS:  # a notebook of no rule (a test's, a researcher's): its code alone
-            return {"depends_on": {"code": code_digest(self.root / "notebooks" / f"{stem}.ipynb")}, "inputs": {}}
         config = self.configs[folder][1]
         reads = {f"{run}/model": model_digest(self.configs[run][1], self.reports / run)
                  for run, _ in self.upstream(folder, stem)}  # the key names the run, as the records made so far do

@@ -93,8 +93,8 @@ def test_run_all_refuses_cores_or_threads_that_are_no_count_before_any_work(args
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and named in done.stderr, done.stderr
 
 
-def _engine_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """run_all.sh --dry-run in a copy of the project whose set-up, Python and Snakemake only say how they were called."""
+def _engine_command(tmp_path: Path, *args: str, dry: bool = True, path: str = "/usr/bin:/bin") -> subprocess.CompletedProcess:
+    """run_all.sh (--dry-run) in a copy of the project whose set-up, Python and Snakemake only say how they were called."""
     shutil.copy(ROOT / "run_all.sh", tmp_path / "run_all.sh")
     plans = '[[ " $* " == *" plan "* ]] && echo "01_train [default]: not run yet"; exit 0'  # something to run
     for stub, text in (("tools/ensure_env.sh", "exit 0"), (".venv/bin/python", plans),
@@ -102,8 +102,21 @@ def _engine_command(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         (tmp_path / stub).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / stub).write_text(f"#!/usr/bin/env bash\n{text}\n")
         (tmp_path / stub).chmod(0o755)
-    return subprocess.run(["bash", str(tmp_path / "run_all.sh"), "--dry-run", *args], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    (tmp_path / "reports").mkdir(exist_ok=True)
+    return subprocess.run(["bash", str(tmp_path / "run_all.sh"), *(["--dry-run"] if dry else []), *args], capture_output=True,
+                          text=True, cwd=tmp_path, env={**os.environ, "PATH": path})
+
+
+def test_a_run_takes_the_projects_lock_and_without_flock_says_it_cannot(tmp_path):
+    done = _engine_command(tmp_path, dry=False)
+    assert done.returncode == 0 and "snakemake " in done.stdout and (tmp_path / "reports" / ".lock").is_file(), done.stderr
+    tools = tmp_path / "tools-without-flock"  # a system without util-linux's flock (macOS)
+    tools.mkdir()
+    for name in ("bash", "dirname", "nproc", "sed", "mktemp", "rm", "cat", "env"):
+        (tools / name).symlink_to(shutil.which(name))
+    done = _engine_command(tmp_path, dry=False, path=str(tools))
+    assert done.returncode == 0 and "snakemake " in done.stdout, done.stderr
+    assert "note: no flock(1) here: a second ./run_all.sh at the same time is not refused" in done.stderr
 
 
 def test_one_core_still_runs_each_notebook_with_the_committed_numbers_two_threads(tmp_path):

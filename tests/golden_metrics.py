@@ -32,9 +32,9 @@ from __future__ import annotations
 import math
 import re
 
-IGNORED = {"seconds", "seconds_per_epoch", "samples_per_second", "images_per_second", "wall_seconds",
-           "speedup_vs_adam10", "iterations", "torch", "cpu_threads", "machine", "device", "cuda_graph",
-           "checkpoint", "total_seconds", "arithmetic"}
+from inverse_vae.arithmetic import TIMINGS, made_pinned
+
+IGNORED = TIMINGS | {"iterations", "torch", "cpu_threads", "machine", "device", "cuda_graph", "checkpoint"}
 RATES = re.compile(r"^(success_.*|realizable_success_.*|.*probe_accuracy|share.*|units|samples_with_any|zero|one"
                    r"|realizable_.*_success_.*|within_.*)$")
 COUNTS = re.compile(r"^(n|n_.*|nonfinite.*|.*_nonfinite|count|epochs|latent_dim)$")
@@ -88,9 +88,7 @@ def _by_cause(records: list) -> dict:
     return {f"{r['layer']}:{r['type']}:{r['cause']}": r["count"] for r in records}
 
 
-def pinned(metrics: dict) -> bool:
-    """Whether a metrics file says it was made on the pinned arithmetic path."""
-    return isinstance(metrics.get("arithmetic"), dict) and metrics["arithmetic"].get("pinned") is True
+pinned = made_pinned  # whether a metrics file says it was made on the pinned arithmetic path
 
 
 def _exact_problem(golden, fresh) -> str | None:

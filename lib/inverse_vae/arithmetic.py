@@ -21,6 +21,9 @@ THREADS = 2  # torch's intra-op threads: the committed numbers' (a reduction's p
 # Not a pin (no bit depends on it): OpenMP threads that sleep at a barrier instead of spinning, so two threads on
 # a CPU shared with other work do not collapse (a training step 3.6x faster under contention, bench/RESULTS.md).
 WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
+# Keys of a metrics file that say how long it took and where, not what it found: left out of every comparison.
+TIMINGS = frozenset({"seconds", "seconds_per_epoch", "samples_per_second", "images_per_second", "wall_seconds",
+                     "speedup_vs_adam10", "total_seconds", "arithmetic"})
 OFF_PATH_NOTE = "INVERSE_VAE_QUIET_ARITHMETIC"  # set: no line said when off the path (the portable pass)
 
 
@@ -68,3 +71,9 @@ def record() -> dict:
     return {"pinned": not off, "off_path": off, "cpu": cpu_model(), "machine": platform.machine(), "isa": isa,
             "pins": {name: os.environ.get(name) for name in PINS}, "threads": threads, "torch": torch.__version__,
             "mkl": mkl.group(1) if mkl else None}
+
+
+def made_pinned(metrics: dict) -> bool:
+    """Whether a metrics file's content says it was made on the pinned path (its `arithmetic` record)."""
+    made = metrics.get("arithmetic") if isinstance(metrics, dict) else None
+    return isinstance(made, dict) and made.get("pinned") is True

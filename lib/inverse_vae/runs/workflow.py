@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..arithmetic import made_pinned
 from ..constants import ACROSS_RUNS, NOTEBOOKS, SUMMARY
 from ..core.checkpoints import load_checkpoint, params_fingerprint, tensor_digest
 from ..core.config import Config, family, load_config, run_name
@@ -96,13 +97,6 @@ def depends_on(config: Config, notebook: str, root: Path) -> dict:
 def _digest(value) -> str:
     """A short digest of a JSON-able value (the params that shape a model: the record stays readable)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def outputs(config: Config, run: str, notebook: str, reports: str | Path) -> dict[str, str]:
-    """A notebook's executed copy and metrics file."""
-    folder = f"{reports}/{run}"
-    results = f"{folder}/{config.test.results_path}".replace("/./", "/").rstrip("/.")
-    return {"notebook": f"{folder}/{notebook}.ipynb", "metrics": f"{results}/metrics/{notebook}.json"}
 
 
 @dataclass(frozen=True)
@@ -339,10 +333,10 @@ def arithmetic_of(metrics: Path) -> str | None:
     if not metrics.is_file():
         return None
     try:
-        made = json.loads(metrics.read_text(encoding="utf-8")).get("arithmetic")
-    except (ValueError, AttributeError):  # not JSON, not UTF-8, or JSON but not an object
+        made = json.loads(metrics.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, not UTF-8
         return "damaged"
-    return "pinned" if isinstance(made, dict) and made.get("pinned") is True else "off"
+    return "damaged" if not isinstance(made, dict) else "pinned" if made_pinned(made) else "off"
 
 
 def off_path(root: Path, reports: str = "reports", runs: str = "") -> str:

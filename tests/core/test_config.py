@@ -4,14 +4,18 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from inverse_vae.core.config import LayerSpec, load_config, read_params, run_name, validate_config
+from inverse_vae.core.checkpoints import load_checkpoint, params_fingerprint
+from inverse_vae.core.config import LayerSpec, family, load_config, read_params, run_name, validate_config
 from inverse_vae.errors import ParamsError
 from inverse_vae.runs.run import check_config, load_checked_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ORIGINAL_CONFIG = """
 device: cuda
@@ -302,3 +306,11 @@ def test_a_base_that_links_out_of_its_folder_is_not_read(tmp_path):
     (tmp_path / "params" / "link.yaml").unlink()
     (tmp_path / "params" / "link.yaml").symlink_to("default.yaml")  # a link beside it, to a file beside it: fine
     assert read_params(variant) == {"seed": 5}
+
+
+@pytest.mark.parametrize("path", family(ROOT / "params"), ids=lambda p: p.stem)
+def test_each_runs_fingerprint_is_the_one_its_committed_checkpoint_stores(path):
+    """to_dict, through the fingerprint, gives every value of the params that shape the model with the type it had when
+    the committed model was trained (a tuple for a list or 2 for 2.0 would change its content digest)."""
+    saved = load_checkpoint(ROOT / "reports" / path.stem / "checkpoints" / "model_90.pt")["params_fingerprint"]
+    assert repr(params_fingerprint(load_config(path))) == repr(dict(sorted(saved.items())))

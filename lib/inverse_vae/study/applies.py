@@ -11,7 +11,7 @@ from ..core.table import ends_in_bernoulli, has_kind, kind_names
 
 # Section -> the kind property that makes it apply: a Bernoulli head (its inverse's -inf at a 0 pixel), a
 # hidden kind with an interval domain (boxed), a kind with the original's two-sided clamp.
-BY_KIND = {"sigmoid": "bernoulli", "tanh": "boxed", "clamp": "two_sided"}
+_BY_KIND = {"sigmoid": "bernoulli", "tanh": "boxed", "clamp": "two_sided"}
 WHY_NOT = {
     "kl": "the autoencoder has no KL term (no negative ELBO)",
     "prior": "z ~ N(0, I) is not the autoencoder's latent distribution (it was trained without a prior)",
@@ -28,7 +28,7 @@ WHY_NOT = {
 class Applies:
     variational: bool  # a VAE: a prior and a KL term
     bce: bool  # the decoder ends in a Bernoulli head: outputs in [0, 1] like the images
-    kinds: dict[str, bool]  # BY_KIND's section -> whether the decoder has a kind with its property
+    kinds: dict[str, bool]  # _BY_KIND's section -> whether the decoder has a kind with its property
     decoder: str  # its layers, for the reader
 
     @property
@@ -53,5 +53,5 @@ class Applies:
 
 def of(model) -> Applies:
     d = model.decoder
-    return Applies(bool(model.variational), ends_in_bernoulli(d), {s: has_kind(d, role) for s, role in BY_KIND.items()},
+    return Applies(bool(model.variational), ends_in_bernoulli(d), {s: has_kind(d, role) for s, role in _BY_KIND.items()},
                    " -> ".join(type(layer).__name__ for layer in d))

@@ -19,8 +19,8 @@ from .evaluate import probe_accuracy
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 # The boxed kinds as the text names them: their types, their inverses and their domains.
-BOXED, BOXED_INVERSE = kind_names("boxed"), kind_names("boxed", "inverse_name")
-BOX_ONLY = f"{BOXED_INVERSE} box only"  # 04's ablation: the layer-wise solve with the hidden boxes alone
+_BOXED, _BOXED_INVERSE = kind_names("boxed"), kind_names("boxed", "inverse_name")
+_BOX_ONLY = f"{_BOXED_INVERSE} box only"  # 04's ablation: the layer-wise solve with the hidden boxes alone
 
 
 def pixel_extremes(images: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -160,7 +160,7 @@ def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict
 
 def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, decoder: nn.Sequential | None = None) -> dict:
     """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations;
-    with a decoder without a boxed kind, no BOX_ONLY (there is no domain to box; 04 says so)."""
+    with a decoder without a boxed kind, no box-only ablation (there is no domain to box; 04 says so)."""
     def layerwise(**flags):
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
 
@@ -168,11 +168,11 @@ def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, deco
         f"original chain (eps {eps:g})": lambda dec, x: invert_with(dec, x, eps),
         f"best clamp (eps {eps_best:g})": lambda dec, x: invert_with(dec, x, eps_best),
         "zeros one-sided only": layerwise(boxed=False),
-        BOX_ONLY: layerwise(one_sided_pixels=False),
+        _BOX_ONLY: layerwise(one_sided_pixels=False),
         "constrained layer-wise": layerwise(),
     }
     if decoder is not None and not has_kind(decoder, "boxed"):
-        del inverters[BOX_ONLY]
+        del inverters[_BOX_ONLY]
     return inverters
 
 
@@ -213,18 +213,18 @@ def _domains() -> str:
 
 def conclusion(fixes: dict, test_pixels: dict) -> str:
     """Two or three sentences naming, with this run's numbers, the costlier obstacle and the best fix
-    (without a BOX_ONLY row, for a decoder without a boxed kind, only the zero pixels are weighed)."""
+    (without the box-only row, for a decoder without a boxed kind, only the zero pixels are weighed)."""
     names = list(fixes)
     original = fixes[names[0]]
-    zeros, box = fixes["zeros one-sided only"], fixes.get(BOX_ONLY)
+    zeros, box = fixes["zeros one-sided only"], fixes.get(_BOX_ONLY)
     if box is None:
         obstacles = (f"treating 0/1 pixels as one-sided constraints brings it to {zeros['real_bce']:.3f} (the decoder "
-                     f"has no {BOXED}, so the {BOXED_INVERSE} domain is no obstacle here).")
+                     f"has no {_BOXED}, so the {_BOXED_INVERSE} domain is no obstacle here).")
     else:
-        domain = f"the {BOXED_INVERSE} domain (values outside {_domains()} after the pseudo-inverse)"
+        domain = f"the {_BOXED_INVERSE} domain (values outside {_domains()} after the pseudo-inverse)"
         costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" if zeros["real_bce"] < box["real_bce"] else domain
         obstacles = (f"treating 0/1 pixels as one-sided constraints alone brings it to {zeros['real_bce']:.3f}, a "
-                     f"box-constrained solve at the {BOXED} layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
+                     f"box-constrained solve at the {_BOXED} layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
     candidates = {k: v for k, v in fixes.items() if "reference" not in k and k != names[0]}
     best = min(candidates, key=lambda k: candidates[k]["real_bce"])
     ref = fixes["encoder mean (reference)"]

@@ -2,6 +2,7 @@
 and imports its own modules at the top of a module and one way only: constants/errors -> core -> inversion ->
 study -> runs."""
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,67 @@ def test_the_import_checks_catch_a_wrong_way_and_a_late_import(tmp_path):
                                         "inverse_vae/metrics.py:1 (metrics) imports inverse_vae.progress",
                                         "inverse_vae/study/shared.py:1 (study) imports inverse_vae.runs.run"]
     assert _function_imports(package) == ["inverse_vae/study/shared.py:4 imports inverse_vae.core inside a function"]
+
+
+# A layer kind is named in the table alone (core/table.py): elsewhere the code asks a kind's properties.
+KIND_WORD = re.compile(r"(?<![a-z])(tanh|sigmoid|leaky_?relu)", re.IGNORECASE)  # atanh is maths, not a kind
+NAMED_ELSEWHERE = {
+    ("study/applies.py", "sigmoid"), ("study/applies.py", "tanh"),  # notebook 04's section names: applies("tanh")
+    ("core/model.py", "tanh"),  # torch.tanh soft-clipping log singular values (decoder_constraint), not a layer
+}
+
+
+def _docstrings(tree) -> set[int]:
+    bodies = [n.body for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    return {id(b[0].value) for b in bodies if b and isinstance(b[0], ast.Expr) and isinstance(b[0].value, ast.Constant)}
+
+
+def _words(node) -> list[str]:
+    """The names and string constants of one node, as code spells them."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        return [node.attr]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.arg):
+        return [node.arg]
+    if isinstance(node, (ast.keyword, ast.alias)):
+        return [name for name in (getattr(node, "arg", None), getattr(node, "asname", None) or getattr(node, "name", None))
+                if name]
+    return [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) else []
+
+
+def _kind_names(package: Path = PACKAGE) -> list[str]:
+    """'path:line name' for each layer kind named in code (comments and docstrings aside) outside the table."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        if where == "core/table.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            for word in _words(node):
+                for match in KIND_WORD.finditer(word):
+                    if (where, match.group().lower()) not in NAMED_ELSEWHERE:
+                        found.append(f"{where}:{node.lineno} {match.group()}")
+    return found
+
+
+def test_no_module_outside_the_table_names_a_layer_kind():
+    found = _kind_names()
+    assert not found, "ask the kind (core/table.py) instead:\n" + "\n".join(found)
+
+
+def test_the_kind_name_check_catches_a_class_a_string_and_a_name(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "bad.py").write_text(
+        '"""Docstrings may say Tanh."""\nfrom torch import nn\n\n\ndef f(layer, eps_sigmoid):\n'
+        '    """Nor is this one counted: Sigmoid."""\n    # a comment on LeakyReLU\n'
+        '    return isinstance(layer, nn.Tanh) or layer.kind.name == "leaky_relu" or torch.atanh\n')
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "table.py").write_text("from torch import nn\nKINDS = {nn.Sigmoid: 1}\n")
+    assert _kind_names(tmp_path) == ["study/bad.py:5 sigmoid", "study/bad.py:8 Tanh", "study/bad.py:8 leaky_relu"]

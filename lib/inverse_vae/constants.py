@@ -5,7 +5,8 @@ from __future__ import annotations
 IMAGE_SIDE = 28
 IMAGE_SIZE = IMAGE_SIDE * IMAGE_SIDE
 
-# The original project's clamp: Sigmoid inverse on [0.001, 0.999], Tanh inverse on [-0.999, 0.999].
+# The original project's clamp margin: each bounded inverse's input kept eps inside its range ([0.001, 0.999]
+# at the output, [-0.999, 0.999] at the hidden layers).
 ORIGINAL_EPS = 1e-3
 
 # The two arithmetics every inversion is measured in (names of torch dtypes).

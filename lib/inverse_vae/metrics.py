@@ -97,7 +97,7 @@ def structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 
 
 
 def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True) -> dict[str, np.ndarray]:
-    """bce, mse, psnr, ssim of each image (N,); nan for a non-finite x_hat. bce=False (no Sigmoid output,
+    """bce, mse, psnr, ssim of each image (N,); nan for a non-finite x_hat. bce=False (no Bernoulli head,
     so not confined to [0, 1]): no BCE, and the others compare x_hat unclamped."""
     xh, xt = (t.detach().reshape(t.shape[0], -1).to(torch.float64).cpu() for t in (x_hat, x))
     finite = torch.isfinite(xh).all(dim=1)

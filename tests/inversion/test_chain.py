@@ -136,12 +136,12 @@ def test_leaky_relu_inverse_inverts_leaky_relu():
 
 def test_chain_structure_and_eps_overrides():
     chain = InverseChain(make_decoder())
-    steps = chain.configured(eps=1e-5, eps_sigmoid=1e-3)
+    steps = chain.configured(eps=1e-5, eps_head=1e-3)
     assert [s.name for s in steps] == [
         "inv5_Sigmoid", "inv4_Linear", "inv3_Tanh", "inv2_Linear", "inv1_Tanh", "inv0_Linear"]
     assert [s.index for s in steps] == [5, 4, 3, 2, 1, 0]
     assert steps[0].eps == 1e-3 and steps[2].eps == 1e-5 and steps[1].eps == 0.0
-    assert [s.eps for s in chain.configured(eps=1e-3, eps_sigmoid=0.0)][::2] == [0.0, 1e-3, 1e-3]
+    assert [s.eps for s in chain.configured(eps=1e-3, eps_head=0.0)][::2] == [0.0, 1e-3, 1e-3]
     pinv, bias = chain.pinv(4, torch.float32)
     assert pinv.dtype == torch.float32 and pinv.shape == (64, 100) and bias is None
     assert chain.pinv(4, torch.float32)[0] is pinv  # cast once per dtype, held by the chain

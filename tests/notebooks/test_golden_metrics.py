@@ -15,7 +15,8 @@ from conftest import execute_notebooks
 from golden_metrics import differences, pinned
 
 from inverse_vae.constants import NOTEBOOKS as NAMES
-from inverse_vae.inversion import solvers, table
+from inverse_vae.core import table
+from inverse_vae.inversion import solvers
 from inverse_vae.runs.run import open_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from inverse_vae.core.table import ends_in_bernoulli, has_kind
 from inverse_vae.inversion.methods import closed_form, optimize
 from inverse_vae.inversion.plain import bce, plain_layers
 from inverse_vae.metrics import image_metrics, per_image_metrics
@@ -51,12 +52,12 @@ def test_applies_names_each_section_that_does_not_apply(capsys):
     assert all(vae(section) for section in applies.WHY_NOT) and capsys.readouterr().out == ""
     assert "VAE" in vae.describe() and "do not apply" not in vae.describe()
     on_leaky = applies.of(_model(leaky))
-    assert not on_leaky.tanh and on_leaky.bce and on_leaky.sigmoid and on_leaky.holds("clamp")
+    assert not on_leaky.tanh and on_leaky.bce and on_leaky.holds("sigmoid") and on_leaky.holds("clamp")
     assert on_leaky.decoder == "Linear -> LeakyReLU -> Linear -> LeakyReLU -> Linear -> Sigmoid"
     assert not on_leaky("tanh")
     assert capsys.readouterr().out == f"does not apply: {applies.WHY_NOT['tanh']}\n"
     on_auto = applies.of(_Autoencoder())
-    assert (on_auto.variational, on_auto.bce, on_auto.sigmoid, on_auto.tanh) == (False, False, False, False)
+    assert (on_auto.variational, on_auto.bce, on_auto.holds("sigmoid"), on_auto.tanh) == (False, False, False, False)
     assert [s for s in applies.WHY_NOT if on_auto.holds(s)] == []
     assert not on_auto("kl") and not on_auto("prior") and not on_auto("bce")
     said = capsys.readouterr().out.splitlines()
@@ -65,15 +66,16 @@ def test_applies_names_each_section_that_does_not_apply(capsys):
     assert "deterministic autoencoder" in on_auto.describe() and applies.WHY_NOT["clamp"] in on_auto.describe()
     # a Sigmoid inside but no Sigmoid output: BCE does not apply, logit(0) does
     inside = applies.of(_model(nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 8))))
-    assert not inside.bce and inside.sigmoid and inside.holds("clamp")
+    assert not inside.bce and inside.holds("sigmoid") and inside.holds("clamp")
     with pytest.raises(KeyError):
         vae("no_such_section")
 
 
-def test_has_looks_for_any_of_the_kinds():
+def test_has_kind_looks_for_a_property_of_any_layers_kind():
     leaky = leaky_decoder()
-    assert applies.has(leaky, nn.LeakyReLU) and applies.has(leaky, nn.Tanh, nn.Sigmoid)
-    assert not applies.has(leaky, nn.Tanh) and not applies.has(autoencoder_decoder(), nn.Tanh, nn.Sigmoid)
+    assert has_kind(leaky, "bernoulli") and has_kind(leaky, "two_sided") and ends_in_bernoulli(leaky)
+    assert not has_kind(leaky, "boxed") and not has_kind(autoencoder_decoder(), "two_sided")
+    assert not ends_in_bernoulli(autoencoder_decoder())
 
 
 def test_the_realizable_latents_of_the_autoencoder_are_its_encoder_means():
@@ -123,7 +125,9 @@ def test_invert_keeps_only_the_cases_that_apply():
     assert list(invert.clamp_cases(tanh)) == ["", "_original_clamp"] == list(invert.clamp_cases(leaky))
     assert list(invert.clamp_cases(auto)) == [""] and list(invert.real_cases(auto)) == ["no_clamp"]
     assert list(invert.real_cases(tanh)) == ["original_clamp", "no_clamp"]
-    assert invert.saturation_points(tanh) == invert.saturation_points()
+    every = invert.saturation_points()  # every kind of the table
+    assert {a: {k: every[a][k] for k in ("tanh_to_1", "sigmoid_to_1", "sigmoid_to_0")} for a in every} \
+        == invert.saturation_points(tanh)
     assert set(invert.saturation_points(leaky)["float32"]) == {"sigmoid_to_1", "sigmoid_to_0"}
     z = torch.randn(20, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     grid, _ = invert.realizable_grid(auto, {"encoder_mean": z})

@@ -223,7 +223,7 @@ class Train(Section):
     progress_path: Text
     plot_epochs: Count
     target_range: tuple[NonNegative, Positive] | None = None  # train towards lo + (hi - lo) x (squeezed targets)
-    # weight * mean(relu(side - bound)^2) over the decoder's Tanh |a| and Sigmoid a (losses.amplifying_side)
+    # weight * mean(relu(side - bound)^2) over the decoder's amplifying inputs (table: amplifying_side)
     preactivation_penalty: Penalty | None = None
 
     @model_validator(mode="after")

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .table import KINDS
+
 
 def kl_per_dim(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(log_var)) || N(0, 1)) for each latent coordinate."""
@@ -38,20 +40,12 @@ def original_loss(output, target, mean, log_var, alpha: float, kind: str = "bcel
 Traced = list[tuple[nn.Module, torch.Tensor]]  # (activation layer, its input a), as model.decode_traced gives
 
 
-def amplifying_side(layer: nn.Module, a: torch.Tensor) -> torch.Tensor:
-    """How far each input lies towards where the layer's float32 inverse amplifies rounding: |a| for a Tanh
-    (atanh multiplies an error in tanh(a) by cosh(a)^2, near +1 and -1 alike), a itself for a Sigmoid (logit
-    multiplies an error by about 1 + e^a near 1; near 0 float32 keeps sigmoid's relative precision down to
-    a = -87, so dark pixels cost the inverse nothing and are left free)."""
-    return a if isinstance(layer, nn.Sigmoid) else a.abs()
-
-
 def _excess(traced: Traced, bound: float) -> torch.Tensor:
-    return torch.cat([amplifying_side(layer, a).reshape(-1) for layer, a in traced]) - bound
+    return torch.cat([KINDS[type(layer)].amplifying_side(a).reshape(-1) for layer, a in traced]) - bound
 
 
 def preactivation_penalty(traced: Traced, bound: float) -> torch.Tensor:
-    """mean(relu(side - bound)^2) over every unit, side = amplifying_side: 0 within the bound, then growing
+    """mean(relu(side - bound)^2) over every unit, side = its kind's amplifying_side: 0 within the bound, then growing
     quadratically, so its gradient pulls the input back towards the bound in proportion to the excess."""
     return F.relu(_excess(traced, bound)).pow(2).mean()
 

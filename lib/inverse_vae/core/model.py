@@ -16,12 +16,11 @@ from torch.nn.utils import parametrize
 from ..constants import IMAGE_SIDE, IMAGE_SIZE
 from ..errors import ParamsError
 from .config import Architecture, Config, LayerSpec, thaw
+from .table import KINDS
 
+# The decoder's invertible kinds (the table), and layers an encoder may use besides.
 ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (
-    nn.Linear, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Identity, nn.Flatten,  # the decoder's kinds and more
-    nn.ReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)}
-# The activations whose inverses (atanh, logit) amplify float32 rounding near saturation.
-BOUNDED_ACTIVATIONS = (nn.Tanh, nn.Sigmoid)
+    *KINDS, nn.ReLU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)}
 
 
 def build_layer(spec: LayerSpec, where: str) -> nn.Module:
@@ -86,10 +85,12 @@ class _Decoding(nn.Module):
         return self.decoder(z).reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE)
 
     def decode_traced(self, z: torch.Tensor):
-        """decode(z), and (layer, its input) for every Tanh and Sigmoid: what train.preactivation_penalty bounds."""
+        """decode(z), and (layer, its input) for every layer whose inverse amplifies float32 rounding somewhere
+        (table: amplifies): what train.preactivation_penalty bounds."""
         h, traced = z, []
         for layer in self.decoder:
-            if isinstance(layer, BOUNDED_ACTIVATIONS):
+            kind = KINDS.get(type(layer))
+            if kind is not None and kind.amplifies is not None:
                 traced.append((layer, h))
             h = layer(h)
         return h.reshape(z.shape[0], 1, IMAGE_SIDE, IMAGE_SIDE), traced

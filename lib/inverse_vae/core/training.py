@@ -4,6 +4,7 @@ a run resumed from the checkpoint of epoch k gives the weights of one that never
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from .config import Config, Optim, Scheduler, Train, thaw
 from .files import set_aside
 from .losses import original_loss, past_bound_share, preactivation_penalty
 from .model import build_model, resolve_device
+from .table import KINDS
 
 VALIDATION_STREAM = 1  # validation draws its noise from a generator of its own
 
@@ -225,8 +227,18 @@ def _nonfinite(epoch: int, batch: int, n_batches: int, last_checkpoint, reason: 
                          f"training stopped; {kept}. Lower train.optim.learning_rate or check the data.")
 
 
-def objective_summary(train: Train) -> str:
-    """What the run trains, on which loss, in one sentence for the training notebook's reader."""
+def _penalized(decoder) -> str:
+    """The decoder's layers the pre-activation penalty acts on (table: amplifies), by type in order of appearance:
+    "T inputs (s = |a|) and S input (s = a, its bright side)"."""
+    kinds = {cls.__name__: kind for cls, kind in KINDS.items() if kind.amplifies is not None}
+    counts = Counter(spec.name for spec in decoder if spec.name in kinds)
+    side = {0: "|a|", 1: "a, its bright side", -1: "-a, its dark side"}
+    return " and ".join(f"{name} input{'s' * (n > 1)} (s = {side[kinds[name].amplifies]})" for name, n in counts.items())
+
+
+def objective_summary(train: Train, decoder=()) -> str:
+    """What the run trains, on which loss, in one sentence for the training notebook's reader (decoder: its
+    layer specs, which the pre-activation penalty names)."""
     rec = {"bceloss": "BCE", "mseloss": "squared error"}[train.reconstruction_loss]
     parts = [f"a VAE on {rec} averaged over pixels plus alpha {train.alpha:g} times the KL averaged over batch and latent "
              f"dimensions" if train.variational else f"a deterministic autoencoder (no KL term) on {rec} averaged over pixels"]
@@ -235,6 +247,6 @@ def objective_summary(train: Train) -> str:
         parts.append(f"towards targets squeezed into [{lo:g}, {hi:g}] (train.target_range)")
     if train.preactivation_penalty is not None:
         p = train.preactivation_penalty
-        parts.append(f"plus the pre-activation penalty {p.weight:g} * mean(relu(s - {p.bound:g})^2) over the decoder's Tanh "
-                     f"inputs (s = |a|) and Sigmoid input (s = a, its bright side) (train.preactivation_penalty)")
+        parts.append(f"plus the pre-activation penalty {p.weight:g} * mean(relu(s - {p.bound:g})^2) over the decoder's "
+                     f"{_penalized(decoder)} (train.preactivation_penalty)")
     return ", ".join(parts)

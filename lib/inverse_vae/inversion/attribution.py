@@ -20,12 +20,12 @@ _CODE = {name: code for code, name in enumerate(CAUSES)}
 
 
 def attribute_failures(decoder: nn.Sequential, z: torch.Tensor, x: torch.Tensor, *, eps: float | None = ORIGINAL_EPS,
-                       dtype: torch.dtype = torch.float64, threshold: float = 1e-6, eps_sigmoid: float | None = None,
+                       dtype: torch.dtype = torch.float64, threshold: float = 1e-6, eps_head: float | None = None,
                        chain: InverseChain | None = None) -> dict:
     """Every sample with relative error >= threshold charged to a layer and a cause (module doc): counts per
     (layer, cause), the error after each step, and per sample rel_err, sample_layer (-1: ok), sample_cause."""
     chain = InverseChain(decoder) if chain is None else chain
-    trace = chain.trace(x, dtype=dtype, eps=eps, eps_sigmoid=eps_sigmoid)
+    trace = chain.trace(x, dtype=dtype, eps=eps, eps_head=eps_head)
     x_flat = trace[0].arriving
     if z.shape[0] != x_flat.shape[0]:
         raise StudyError(f"z has {z.shape[0]} samples but x has {x_flat.shape[0]}")

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..constants import ARITHMETICS, ORIGINAL_EPS
+from ..core.table import LayerKind, Plain, kind_of, layer_tag, plain_layer
 from ..errors import StudyError
 from .plain import check_images
-from .table import LayerKind, Plain, kind_of, layer_tag, plain_layer
 
 __all__ = ["DTYPES", "InverseChain", "Step", "TraceStep", "decoder_in", "forward_trace", "realizable"]
 
@@ -83,16 +83,16 @@ class InverseChain:
             cast[index] = (pinv.to(dtype), None if bias is None else bias.to(dtype).clone())
         return cast[index]
 
-    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_sigmoid: float | None = None) -> list[Step]:
+    def configured(self, *, eps: float | None = ORIGINAL_EPS, eps_head: float | None = None) -> list[Step]:
         """The steps with their clamp margins: eps for every bounded activation's inverse (0 or None: no clamp),
-        eps_sigmoid for the Sigmoid's (None: eps)."""
+        eps_head for a Bernoulli kind's (None: eps)."""
         steps = []
         for step in self.steps:
             if step.kind.output_range is None:
                 steps.append(step)
                 continue
             try:
-                margin = step.kind.check_eps(eps if eps_sigmoid is None or step.kind.name != "sigmoid" else eps_sigmoid)
+                margin = step.kind.check_eps(eps if eps_head is None or not step.kind.bernoulli else eps_head)
             except StudyError as exc:
                 raise StudyError(f"decoder layer {step.index} ({step.type_name}): {exc}") from None
             steps.append(Step(step.index, step.name, step.type_name, step.kind, margin))
@@ -119,10 +119,10 @@ class InverseChain:
         return step.kind.inverse(plain, step.kind.clamp(h, step.eps) if step.kind.output_range else h)
 
     def invert(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-               eps_sigmoid: float | None = None, inplace: bool = True) -> torch.Tensor:
+               eps_head: float | None = None, inplace: bool = True) -> torch.Tensor:
         """z_hat from images x in dtype. inplace: activation inverses work in the previous step's memory (never
         x's): the same bits, a fifth faster on the CPU for 10,000 images (fewer large allocations)."""
-        steps = self.configured(eps=eps, eps_sigmoid=eps_sigmoid)
+        steps = self.configured(eps=eps, eps_head=eps_head)
         h = self._input(x, dtype)
         with torch.no_grad():
             for step in steps:
@@ -131,12 +131,12 @@ class InverseChain:
         return h
 
     def trace(self, x: torch.Tensor, *, dtype: torch.dtype = torch.float64, eps: float | None = ORIGINAL_EPS,
-              eps_sigmoid: float | None = None) -> list[TraceStep]:
+              eps_head: float | None = None) -> list[TraceStep]:
         """(step, value arriving, output) for every step; the last output is invert(x)."""
         h = self._input(x, dtype)
         trace = []
         with torch.no_grad():
-            for step in self.configured(eps=eps, eps_sigmoid=eps_sigmoid):
+            for step in self.configured(eps=eps, eps_head=eps_head):
                 out = self.apply(step, h)
                 trace.append(TraceStep(step, h, out))
                 h = out

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from ..constants import ORIGINAL_EPS
+from ..core.table import Plain
 from ..errors import StudyError
 from .chain import InverseChain
 from .plain import images, nan_where_unusable, plain_layers
 from .posterior import encoded, svi
 from .solvers import box_least_squares, optimize
-from .table import Plain
 from .timing import MethodResult, record_bce, timed
 
 __all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder", "hybrid",
@@ -68,7 +68,7 @@ def _preceding_box(layers: list[Plain], index: int, delta: float):
             low, high = layer.kind.output_range
             return (low + delta, high - delta)
         if not layer.kind.is_identity:
-            return None  # an unbounded activation (LeakyReLU) or a Linear
+            return None  # an unbounded activation (a leaky one) or a Linear
     return None  # the latent itself
 
 
@@ -186,7 +186,7 @@ METHODS: dict[str, MethodSpec] = {
     "optimize_newton_tr": MethodSpec("optimize", {"method": "newton_tr", "steps": 200},
                                      summary="trust-region Newton on pixel least squares, one N(0, I) start"),
     # The converged projection of a real image: without a prior the least-squares cost keeps falling as
-    # ||z|| grows (tanh saturates), so there is no optimum to converge to; a small prior gives one.
+    # ||z|| grows (the activations saturate), so there is no optimum to converge to; a small prior gives one.
     "hybrid_encoder_newton_tr_prior": MethodSpec(
         "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR}, start="encoder",
         summary="encoder mean refined by trust-region Newton on least squares + 0.01 ||z||^2 / 2 (a finite optimum)"),

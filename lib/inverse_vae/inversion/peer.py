@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import StudyError
-from .plain import bce, forward, forward_jacobian
+from .plain import bce, forward, forward_jacobian, require_bernoulli
 
 TOLERANCE = 1e-12  # xtol, ftol and gtol: converged as far as float64 allows, or out of evaluations
 MAP_FTOL, MAP_GTOL = 1e-15, 1e-9  # L-BFGS-B: relative decrease of the objective, largest gradient entry
@@ -66,7 +65,7 @@ def scipy_least_squares(layers, z0, x, rec, *, steps, prior_weight, record_every
 
 def _map_problem(layers, xi: torch.Tensor, prior_weight: float):
     """value_and_grad(z) of one image's BCE (from the logits) + prior_weight ||z||^2 / 2, numpy in and out."""
-    head = layers[:-1]  # the logits: the final Sigmoid is inside the loss
+    head = layers[:-1]  # the logits: the Bernoulli head is inside the loss
 
     def value_and_grad(z):
         zt = torch.from_numpy(z)[None].requires_grad_(True)
@@ -83,9 +82,7 @@ def scipy_map(layers, z0, x, rec, *, steps, prior_weight, record_every):
     MAP_FTOL and MAP_GTOL; converged unless it ran out of iterations or evaluations."""
     import scipy.optimize
 
-    if layers[-1].kind.name != "sigmoid":
-        raise StudyError("scipy_map minimizes BCE, which needs a decoder ending in Sigmoid (a Bernoulli "
-                         f"likelihood); this one ends in {layers[-1].kind.name}")
+    require_bernoulli(layers, "scipy_map minimizes BCE, which")
     options = {"maxiter": max(int(steps), 1), "maxfun": 20 * max(int(steps), 1), "ftol": MAP_FTOL, "gtol": MAP_GTOL}
 
     def solve_one(cpu, xi, zi):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.table import Plain, kind_names, plain_layer
 from ..errors import StudyError
-from .table import Plain, plain_layer
 
 __all__ = ["bce", "check_images", "forward", "forward_jacobian", "images", "latent_dim", "nan_where_unusable",
            "output_range", "plain_layers"]
@@ -49,11 +49,18 @@ def forward_jacobian(layers: list[Plain], z: torch.Tensor) -> tuple[torch.Tensor
     return z, jac_t
 
 
+def require_bernoulli(layers: list[Plain], what: str) -> None:
+    """Refuse (one line) a decoder whose last kind is no Bernoulli head: `what` needs its likelihood."""
+    if not layers[-1].kind.bernoulli:
+        raise StudyError(f"{what} needs a decoder ending in {kind_names('bernoulli')} (a Bernoulli likelihood); "
+                         f"this one ends in {layers[-1].kind.name}")
+
+
 def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image BCE(D(z), x) summed over pixels: the methods' image loss. With a final Sigmoid from the
+    """Per-image BCE(D(z), x) summed over pixels: the methods' image loss. With a Bernoulli head from the
     logits, so a saturated pixel keeps a gradient; a decoder with an unbounded output (the autoencoder's)
     has no probabilities, so its loss is least squares 1/2 ||D(z) - x||^2 (what LM minimizes)."""
-    if layers[-1].kind.name == "sigmoid":
+    if layers[-1].kind.bernoulli:
         return F.binary_cross_entropy_with_logits(forward(layers[:-1], z), x, reduction="none").sum(1)
     if output_range(layers) is None:
         return 0.5 * (forward(layers, z) - x).pow(2).sum(1)

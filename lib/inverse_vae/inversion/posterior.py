@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.table import ends_in_bernoulli, kind_names
 from ..errors import StudyError
-from .plain import bce, forward, images, nan_where_unusable, plain_layers
+from .plain import bce, forward, images, nan_where_unusable, plain_layers, require_bernoulli
 from .timing import MethodResult, record_bce, timed
 
 __all__ = ["amortization_gap", "elbo", "encoded", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
@@ -23,8 +24,8 @@ def posterior_reason(model) -> str | None:
     if not getattr(model, "variational", True):
         return "the autoencoder has no prior and no posterior (it was trained without a KL term), so MAP, SVI " \
                "and log p(x) do not apply"
-    if not isinstance(model.decoder[-1], nn.Sigmoid):
-        return "the decoder has no Sigmoid, so there is no Bernoulli likelihood p(x|z) (BCE is undefined)"
+    if not ends_in_bernoulli(model.decoder):
+        return f"the decoder has no {kind_names('bernoulli')}, so there is no Bernoulli likelihood p(x|z) (BCE is undefined)"
     return None
 
 
@@ -73,9 +74,7 @@ def elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: t
     `samples` seeded draws (two q's compared with one seed share their noise), in chunks of about `rows`."""
     layers, dtype, device = plain_layers(decoder, dtype)
     x = images(layers, x, dtype, device)
-    if layers[-1].kind.name != "sigmoid":
-        raise StudyError("the ELBO needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
-                         f"this one ends in {layers[-1].kind.name}")
+    require_bernoulli(layers, "the ELBO")
     mean, log_var = mean.to(dtype=dtype, device=device), log_var.to(dtype=dtype, device=device)
     generator = torch.Generator().manual_seed(seed)
     per_chunk = max(1, rows // samples)

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.table import box_bounds
 from ..errors import StudyError
 from .peer import scipy_least_squares, scipy_map
-from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers
-from .table import box_bounds
+from .plain import bce, forward, forward_jacobian, images, latent_dim, nan_where_unusable, plain_layers, require_bernoulli
 from .timing import MethodResult, Recorder, best_restart, record_bce, timed
 
 __all__ = ["box_least_squares", "optimize"]
@@ -264,11 +264,12 @@ def _second_derivative(layer, a: torch.Tensor) -> torch.Tensor:
     return curvature
 
 
-def _newton_head(h, x, objective: str):
+def _newton_head(h, x, objective: str, head):
     """(cost, gradient, curvature or None: the identity) of the loss at the head h: 1/2||h - x||^2 at
-    h = D(z), or for bce BCE at the logits h = a, gradient s - x, curvature diag(s (1 - s)), s = sigmoid(a)."""
+    h = D(z), or for bce BCE at the logits h = a, gradient s - x, curvature diag(s (1 - s)), s = the Bernoulli
+    head's forward(a)."""
     if objective == "bce":
-        s = torch.sigmoid(h)
+        s = head.forward(h)
         return F.binary_cross_entropy_with_logits(h, x, reduction="none").sum(1), s - x, s * (1 - s)
     residual = h - x
     return 0.5 * (residual * residual).sum(1), residual, None
@@ -278,13 +279,14 @@ def _newton_chunk(layers, z, x, exact: bool, objective: str = "least_squares"):
     """Cost, Hessian (n, d, d), gradient (n, d) of _newton_head's loss: J^T W J (W the head's curvature)
     plus, if exact, sum_k r_k Hess h_k = sum over activations of A^T diag(adjoint f''(a)) A (A: the
     Jacobian of the activation's input)."""
+    head = layers[-1]
     if objective == "bce":
-        layers = layers[:-1]  # the head is the logits: the Sigmoid is inside the loss
+        layers = layers[:-1]  # the head is the logits: the Bernoulli head is inside the loss
     inputs, h = [], z
     for layer in layers:
         inputs.append(h)
         h = layer.forward(h)
-    cost, residual, curvature = _newton_head(h, x, objective)
+    cost, residual, curvature = _newton_head(h, x, objective, head)
     adjoints, adjoint = [None] * len(layers), residual  # d(r . h)/d(output of layer i)
     for i in reversed(range(len(layers))):
         layer, a = layers[i], inputs[i]
@@ -349,9 +351,8 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
     if hessian not in ("exact", "gauss_newton") or objective not in ("least_squares", "bce"):
         raise StudyError("newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
                          f"least_squares, bce; got {hessian!r} and {objective!r}")
-    if objective == "bce" and layers[-1].kind.name != "sigmoid":
-        raise StudyError("newton_tr objective 'bce' needs a decoder ending in Sigmoid (a Bernoulli likelihood); "
-                         f"this one ends in {layers[-1].kind.name}")
+    if objective == "bce":
+        require_bernoulli(layers, "newton_tr objective 'bce'")
     eps = torch.finfo(z0.dtype).eps
     gtol = xtol = eps ** (2 / 3)
     ftol = 10 * eps

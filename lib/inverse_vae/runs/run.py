@@ -20,12 +20,12 @@ from ..core.checkpoints import fingerprint_changes, load_checkpoint
 from ..core.config import Config, load_config, run_name
 from ..core.files import atomic_write, clean_stale_temps, is_project_root, write_json
 from ..core.model import build_sequential, check_architecture
+from ..core.table import ends_in_bernoulli, kind_names, kind_of
 from ..core.training import check_training_options
 from ..errors import CheckpointError, ParamsError, StudyError
 from ..inversion import solvers
 from ..inversion.methods import METHODS, closed_form, encoder, layerwise_constrained
 from ..inversion.posterior import svi
-from ..inversion.table import kind_of
 
 SCRATCH_ROOT = Path("reports") / "scratch"
 # A run name becomes a folder under reports/: plain, and none of the names reports/ itself holds.
@@ -141,18 +141,18 @@ def check_config(config: Config) -> None:
     for key in PATHS:
         inside(config, key)
     check_architecture(config.model.architecture)
+    decoder = build_sequential(config.model.architecture.decoder, "model.architecture.decoder")
     try:  # each layer a kind the table inverts, in the dtype it computes in; no Linear narrowing (rank < inputs)
-        for i, layer in enumerate(build_sequential(config.model.architecture.decoder, "model.architecture.decoder")):
+        for i, layer in enumerate(decoder):
             kind_of(i, layer)
             if isinstance(layer, nn.Linear) and layer.in_features > layer.out_features:
                 raise StudyError(f"decoder layer {i} (Linear) {layer.in_features}->{layer.out_features} is not injective: "
                                  f"it narrows, so pinv cannot recover its input")
     except StudyError as exc:
         raise ParamsError(f"model.architecture.decoder: cannot be inverted: {exc}") from None
-    last = config.model.architecture.decoder[-1].name
-    if config.train.reconstruction_loss == "bceloss" and last != "Sigmoid":
-        raise ParamsError(f"train.loss[0]: bceloss needs outputs in [0, 1], but the decoder ends with {last}; end it "
-                          f"with Sigmoid, or use mseloss")
+    if config.train.reconstruction_loss == "bceloss" and not ends_in_bernoulli(decoder):
+        raise ParamsError(f"train.loss[0]: bceloss needs outputs in [0, 1], but the decoder ends with "
+                          f"{type(decoder[-1]).__name__}; end it with {kind_names('bernoulli')}, or use mseloss")
     check_training_options(config.train)
     for key in ("names", "noise_names"):
         unknown = [n for n in getattr(config.methods, key) or () if n not in METHODS]

@@ -1,33 +1,42 @@
 """Which sections of notebooks 02-05 apply to a run's model: `applies = of(model)`, then `if applies("prior"):`
-runs a section, or prints "does not apply: <why>" once and writes no metric for it.
+runs a section, or prints "does not apply: <why>" once and writes no metric for it. The sections on the
+original's two obstacles keep the names notebook 04 gives them; what decides them is a property of a layer kind
+(core/table.py), and their reasons name the kinds that have it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from ..core.table import ends_in_bernoulli, has_kind, kind_names
 
+# Section -> the kind property that makes it apply: a Bernoulli head (its inverse's -inf at a 0 pixel), a
+# hidden kind with an interval domain (boxed), a kind with the original's two-sided clamp.
+_BY_KIND = {"sigmoid": "bernoulli", "tanh": "boxed", "clamp": "two_sided"}
 WHY_NOT = {
     "kl": "the autoencoder has no KL term (no negative ELBO)",
     "prior": "z ~ N(0, I) is not the autoencoder's latent distribution (it was trained without a prior)",
-    "bce": "the decoder has no Sigmoid output, so BCE is undefined (MSE and PSNR are reported)",
-    "sigmoid": "the decoder has no Sigmoid, so logit(0) = -inf never arises",
-    "tanh": "the decoder has no Tanh: no atanh domain, nothing to box or saturate there",
-    "clamp": "the decoder has no Sigmoid or Tanh, so its inverse needs no clamp",
+    "bce": f"the decoder has no {kind_names('bernoulli')} output, so BCE is undefined (MSE and PSNR are reported)",
+    "sigmoid": f"the decoder has no {kind_names('bernoulli')}, so {kind_names('bernoulli', 'inverse_name')}(0) = -inf "
+               f"never arises",
+    "tanh": f"the decoder has no {kind_names('boxed')}: no {kind_names('boxed', 'inverse_name')} domain, nothing to box "
+            f"or saturate there",
+    "clamp": f"the decoder has no {kind_names('two_sided')}, so its inverse needs no clamp",
 }
 
 
 @dataclass(frozen=True)
 class Applies:
     variational: bool  # a VAE: a prior and a KL term
-    bce: bool  # the decoder ends in a Sigmoid: outputs in [0, 1] like the images
-    sigmoid: bool
-    tanh: bool
+    bce: bool  # the decoder ends in a Bernoulli head: outputs in [0, 1] like the images
+    kinds: dict[str, bool]  # _BY_KIND's section -> whether the decoder has a kind with its property
     decoder: str  # its layers, for the reader
 
+    @property
+    def tanh(self) -> bool:  # notebook 04 asks applies.tanh
+        return self.kinds["tanh"]
+
     def holds(self, section: str) -> bool:
-        return {"kl": self.variational, "prior": self.variational, "bce": self.bce, "sigmoid": self.sigmoid,
-                "tanh": self.tanh, "clamp": self.sigmoid or self.tanh}[section]
+        return {"kl": self.variational, "prior": self.variational, "bce": self.bce, **self.kinds}[section]
 
     def __call__(self, section: str) -> bool:
         if self.holds(section):
@@ -42,11 +51,7 @@ class Applies:
             " Sections that do not apply: " + "; ".join(skipped) + "." if skipped else "")
 
 
-def has(decoder: nn.Sequential, *kinds: type[nn.Module]) -> bool:
-    return any(isinstance(layer, kinds) for layer in decoder)
-
-
 def of(model) -> Applies:
     d = model.decoder
-    return Applies(bool(model.variational), isinstance(d[-1], nn.Sigmoid), has(d, nn.Sigmoid), has(d, nn.Tanh),
+    return Applies(bool(model.variational), ends_in_bernoulli(d), {s: has_kind(d, role) for s, role in _BY_KIND.items()},
                    " -> ".join(type(layer).__name__ for layer in d))

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from ..constants import IMAGE_SIZE, RECOVERY_TARGETS, SUCCESS_THRESHOLDS
+from ..core.table import ends_in_bernoulli
 from ..inversion.chain import DTYPES, realizable
 from ..inversion.methods import BUDGET_VS_CONVERGED, MAP, MAP_PEER, METHODS, PEER, SVI, run_method
 from ..inversion.plain import forward_jacobian, plain_layers
@@ -48,7 +49,7 @@ def real_comparison(names, model, x: torch.Tensor, labels, probe, overrides: dic
         results[name] = _run(name, model, x[:n], overrides, starts.setdefault(n, {}))
         with torch.no_grad():
             x_hat = model.decoder(results[name].z.float())
-        per_image[name] = per_image_metrics(x_hat, x[:n], bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
+        per_image[name] = per_image_metrics(x_hat, x[:n], bce=ends_in_bernoulli(model.decoder))
     measure = image_measure(per_image[names[0]])
     # per image, the best any method reached on it (nan where none finished it)
     best = pd.DataFrame({name: pd.Series(m[measure]) for name, m in per_image.items()}).min(axis=1).to_numpy()
@@ -89,7 +90,7 @@ def posterior_check(model, x: torch.Tensor, results: dict, seed: int) -> dict:
 
 
 def image_measure(metrics: dict) -> str:
-    """The measure methods are ranked by: BCE, or MSE where BCE does not apply (no Sigmoid output)."""
+    """The measure methods are ranked by: BCE, or MSE where BCE does not apply (no Bernoulli head)."""
     return "bce" if "bce" in metrics else "mse"
 
 
@@ -113,11 +114,11 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
 
 
 def noisy_images(decoder, z: torch.Tensor, level: float, seed: int) -> torch.Tensor:
-    """x = D(z) + n (float64) with ||n|| = level * ||x|| per image, clipped to [0, 1] after a Sigmoid output."""
+    """x = D(z) + n (float64) with ||n|| = level * ||x|| per image, clipped to [0, 1] after a Bernoulli head."""
     x = realizable(decoder, z, torch.float64)
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(x.device)
     n *= (level * x.norm(dim=1) / n.norm(dim=1))[:, None]
-    return (x + n).clamp(0, 1) if isinstance(decoder[-1], torch.nn.Sigmoid) else x + n
+    return (x + n).clamp(0, 1) if ends_in_bernoulli(decoder) else x + n
 
 
 def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dict,

@@ -9,6 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..core.losses import negative_elbo_nats, original_loss
+from ..core.table import ends_in_bernoulli
 from ..metrics import image_metrics, per_image_metrics
 
 
@@ -47,7 +48,7 @@ def test_losses(model, images: torch.Tensor, alpha: float, kind: str, batch_size
 
 def reconstruction_metrics(model, x_hat: torch.Tensor, x: torch.Tensor) -> dict:
     """image_metrics of D(.) against x, with BCE only where the decoder's output lies in [0, 1]."""
-    return image_metrics(x_hat, x, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
+    return image_metrics(x_hat, x, bce=ends_in_bernoulli(model.decoder))
 
 
 def linear_probe(train_z, train_y, max_iter: int = 1000, seed: int = 0):
@@ -68,7 +69,7 @@ def probe_accuracy(probe, z, y) -> float:
 
 def reconstruction_by_digit(model, images, labels, means) -> dict[int, dict[str, float]]:
     """Per-digit bce (where it applies), mse, psnr, ssim of D(encoder mean) against x."""
-    values = per_image_metrics(decode(model, means), images, bce=isinstance(model.decoder[-1], torch.nn.Sigmoid))
+    values = per_image_metrics(decode(model, means), images, bce=ends_in_bernoulli(model.decoder))
     labels = np.asarray(labels)
     return {int(d): {k: float(np.nanmean(v[labels == d])) for k, v in values.items()} for d in np.unique(labels)}
 

@@ -1,6 +1,7 @@
 """Failure analysis (notebook 04): where the pseudo-inverse chain loses the input, measured, for the two
-obstacles the original project named: logit(0) = -inf on zero pixels (handled by a clamp), and atanh's
-domain (-1, 1). `chain`: the decoder's InverseChain when one is at hand (its pseudo-inverses take a second).
+obstacles the original project named: the Bernoulli head's inverse at zero pixels (logit(0) = -inf, handled by a
+clamp), and the interval domain of a boxed hidden kind's inverse (table: boxed; the original's atanh on (-1, 1)).
+`chain`: the decoder's InverseChain when one is at hand (its pseudo-inverses take a second).
 """
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import torch
 from torch import nn
 
 from ..constants import IMAGE_SIDE, ORIGINAL_EPS
+from ..core.table import KINDS, has_kind, kind_names
 from ..inversion.chain import DTYPES, InverseChain, realizable
 from ..inversion.methods import layerwise_constrained
 from ..metrics import image_metrics, latent_recovery
 from ..progress import progress
-from .applies import has
 from .evaluate import probe_accuracy
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
+# The boxed kinds as the text names them: their types, their inverses and their domains.
+_BOXED, _BOXED_INVERSE = kind_names("boxed"), kind_names("boxed", "inverse_name")
+_BOX_ONLY = f"{_BOXED_INVERSE} box only"  # 04's ablation: the layer-wise solve with the hidden boxes alone
 
 
 def pixel_extremes(images: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -31,7 +35,7 @@ def pixel_extremes(images: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 def clamp_targets(eps_list=CLAMP_SWEEP) -> dict:
-    """What the Sigmoid inverse turns a 0 and a 1 pixel into, per clamp margin."""
+    """What the Bernoulli head's inverse (logit) turns a 0 and a 1 pixel into, per clamp margin."""
     return {eps: (float(torch.logit(torch.tensor(eps, dtype=torch.float64))) if eps > 0 else float("-inf"))
             for eps in eps_list}
 
@@ -81,12 +85,13 @@ def arriving_values(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: 
 
 
 def domain_violations(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
-    """Per Tanh layer: share of units (and of samples with any unit) outside (-1, 1) before the clamp."""
+    """Per boxed layer: share of units (and of samples with any unit) outside its range before the clamp."""
     arriving, out = arriving_values(decoder, x, eps, chain), {}
     for i, layer in enumerate(decoder):
-        if isinstance(layer, nn.Tanh):
-            outside = ~(arriving[i].abs() < 1)  # nan counts as outside
-            out[f"{i}:Tanh"] = {"units": float(outside.double().mean()),
+        if type(layer) in KINDS and KINDS[type(layer)].boxed:
+            low, high = KINDS[type(layer)].output_range
+            outside = ~((arriving[i] > low) & (arriving[i] < high))  # nan counts as outside
+            out[f"{i}:{type(layer).__name__}"] = {"units": float(outside.double().mean()),
                                 "samples_with_any": float(outside.any(dim=1).double().mean())}
     return out
 
@@ -120,21 +125,21 @@ def projection_residuals(decoder: nn.Sequential, x: torch.Tensor, eps: float, ch
 
 def residual_regimes(decoder: nn.Sequential, x_real: torch.Tensor, x_realizable: torch.Tensor) -> list[tuple]:
     """(regime, images, eps) for projection_residuals: with the original clamps where the decoder has
-    a Sigmoid or Tanh to clamp, and realizable images with no clamp."""
-    if not has(decoder, nn.Sigmoid, nn.Tanh):
+    a kind to clamp, and realizable images with no clamp."""
+    if not has_kind(decoder, "two_sided"):
         return [("real, no clamp", x_real, 0.0), ("realizable, no clamp", x_realizable, 0.0)]
     return [("real, original clamps", x_real, ORIGINAL_EPS), ("realizable, original clamps", x_realizable, ORIGINAL_EPS),
             ("realizable, no clamp", x_realizable, 0.0)]
 
 
 def atanh_amplification(decoder: nn.Sequential, x: torch.Tensor, eps: float, chain: InverseChain | None = None) -> dict:
-    """Per Tanh layer: the slope 1/(1 - h^2) of atanh at the (clamped) values it receives."""
-    return {f"{step.index}:Tanh": _summary(step.kind.inverse_slope(None, step.kind.clamp(arriving, step.eps)).flatten())
-            for step, arriving, _ in _trace(decoder, x, eps, chain) if step.kind.name == "tanh"}
+    """Per boxed layer: the slope of its inverse (atanh's 1/(1 - h^2)) at the (clamped) values it receives."""
+    return {f"{step.index}:{step.type_name}": _summary(step.kind.inverse_slope(None, step.kind.clamp(y, step.eps)).flatten())
+            for step, y, _ in _trace(decoder, x, eps, chain) if step.kind.boxed}
 
 
 def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -> dict:
-    """What the decoder outputs before its Sigmoid where x is exactly 0, from the encoder mean: against
+    """What the decoder outputs before its Bernoulli head where x is exactly 0, from the encoder mean: against
     logit(eps), what the clamp asks of the inverse at a black pixel."""
     with torch.no_grad():
         logits = model.decoder[:-1](means.to(next(model.parameters()).device)).reshape(len(x), -1).cpu()
@@ -155,7 +160,7 @@ def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict
 
 def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, decoder: nn.Sequential | None = None) -> dict:
     """name -> invert(decoder, x) -> z_hat (float64): the original chain, its fixes and the ablations;
-    with a decoder without Tanh, no "atanh box only" (there is no atanh domain to box; 04 says so)."""
+    with a decoder without a boxed kind, no box-only ablation (there is no domain to box; 04 says so)."""
     def layerwise(**flags):
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
 
@@ -163,17 +168,17 @@ def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, deco
         f"original chain (eps {eps:g})": lambda dec, x: invert_with(dec, x, eps),
         f"best clamp (eps {eps_best:g})": lambda dec, x: invert_with(dec, x, eps_best),
         "zeros one-sided only": layerwise(boxed=False),
-        "atanh box only": layerwise(one_sided_pixels=False),
+        _BOX_ONLY: layerwise(one_sided_pixels=False),
         "constrained layer-wise": layerwise(),
     }
-    if decoder is not None and not has(decoder, nn.Tanh):
-        del inverters["atanh box only"]
+    if decoder is not None and not has_kind(decoder, "boxed"):
+        del inverters[_BOX_ONLY]
     return inverters
 
 
 def _squeezed_chain(decoder, images):
-    # Targets live in [lo, hi] inside (0, 1): the Sigmoid inverse needs no clamp, the Tanh ones keep theirs.
-    return InverseChain(decoder).invert(images, dtype=torch.float64, eps=ORIGINAL_EPS, eps_sigmoid=0.0)
+    # Targets live in [lo, hi] inside (0, 1): the head's inverse needs no clamp, the hidden ones keep theirs.
+    return InverseChain(decoder).invert(images, dtype=torch.float64, eps=ORIGINAL_EPS, eps_head=0.0)
 
 
 def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best: float, delta: float,
@@ -201,20 +206,25 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
     return rows
 
 
+def _domains() -> str:
+    """The boxed kinds' ranges as the text writes them: "(-1, 1)"."""
+    return " or ".join(sorted({f"({k.output_range[0]:g}, {k.output_range[1]:g})" for k in KINDS.values() if k.boxed}))
+
+
 def conclusion(fixes: dict, test_pixels: dict) -> str:
     """Two or three sentences naming, with this run's numbers, the costlier obstacle and the best fix
-    (without an "atanh box only" row, for a decoder without Tanh, only the zero pixels are weighed)."""
+    (without the box-only row, for a decoder without a boxed kind, only the zero pixels are weighed)."""
     names = list(fixes)
     original = fixes[names[0]]
-    zeros, box = fixes["zeros one-sided only"], fixes.get("atanh box only")
+    zeros, box = fixes["zeros one-sided only"], fixes.get(_BOX_ONLY)
     if box is None:
         obstacles = (f"treating 0/1 pixels as one-sided constraints brings it to {zeros['real_bce']:.3f} (the decoder "
-                     f"has no Tanh, so the atanh domain is no obstacle here).")
+                     f"has no {_BOXED}, so the {_BOXED_INVERSE} domain is no obstacle here).")
     else:
-        costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" \
-            if zeros["real_bce"] < box["real_bce"] else "the atanh domain (values outside (-1, 1) after the pseudo-inverse)"
+        domain = f"the {_BOXED_INVERSE} domain (values outside {_domains()} after the pseudo-inverse)"
+        costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" if zeros["real_bce"] < box["real_bce"] else domain
         obstacles = (f"treating 0/1 pixels as one-sided constraints alone brings it to {zeros['real_bce']:.3f}, a "
-                     f"box-constrained solve at the Tanh layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
+                     f"box-constrained solve at the {_BOXED} layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
     candidates = {k: v for k, v in fixes.items() if "reference" not in k and k != names[0]}
     best = min(candidates, key=lambda k: candidates[k]["real_bce"])
     ref = fixes["encoder mean (reference)"]

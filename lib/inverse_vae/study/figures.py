@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..constants import IMAGE_SIDE
 from ..core.files import atomic_write
+from ..core.table import kind_names
 
 LOSS_LABEL = "loss per pixel (nats): BCE/pixel + α·KL/latent dim"
 
@@ -116,7 +117,7 @@ def preactivation_histograms(values: dict[str, np.ndarray], marks: dict[str, flo
         for label, x in marks.get(name, {}).items():
             ax.axvline(x, ls="--", lw=1, color="C3" if "32" in label else "C0", label=label)
         ax.set(title=f"output of decoder layer {name}", xlabel="|pre-activation| (unitless)", ylabel="count (log scale)")
-        if marks.get(name):  # a layer that never saturates (LeakyReLU) has no mark to name
+        if marks.get(name):  # a layer that never saturates (a leaky one) has no mark to name
             ax.legend(fontsize=7)
     return _finish(fig, path, "Decoder pre-activations and where their activation saturates exactly")
 
@@ -176,22 +177,23 @@ def clamp_sweep(sweep, path=None):
     curves(eps_axis, {f"{a} success@{t}": sweep[f"realizable_{a}_success_{t}"].tolist()
                       for a in ("float32", "float64") for t in ("1e-4", "1e-6")},
            "eps (1e-9 = no clamp)", "share recovered (0-1)", "Realizable images", logx=True, ax=axes[1])
-    return _finish(fig, path, "The Sigmoid inverse's clamp margin eps: [eps, 1 - eps]")
+    return _finish(fig, path, f"The {kind_names('bernoulli')} inverse's clamp margin eps: [eps, 1 - eps]")
 
 
-def atanh_domain(arriving: dict[str, dict[int, np.ndarray]], tanh_layers: list[int], path=None):
-    """Per Tanh layer (image side first): density histograms of the values reaching its inverse, per regime,
-    with atanh's domain (-1, 1) shaded."""
-    fig, axes = _row(len(tanh_layers), 6, 4)
-    for ax, i in zip(axes, sorted(tanh_layers, reverse=True)):
+def atanh_domain(arriving: dict[str, dict[int, np.ndarray]], layers: list[int], path=None):
+    """Per boxed layer (image side first; table: boxed, the original's atanh): density histograms of the values
+    reaching its inverse, per regime, with the inverse's domain (-1, 1) shaded."""
+    kind, inverse = kind_names("boxed"), kind_names("boxed", "inverse_name")
+    fig, axes = _row(len(layers), 6, 4)
+    for ax, i in zip(axes, sorted(layers, reverse=True)):
         for regime, values in arriving.items():
             v = values[i][np.isfinite(values[i])]
             ax.hist(v, bins=120, density=True, histtype="step", lw=1.5, label=regime)
-        ax.set(xlabel="value reaching atanh", ylabel="density (per unit of x)",
-               title=f"into the inverse of layer {i} (Tanh), original clamps")
-        ax.axvspan(-1, 1, color="0.9", zorder=0, label="(-1, 1): atanh's domain")
+        ax.set(xlabel=f"value reaching {inverse}", ylabel="density (per unit of x)",
+               title=f"into the inverse of layer {i} ({kind}), original clamps")
+        ax.axvspan(-1, 1, color="0.9", zorder=0, label=f"(-1, 1): {inverse}'s domain")
         ax.legend(fontsize=8)
-    return _finish(fig, path, "Values reaching atanh: outside the shaded (-1, 1) it is undefined")
+    return _finish(fig, path, f"Values reaching {inverse}: outside the shaded (-1, 1) it is undefined")
 
 
 def singular_values(svals: dict[str, np.ndarray], path=None):

@@ -3,6 +3,7 @@ the study reports them: in two arithmetics, with the original clamp and with non
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -10,12 +11,12 @@ import torch
 from torch import nn
 
 from ..constants import ORIGINAL_EPS, RECOVERY_TARGETS
+from ..core.table import KINDS, has_kind
 from ..inversion.attribution import attribute_failures, failure_frame  # noqa: F401 (failure_frame: for 03)
 from ..inversion.chain import DTYPES as ARITHMETICS
 from ..inversion.chain import InverseChain, forward_trace, realizable
 from ..metrics import latent_recovery
 from ..progress import progress
-from .applies import has
 from .shared import prior_latents
 
 
@@ -41,8 +42,8 @@ def realizable_case(decoder: nn.Sequential, z: torch.Tensor, arithmetic: str, ep
 
 
 def clamp_cases(decoder: nn.Sequential) -> dict[str, float]:
-    """Key suffix -> clamp margin: no clamp, and the original clamp where the decoder has a Sigmoid or Tanh."""
-    return {"": 0.0, "_original_clamp": ORIGINAL_EPS} if has(decoder, nn.Sigmoid, nn.Tanh) else {"": 0.0}
+    """Key suffix -> clamp margin: no clamp, and the original clamp where a kind has its two-sided range."""
+    return {"": 0.0, "_original_clamp": ORIGINAL_EPS} if has_kind(decoder, "two_sided") else {"": 0.0}
 
 
 def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) -> tuple[dict, dict]:
@@ -58,9 +59,9 @@ def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) ->
 
 
 def real_cases(decoder: nn.Sequential) -> dict[str, float]:
-    """The chains 03 runs on real images, name -> clamp margin (the original clamp where there is a Sigmoid or Tanh)."""
+    """The chains 03 runs on real images, name -> clamp margin (the original clamp where a kind has its range)."""
     cases = {"original_clamp": ORIGINAL_EPS, "no_clamp": 0.0}
-    return cases if has(decoder, nn.Sigmoid, nn.Tanh) else {"no_clamp": 0.0}
+    return cases if has_kind(decoder, "two_sided") else {"no_clamp": 0.0}
 
 
 def case_title(case: str) -> str:
@@ -75,11 +76,16 @@ def realizable_sources(run, model, means: torch.Tensor) -> dict[str, torch.Tenso
     return {"prior": prior_latents(run, model.latent_dim), "encoder_mean": means}
 
 
+def _ends(kinds) -> dict[str, tuple]:
+    """'<kind>_to_<y>' -> (kind, y, side) for every end of the kinds (table: ends), in the table's order."""
+    return {f"{kind.name}_to_{y:g}": (kind, y, side) for kind in kinds for y, side in kind.ends}
+
+
 def saturation_points(decoder: nn.Sequential | None = None) -> dict:
-    """Per arithmetic, the smallest a > 0 where tanh(a) is exactly 1 and sigmoid(±a) exactly 1 or 0 (bisection on
-    float64 a), signed; with a decoder, only for the activations it has."""
-    fns = {"tanh_to_1": (nn.Tanh, torch.tanh, 1.0, 1), "sigmoid_to_1": (nn.Sigmoid, torch.sigmoid, 1.0, 1),
-           "sigmoid_to_0": (nn.Sigmoid, lambda a: torch.sigmoid(-a), 0.0, -1)}
+    """Per arithmetic, the a closest to 0 where a kind's output is exactly one of its ends (table: ends; bisection on
+    float64 |a|), signed (an odd kind's end at -a is its mirror); with a decoder, only for the kinds it has."""
+    present = {type(layer) for layer in decoder} if decoder is not None else KINDS
+    ends = _ends(kind for cls, kind in KINDS.items() if cls in present)
 
     def point(fn, dtype, target):
         lo, hi = 0.0, 1000.0
@@ -91,9 +97,11 @@ def saturation_points(decoder: nn.Sequential | None = None) -> dict:
                 lo = mid
         return hi
 
-    return {name: {k: sign * point(fn, dtype, target) for k, (kind, fn, target, sign) in fns.items()
-                   if decoder is None or has(decoder, kind)}
-            for name, dtype in ARITHMETICS.items()}
+    def signed(kind, y, side, dtype):
+        sign = side or 1
+        return sign * point(lambda a: kind.forward(None, sign * a), dtype, y)
+
+    return {name: {key: signed(*end, dtype) for key, end in ends.items()} for name, dtype in ARITHMETICS.items()}
 
 
 def preactivations(decoder: nn.Sequential, z: torch.Tensor) -> dict[str, np.ndarray]:
@@ -106,12 +114,13 @@ def preactivations(decoder: nn.Sequential, z: torch.Tensor) -> dict[str, np.ndar
 def saturation_marks(decoder: nn.Sequential, points: dict) -> dict[str, dict[str, float]]:
     """For each Linear output of `preactivations`: where the activation after it saturates exactly,
     per arithmetic (vertical marks for its histogram); no marks before other activations."""
-    which = {nn.Tanh: ("tanh_to_1", "tanh=±1"), nn.Sigmoid: ("sigmoid_to_1", "sigmoid=1")}
     marks = {}
     for i, layer in enumerate(decoder):
         if isinstance(layer, nn.Linear):
-            key, label = which.get(type(decoder[i + 1]) if i + 1 < len(decoder) else None, (None, None))
-            marks[f"{i}:Linear"] = {f"{label} in {arithmetic}": p[key] for arithmetic, p in points.items()} if key else {}
+            after = [KINDS[type(decoder[i + 1])]] if i + 1 < len(decoder) and type(decoder[i + 1]) in KINDS else []
+            key, (kind, y, side) = next(iter(_ends(after).items()), (None, (None, 0.0, 0)))  # its first end
+            marks[f"{i}:Linear"] = {f"{kind.name}={'±' * (side == 0)}{y:g} in {arithmetic}": p[key]
+                                    for arithmetic, p in points.items()} if key else {}
     return marks
 
 
@@ -119,14 +128,13 @@ def saturated_share(decoder: nn.Sequential, z: torch.Tensor, points: dict) -> di
     """Share of each activation's inputs beyond the exact-saturation points, per arithmetic."""
     outputs = forward_trace(decoder, z.to(torch.float64), torch.float64)
     shares = {}
+    beyond_end = {0: lambda a, p: a.abs() >= p, 1: lambda a, p: a >= p, -1: lambda a, p: a <= p}
     for i, layer in enumerate(decoder):
-        if isinstance(layer, (nn.Tanh, nn.Sigmoid)):
+        ends = _ends([KINDS[type(layer)]]) if type(layer) in KINDS else {}
+        if ends:
             a, entry = outputs[i - 1], {}
             for arithmetic, p in points.items():
-                if isinstance(layer, nn.Tanh):
-                    beyond = a.abs() >= p["tanh_to_1"]
-                else:
-                    beyond = (a >= p["sigmoid_to_1"]) | (a <= p["sigmoid_to_0"])
+                beyond = functools.reduce(torch.logical_or, (beyond_end[side](a, p[key]) for key, (_, _, side) in ends.items()))
                 entry[arithmetic] = {"units": float(beyond.double().mean()),
                                      "samples_with_any": float(beyond.any(dim=1).double().mean())}
             shares[f"{i}:{type(layer).__name__}"] = entry

@@ -66,7 +66,7 @@ def describe(run, notebook: str) -> str:
     its results (escaped: text from a params file is shown, never rendered as HTML)."""
     lines = [f"**Run** `{run.name}` · params `{run.shown(Path(run.config.source))}` · writes `{run.shown(run.dir)}/`"]
     if notebook == "01_train":
-        lines.append(f"**Trains** {objective_summary(run.config.train)}.")
+        lines.append(f"**Trains** {objective_summary(run.config.train, run.config.model.architecture.decoder)}.")
     if run.config.hypothesis is not None:
         lines.append(f"**Hypothesis of this run, stated before its results:** {html.escape(run.config.hypothesis.strip())}")
     return "\n\n".join(lines)

@@ -1,6 +1,7 @@
 """The one table of decoder layers the study can invert, and of those it refuses: the allow-list, the chain,
-the solvers and the attribution all read a layer's mathematics here, so a new kind is one entry in KINDS.
-Invertibility is decided in the dtype the decoder computes in (a LeakyReLU slope of 1e-46 is a ReLU in float32)."""
+the solvers, training's penalty and the study's analyses all read what a layer is here (its mathematics, where it
+saturates, its clamp, whether it is a Bernoulli head), so a new kind is one entry in KINDS and no other module names
+one. Invertibility is decided in the dtype the decoder computes in (a leaky slope of 1e-46 is a ReLU in float32)."""
 from __future__ import annotations
 
 import math
@@ -13,7 +14,8 @@ from torch import nn
 
 from ..errors import StudyError
 
-__all__ = ["KINDS", "REFUSED", "LayerKind", "Plain", "box_bounds", "kind_of", "plain_layer"]
+__all__ = ["KINDS", "REFUSED", "LayerKind", "Plain", "box_bounds", "ends_in_bernoulli", "has_kind", "kind_names", "kind_of",
+           "plain_layer"]
 
 Tensor = torch.Tensor
 
@@ -39,7 +41,11 @@ def _same(p: Plain, t: Tensor) -> Tensor:
 class LayerKind:
     """How the study computes with one layer type, on the layer as a Plain: forward, inverse (inverse_ in place),
     derivative f'(a) (None: 1), inverse_slope (how much an error in y is amplified), output_range (None:
-    unbounded); refuse(layer, dtype) says why an instance cannot be inverted (None: it can)."""
+    unbounded; its ends are where the clamp keeps a margin); refuse(layer, dtype) says why an instance cannot be
+    inverted (None: it can). What the study says of it: inverse_name (as the text writes the inverse), ends (each
+    output reached exactly at a finite input in floating point, with the sign of that input; 0: both, an odd
+    kind), amplifies (the sign of the inputs towards which its float32 inverse amplifies rounding; 0: both;
+    None: nowhere), bernoulli (as the last layer its outputs are pixel probabilities, its input the logits)."""
 
     name: str
     forward: Callable[[Plain, Tensor], Tensor] = _same
@@ -51,10 +57,28 @@ class LayerKind:
     slope: Callable[[nn.Module], float] = lambda layer: 0.0
     refuse: Callable[[nn.Module, torch.dtype], str | None] = lambda layer, dtype: None
     is_linear: bool = False
+    inverse_name: str = ""
+    ends: tuple[tuple[float, int], ...] = ()
+    amplifies: int | None = None
+    bernoulli: bool = False
 
     @property
     def is_identity(self) -> bool:
         return self.forward is _same
+
+    @property
+    def two_sided(self) -> bool:
+        """Bounded at both ends, as the original's clamp [low + eps, high - eps] assumes."""
+        return self.output_range is not None and all(map(math.isfinite, self.output_range))
+
+    @property
+    def boxed(self) -> bool:
+        """A hidden kind whose inverse's domain is an interval: the study boxes the values it receives."""
+        return self.two_sided and not self.bernoulli
+
+    def amplifying_side(self, a: Tensor) -> Tensor:
+        """How far input a lies towards where the float32 inverse amplifies rounding (training's penalty bounds it)."""
+        return a.abs() if self.amplifies == 0 else a if self.amplifies == 1 else -a
 
     def invert_in_place(self, p: Plain, y: Tensor) -> Tensor:
         return (self.inverse_ or self.inverse)(p, y)
@@ -125,6 +149,11 @@ def _leaky_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
     return None
 
 
+def _elu_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
+    # Its range and inverse are written for alpha 1; another alpha is a new entry, not a parameter.
+    return None if layer.alpha == 1.0 else f"alpha {layer.alpha!r} is not 1, the only ELU this study inverts"
+
+
 def _flatten_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
     # Flatten(1, -1) leaves a 2-D (N, D) activation unchanged; other dims reshape.
     if (layer.start_dim, layer.end_dim) != (1, -1):
@@ -135,14 +164,27 @@ def _flatten_refuse(layer: nn.Module, dtype: torch.dtype) -> str | None:
 # Forward layer type -> how the study computes with it. One entry per supported kind.
 KINDS: dict[type[nn.Module], LayerKind] = {
     nn.Linear: LayerKind("linear", forward=lambda p, a: F.linear(a, p.weight, p.bias), is_linear=True),
+    # atanh multiplies an error in tanh(a) by cosh(a)^2, near +1 and -1 alike.
     nn.Tanh: LayerKind(
         "tanh", forward=lambda p, a: torch.tanh(a), output_range=(-1.0, 1.0),
         inverse=lambda p, y: torch.atanh(y), inverse_=lambda p, y: y.atanh_(),
-        derivative=lambda p, a, y: 1 - y * y, inverse_slope=lambda p, y: 1 / (1 - y * y)),
+        derivative=lambda p, a, y: 1 - y * y, inverse_slope=lambda p, y: 1 / (1 - y * y),
+        inverse_name="atanh", ends=((1.0, 0),), amplifies=0),
+    # logit multiplies an error by about 1 + e^a near 1; near 0 float32 keeps sigmoid's relative precision down
+    # to a = -87, so dark pixels cost the inverse nothing.
     nn.Sigmoid: LayerKind(
         "sigmoid", forward=lambda p, a: torch.sigmoid(a), output_range=(0.0, 1.0),
         inverse=lambda p, y: torch.logit(y), inverse_=lambda p, y: y.logit_(),
-        derivative=lambda p, a, y: y * (1 - y), inverse_slope=lambda p, y: 1 / (y * (1 - y))),
+        derivative=lambda p, a, y: y * (1 - y), inverse_slope=lambda p, y: 1 / (y * (1 - y)),
+        inverse_name="logit", ends=((1.0, 1), (0.0, -1)), amplifies=1, bernoulli=True),
+    # ELU (alpha 1): a for a > 0, e^a - 1 below, so -1 is reached only in floating point (a < -17 in float32),
+    # and log1p multiplies an error near -1 by e^-a: one-sided saturation.
+    nn.ELU: LayerKind(
+        "elu", forward=lambda p, a: F.elu(a), output_range=(-1.0, math.inf),
+        inverse=lambda p, y: torch.where(y > 0, y, torch.log1p(y)),
+        derivative=lambda p, a, y: torch.where(a > 0, 1.0, a.exp()).to(a.dtype),  # e^a, not y + 1: no cancellation
+        inverse_slope=lambda p, y: torch.where(y > 0, 1.0, 1 / (y + 1)).to(y.dtype),
+        refuse=_elu_refuse, inverse_name="log1p", ends=((-1.0, -1),), amplifies=-1),
     nn.LeakyReLU: LayerKind(
         "leaky_relu", forward=lambda p, a: F.leaky_relu(a, p.slope),
         # Divide rather than multiply by 1/slope: one rounding instead of two.
@@ -164,6 +206,24 @@ REFUSED: dict[type[nn.Module], str] = {
     nn.SiLU: "not injective (not monotonic below 0)",
     nn.Softplus: "invertible in principle but not supported by this study",
 }
+
+
+def has_kind(decoder: nn.Sequential, role: str) -> bool:
+    """Whether some layer's kind has the property `role` (a LayerKind attribute: "bernoulli", "boxed", ...)."""
+    return any(getattr(KINDS[type(layer)], role) for layer in decoder if type(layer) in KINDS)
+
+
+def ends_in_bernoulli(decoder: nn.Sequential) -> bool:
+    """The decoder's outputs are pixel probabilities (a Bernoulli likelihood, BCE): its last kind says so."""
+    return has_kind(decoder[-1:], "bernoulli")
+
+
+def kind_names(role: str, attribute: str = "type") -> str:
+    """The kinds with property `role`, for a sentence: their layer types ("Sigmoid or Tanh"), or attribute's
+    value ("inverse_name": "atanh"), sorted."""
+    found = {cls.__name__ if attribute == "type" else getattr(kind, attribute)
+             for cls, kind in KINDS.items() if getattr(kind, role)}
+    return " or ".join(sorted(found))
 
 
 def layer_tag(index: int, layer: nn.Module) -> str:

@@ -1,4 +1,5 @@
-"""Progress that suits where the code runs: a live tqdm bar for a person, one line for a saved notebook.
+"""Progress that suits where the code runs: tqdm.auto's live bar for a person (a widget in JupyterLab, text in a
+terminal), one line for a saved notebook.
 
 A notebook executed headlessly (papermill via the runner, nbval, nbclient) or output piped to a file prints
 nothing per step, only one summary line when the loop ends, where a bar would have saved one line per refresh:
@@ -7,12 +8,14 @@ nothing per step, only one summary line when the loop ends, where a bar would ha
 """
 from __future__ import annotations
 
+import io
+import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-from tqdm import tqdm
+from tqdm import auto, std
 
 BATCH_ENV = "INVERSE_VAE_BATCH"
 
@@ -41,40 +44,30 @@ def headless() -> bool:
         return True
 
 
-class Progress:
-    """Iterates `iterable` behind a bar (on stderr) or, headless, one summary line (on stdout) when it ends;
-    set_postfix(**values) shows the latest values; close() ends it (done on exhausting the iterator too).
-    total/initial as tqdm's (a resumed loop starts at `initial` of `total`); `enabled` False prints nothing."""
+def progress(iterable: Iterable, *, total: int | None = None, desc: str = "", initial: int = 0,
+             enabled: bool = True) -> std.tqdm:
+    """A tqdm over `iterable`: set_postfix(**values) shows the latest values, close() ends it (so does exhausting
+    it); total/initial as tqdm's (a resumed loop starts at `initial` of `total`); `enabled` False shows nothing."""
+    if enabled and headless():
+        return _Summary(iterable, total=total, desc=desc, initial=initial)
+    return auto.tqdm(iterable, total=total, desc=desc, initial=initial, disable=not enabled, dynamic_ncols=True)
 
-    def __init__(self, iterable: Iterable, *, total: int | None = None, desc: str = "", initial: int = 0,
-                 enabled: bool = True):
-        self.iterable, self.total, self.desc, self.initial, self.enabled = iterable, total, desc, initial, enabled
-        self.count, self.postfix, self.started, self.closed = 0, {}, time.perf_counter(), False
-        live = enabled and not headless()
-        self.bar = tqdm(iterable, total=total, desc=desc, initial=initial, dynamic_ncols=True) if live else None
 
-    def __iter__(self) -> Iterator:
-        for item in self.iterable if self.bar is None else self.bar:
-            self.count += 1
-            yield item
-        self.close()
+class _Summary(std.tqdm):
+    """A tqdm that counts out of sight and, closed, prints one line on stdout: `desc: n/total in s (postfix)`."""
 
-    def set_postfix(self, **values) -> None:
-        self.postfix = values
-        if self.bar is not None:
-            self.bar.set_postfix(values)
+    monitor_interval = 0  # nothing is shown, nothing to refresh
+
+    def __init__(self, iterable: Iterable, *, total: int | None, desc: str, initial: int):
+        self.given_total = total  # tqdm takes len(iterable) for a missing total; the line then shows a count
+        super().__init__(iterable, total=total, desc=desc, initial=initial, file=io.StringIO(), mininterval=math.inf)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()  # tqdm's close may be called again
-        elif self.enabled and not self.closed:
-            done = f"{self.initial + self.count}/{self.total}" if self.total is not None else f"{self.count}"
-            done += f" ({self.count} now)" if self.initial else ""
+        if not self.disable:  # tqdm disables a bar it closes: one line, however often close is called
+            count = self.n - self.initial
+            done = f"{self.n}/{self.given_total}" if self.given_total is not None else f"{count}"
+            done += f" ({count} now)" if self.initial else ""
             line = f"{self.desc}: " if self.desc else ""
-            line += f"{done} in {time.perf_counter() - self.started:.1f} s"
-            line += f" ({', '.join(f'{k}={v}' for k, v in self.postfix.items())})" if self.postfix else ""
+            line += f"{done} in {time.time() - self.start_t:.1f} s" + (f" ({self.postfix})" if self.postfix else "")
             print(line, flush=True)
-        self.closed = True
-
-
-progress = Progress  # the name the study calls: `for epoch in progress(range(1, 91), desc="epochs"):`
+        super().close()

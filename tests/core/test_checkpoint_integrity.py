@@ -1,9 +1,9 @@
-"""Checkpoint integrity, third pass (issue #27): the digest covers everything a checkpoint holds, its
-epoch agrees with its name and its history, and what it declares is bounded before anything is read.
+"""Checkpoint integrity, third pass (issue #27): the digests cover everything a checkpoint holds, the zip's
+CRC-32s are checked (torch.load does not), its epoch agrees with its name and its history, and a zip entry
+declaring more than the file holds is refused in one line.
 
 Before: the digest covered the tensors only, so one changed epoch byte made training resume at the
-wrong epoch and one bit of a history float changed the reported final validation loss, unnoticed;
-and torch.load read whatever sizes a file's zip entries declared.
+wrong epoch and one bit of a history float changed the reported final validation loss, unnoticed.
 """
 from __future__ import annotations
 
@@ -63,13 +63,13 @@ def test_a_saved_checkpoint_carries_a_digest_of_all_it_holds_and_loads_back(tmp_
     state = _full_state()
     path = save_checkpoint(state, tmp_path / "model_4.pt")
     loaded = load_checkpoint(path)
-    assert len(loaded["content_digest"]) == 64 and loaded["content_digest"] == checkpoints.content_digest(loaded)
+    assert len(loaded["values_digest"]) == 64 and loaded["values_digest"] == checkpoints.values_digest(loaded)
     assert loaded["tensor_digest"] == tensor_digest(state)  # kept, so readers of the tensor-only form still check it
     assert loaded["history"] == state["history"] and loaded["epoch"] == 4
     assert loaded["optimizer_state_dict"]["param_groups"] == state["optimizer_state_dict"]["param_groups"]
     # Saving what was loaded (write_compact_checkpoint does) digests afresh, with the same result.
     again = load_checkpoint(save_checkpoint(loaded, tmp_path / "again" / "model_4.pt"))
-    assert again["content_digest"] == loaded["content_digest"]
+    assert again["values_digest"] == loaded["values_digest"]
 
 
 def test_one_flipped_bit_of_a_history_float_is_refused(tmp_path):
@@ -134,13 +134,27 @@ def test_a_damaged_tensor_still_says_so(tmp_path):
 @pytest.mark.skipif(not COMMITTED, reason="no committed checkpoints")
 def test_the_committed_checkpoints_with_the_tensor_only_digest_still_load_unchanged():
     old_form = 0
-    for path in COMMITTED:  # most were written before the content digest; a newer run's carries it
+    legacy_content = 0
+    for path in COMMITTED:  # most were written before the values digest; constrained's carries an older content_digest
         before = hashlib.sha256(path.read_bytes()).hexdigest()
         state = load_checkpoint(path)
-        old_form += "content_digest" not in state and len(state["tensor_digest"]) == 64
+        old_form += "values_digest" not in state and len(state["tensor_digest"]) == 64
+        legacy_content += "content_digest" in state
         assert state["epoch"] == 90 and all(len(v) == 90 for v in state["history"].values()), path
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before, path
-    assert old_form >= 1  # the older form is still among them, and loads
+    assert old_form >= 1 and legacy_content >= 1  # the older forms are still among them, and load
+
+
+def test_a_flipped_bit_of_a_history_float_in_an_old_form_file_is_refused_by_its_crc(tmp_path):
+    # No values digest in it: the zip's CRC-32 of data.pkl, which torch.load does not check, catches it.
+    path = _old_form(_full_state(), tmp_path / "model_4.pt")
+    load_checkpoint(path)
+    packed = b"G" + struct.pack(">d", LAST_VALIDATION)
+    _edit_bytes(path, packed, packed[:-1] + bytes([packed[-1] ^ 0x01]))
+    assert torch.load(path, weights_only=True)["history"]["validation"][-1] != LAST_VALIDATION  # torch: no word
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "damaged, its values other than tensors" in _one_line(info, path)
 
 
 def _old_form(state: dict, path: Path) -> Path:
@@ -195,36 +209,40 @@ def test_a_checkpoint_named_for_one_epoch_holding_another_is_refused_whatever_it
     _one_line(info, path)
 
 
-# --- declared sizes, bounded before anything is read -----------------------------------------------
+# --- declared sizes: an entry declaring more than the file holds is refused in one line ---------------------
 
-def _no_torch_load(monkeypatch):
-    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on a file over the bound"))
-
-
-def test_a_checkpoint_over_the_bound_is_refused_before_torch_reads_it(tmp_path, monkeypatch):
-    path = save_checkpoint(_full_state(), tmp_path / "model_4.pt")
-    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 1 << 10)
-    _no_torch_load(monkeypatch)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    message = _one_line(info, path)
-    assert message.startswith(f"{path}: declares ") and "more than a checkpoint may hold (1 KiB)" in message
-
-
-def test_a_zip_entry_declaring_a_huge_size_is_refused_before_torch_reads_it(tmp_path, monkeypatch):
-    path = tmp_path / "model_4.pt"
-    save_checkpoint({"epoch": 4, "model_state_dict": {"w": torch.ones(3)}}, path)
+def _declare(path: Path, size: int, *, compressed: bool) -> None:
+    """Make data/0's central directory entry (and, `compressed`, its local header too) declare `size` bytes."""
     with zipfile.ZipFile(path) as zf:
         member = next(i for i in zf.infolist() if i.filename.endswith("/data/0"))
     content = bytearray(path.read_bytes())
     central = content.rfind(b"PK\x01\x02", 0, content.rfind(member.filename.encode()))
     assert central > member.header_offset
-    content[central + 24:central + 28] = struct.pack("<I", 0x7FFFFFFF)  # uncompressed size: 2 GiB
+    content[central + 24:central + 28] = struct.pack("<I", size)  # uncompressed size
+    if compressed:
+        content[central + 20:central + 24] = struct.pack("<I", size)
+        content[member.header_offset + 18:member.header_offset + 26] = struct.pack("<II", size, size)
     path.write_bytes(bytes(content))
     with zipfile.ZipFile(path) as zf:
-        assert max(i.file_size for i in zf.infolist()) == 0x7FFFFFFF
-    _no_torch_load(monkeypatch)
+        assert max(i.file_size for i in zf.infolist()) == size
+
+
+def test_a_zip_entry_declaring_more_than_the_file_holds_is_refused_before_torch_reads_it(tmp_path, monkeypatch):
+    path = tmp_path / "model_4.pt"
+    save_checkpoint({"epoch": 4, "model_state_dict": {"w": torch.ones(3)}}, path)
+    _declare(path, 0x7FFFFFFF, compressed=True)  # 2 GiB, in a file of a few KB
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on a file the CRC pass refuses"))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    message = _one_line(info, path)
-    assert f"{member.filename} 2,147,483,647 bytes" in message and "more than a checkpoint may hold (1 GiB)" in message
+    assert _one_line(info, path) == f"{path}: not a readable torch checkpoint (truncated or foreign file): EOFError"
+
+
+def test_a_stored_entry_whose_declared_size_disagrees_is_refused_by_torchs_reader(tmp_path):
+    # Only the uncompressed size changed: the CRC pass reads the stored bytes whole; torch's reader (miniz) checks a
+    # stored entry's two sizes against each other and refuses it before reading it (no 2 GiB buffer: measured).
+    path = tmp_path / "model_4.pt"
+    save_checkpoint({"epoch": 4, "model_state_dict": {"w": torch.ones(3)}}, path)
+    _declare(path, 0x7FFFFFFF, compressed=False)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert _one_line(info, path) == f"{path}: not a readable torch checkpoint (truncated or foreign file): RuntimeError"

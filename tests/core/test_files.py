@@ -70,7 +70,7 @@ def test_a_failed_fsync_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_pa
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = save_checkpoint({"epoch": 1}, tmp_path / "model_1.pt")
-    monkeypatch.setattr(torch, "save", _raise(errno.ENOSPC))
+    monkeypatch.setattr(files.os, "fsync", _raise(errno.ENOSPC))  # the bytes written, not yet on the disk
     with pytest.raises(WriteError, match=r"model_1\.pt: the disk is full"):
         save_checkpoint({"epoch": 2}, path)
     assert torch.load(path)["epoch"] == 1 and [p.name for p in tmp_path.iterdir()] == ["model_1.pt"]

@@ -113,7 +113,7 @@ def test_compact_checkpoint_keeps_weights_history_and_fingerprint(tiny_run, tmp_
     full, compact = load_checkpoint(full_path), load_checkpoint(compact_path)
     assert checkpoint_layout(full) == "full" and checkpoint_layout(compact) == "compact"
     assert set(compact) == {"epoch", "model_state_dict", "history", "params_fingerprint", "train_seconds",
-                            "tensor_digest", "content_digest"}
+                            "tensor_digest", "values_digest"}
     assert compact["epoch"] == 2 and compact["history"] == result.history == full["history"]
     assert compact["params_fingerprint"] == params_fingerprint(run.config) == full["params_fingerprint"]
     assert compact["train_seconds"] == full["train_seconds"]
@@ -154,7 +154,7 @@ def test_compact_writer_refuses_a_bare_state_dict(tiny_run, tmp_path):
 def test_compact_writer_stamps_no_fingerprint_in_and_refuses_another_configs(tiny_run, tmp_path):
     run, _, _, result = _trained_tiny(tiny_run)
     old = load_checkpoint(run.checkpoints / "model_2.pt")  # as a checkpoint from before fingerprints
-    del old["params_fingerprint"], old["tensor_digest"], old["content_digest"]
+    del old["params_fingerprint"], old["tensor_digest"], old["values_digest"]
     torch.save(old, tmp_path / "old.pt")
     unstamped = load_checkpoint(write_compact_checkpoint(tmp_path / "old.pt", tmp_path / "unstamped.pt"))
     assert "params_fingerprint" not in unstamped and checkpoint_layout(unstamped) == "compact"

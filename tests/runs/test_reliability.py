@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inverse_vae.core.checkpoints import latest_checkpoint, load_checkpoint
+from inverse_vae.core.checkpoints import checkpoints_newest_first, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,15 +65,14 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     subprocess.run([sys.executable, str(script), str(ROOT), str(whole), "fast"], check=True)
 
     proc = subprocess.Popen([sys.executable, str(script), str(ROOT), str(killed), "slow"])
-    deadline = time.time() + 120
-    while latest_checkpoint(killed / "checkpoints") is None or \
-            load_checkpoint(latest_checkpoint(killed / "checkpoints"))["epoch"] < 2:
+    deadline, saved = time.time() + 120, killed / "checkpoints"
+    while not checkpoints_newest_first(saved) or load_checkpoint(checkpoints_newest_first(saved)[0])["epoch"] < 2:
         assert time.time() < deadline and proc.poll() is None, "training never reached epoch 2"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
     proc.wait()
     assert not (killed / "final.pt").exists()
-    epoch_at_kill = load_checkpoint(latest_checkpoint(killed / "checkpoints"))["epoch"]
+    epoch_at_kill = load_checkpoint(checkpoints_newest_first(saved)[0])["epoch"]
     assert 2 <= epoch_at_kill < 6
 
     subprocess.run([sys.executable, str(script), str(ROOT), str(killed), "fast"], check=True)

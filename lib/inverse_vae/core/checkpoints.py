@@ -2,22 +2,21 @@
 
 Layouts (`checkpoint_layout`): full, the original train.py's dict (FULL_KEYS; its VAE's keys `encoder_conv.*`,
 `encoder_mean.*`, `encoder_log_var.*`, `decoder.*`, its last commit's autoencoder's `encoder.*`, `decoder.*`), to
-which ours add `train_seconds`, `params_fingerprint`, `tensor_digest` and `content_digest`; compact, a committed
+which ours add `train_seconds`, `params_fingerprint`, `tensor_digest` and `values_digest`; compact, a committed
 run's final checkpoint without optimizer or scheduler state (training cannot go past it); weights, a bare state dict.
-Loading bounds what the file declares before reading it, reads tensors and plain containers only (weights_only),
-then checks the digests where present (older files carry the tensor digest only), the epoch against the file's
-name and its history, and that every weight is a finite float.
+Loading checks the zip's CRC-32s (torch.load does not), reads tensors and plain containers only (weights_only), then
+the digests the state carries (older files: the tensor digest alone, or beside a `content_digest` of a dropped
+encoding, which the CRCs stand in for), the epoch against the file's name and its history, and the weights' values.
 """
 from __future__ import annotations
 
-import codecs
 import errno
 import hashlib
+import io
+import json
 import pickle
 import re
-import struct
 import zipfile
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +27,29 @@ from .config import Config
 from .files import WriteError, atomic_write
 from .model import build_model, plain_decoder
 
-CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
+_CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 
 # The params that shape the weights of epoch k. Left out: where files go and how often (model_path, progress_path,
 # plot_epochs); train_epochs, as every epoch is seeded by (seed, epoch) and no scheduler reads it (model_90.pt of a
 # 90-epoch run is epoch 90 of a 120-epoch one); data.root and device (the data is MD5-checked; a device changes
 # rounding only).
-FINGERPRINT_SECTIONS = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
+_FINGERPRINTED = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
 FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.train_epochs")
 # Keys added after runs were committed: fingerprinted only when set, so older checkpoints still match.
-FINGERPRINT_WHEN_SET = ("train.preactivation_penalty", "model.decoder_constraint")
-DIGESTED = ("model_state_dict", "optimizer_state_dict", "lr_scheduler_state_dict")  # where the tensors are
-CONTENT_DIGEST_FORM = b"inverse_vae checkpoint content digest 1\n"  # hashed first: names this encoding
-MAX_CHECKPOINT_BYTES = 1 << 30  # declared (zip entries uncompressed); the study's checkpoints are a few MB
+_FINGERPRINT_WHEN_SET = ("train.preactivation_penalty", "model.decoder_constraint")
 FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
-COMPACT_KEYS = ("epoch", "model_state_dict", "history")  # what a compact checkpoint must have
-COMPACT_EXTRAS = ("params_fingerprint", "train_seconds")  # what it keeps where the source has them
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-# What torch.load raises on a truncated or foreign file (a text file gives KeyError, random bytes IndexError...).
-UNREADABLE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError,
-              AttributeError, UnicodeDecodeError)
+_COMPACT_KEYS = ("epoch", "model_state_dict", "history")  # what a compact checkpoint must have
+_COMPACT_EXTRAS = ("params_fingerprint", "train_seconds")  # what it keeps where the source has them
+_DIGESTS = ("tensor_digest", "values_digest", "content_digest")  # written afresh on each save (content_: older files')
+_VALUES = "its values other than tensors (epoch, history, params fingerprint, optimizer or scheduler settings...)"
 _ABSENT = object()
 
 
 def params_fingerprint(config: Config) -> dict[str, Any]:
-    """{dotted params key: value} for every key of FINGERPRINT_SECTIONS (mappings flattened, lists whole)."""
+    """{dotted params key: value} for every key of _FINGERPRINTED (mappings flattened, lists whole)."""
     return {key: value for key, value in sorted(_flatten(config.to_dict(), "").items())
-            if _under(key, FINGERPRINT_SECTIONS) and not _under(key, FINGERPRINT_EXCLUDED)
-            and not (value is None and key in FINGERPRINT_WHEN_SET)}
+            if _under(key, _FINGERPRINTED) and not _under(key, FINGERPRINT_EXCLUDED)
+            and not (value is None and key in _FINGERPRINT_WHEN_SET)}
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -80,17 +74,13 @@ def fingerprint_changes(state: dict, config: Config) -> list[str] | None:
     return sorted(k for k in saved.keys() | current.keys() if saved.get(k, _ABSENT) != current.get(k, _ABSENT))
 
 
-def _raw(tensor: torch.Tensor):
-    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
 def tensor_digest(state: dict) -> str:
-    """SHA-256 over the name, dtype, shape and bytes of every tensor under DIGESTED, in a fixed order:
-    torch.load does not check the zip's CRCs, so a flipped byte inside tensor data would load as another weight."""
+    """SHA-256 over the name, dtype, shape and bytes of every tensor in `state`, in a fixed order: what tells a file
+    rewritten after an edit of its tensors (torch.save writes valid CRCs), and names a model's weights (the workflow)."""
     h = hashlib.sha256()
-    for name, tensor in _tensors({k: state[k] for k in DIGESTED if k in state}, ""):
+    for name, tensor in _tensors(state, ""):
         h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        h.update(_raw(tensor))
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 
@@ -105,51 +95,13 @@ def _tensors(node: Any, name: str):
             yield from _tensors(value, f"{name}/{i}")
 
 
-def content_digest(state: dict) -> str:
-    """SHA-256 over everything in `state` but the `content_digest` itself (tensors, epoch, history, fingerprint,
-    optimizer and scheduler values) in a canonical encoding: types told apart (4, 4.0, '4'; a list from a tuple),
-    floats exact, mappings in sorted key order. torch.load returns what torch.save was given, so the digest of a
-    loaded state is the saved one's unless the file changed."""
-    h = hashlib.sha256(CONTENT_DIGEST_FORM)
-    for chunk in _encode({k: v for k, v in state.items() if k != "content_digest"}):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def _encode(node: Any) -> Iterator[bytes]:
-    """`node`'s canonical encoding, in chunks: a type tag, then a self-delimiting body."""
-    if isinstance(node, torch.Tensor):
-        data = _raw(node)
-        yield f"T{node.dtype}|{tuple(node.shape)}|{data.nbytes};".encode()
-        yield data
-    elif node is None:
-        yield b"N"
-    elif isinstance(node, bool):
-        yield b"B1" if node else b"B0"
-    elif isinstance(node, int):
-        yield f"I{node};".encode()
-    elif isinstance(node, float):
-        yield f"F{node.hex()};".encode()  # exact, -0.0 apart from 0.0
-    elif isinstance(node, Mapping):
-        items = sorted(((b"".join(_encode(key)), value) for key, value in node.items()), key=lambda item: item[0])
-        yield f"D{len(items)};".encode()
-        for key, value in items:
-            yield key
-            yield from _encode(value)
-    elif isinstance(node, (list, tuple)):
-        yield f"{'L' if isinstance(node, list) else 'U'}{len(node)};".encode()
-        for value in node:
-            yield from _encode(value)
-    elif isinstance(node, str):
-        yield _sized(b"S", node.encode("utf-8", "surrogatepass"))
-    elif isinstance(node, bytes):
-        yield _sized(b"Y", node)
-    else:  # what else weights_only lets through (a torch.dtype, a torch.device...): its type and repr
-        yield _sized(f"O{type(node).__module__}.{type(node).__qualname__}".encode(), repr(node).encode())
-
-
-def _sized(tag: bytes, body: bytes) -> bytes:
-    return tag + struct.pack(">Q", len(body)) + body
+def values_digest(state: dict) -> str:
+    """SHA-256 of `state` but this digest as JSON, tensors left to tensor_digest (whose value it covers): floats exact,
+    4 apart from 4.0 and '4', keys in their order. torch.load returns what torch.save was given, so the digest of a
+    loaded state is the saved one's unless the file was rewritten with other values."""
+    rest = {k: v for k, v in state.items() if k != "values_digest"}
+    text = json.dumps(rest, default=lambda value: None if isinstance(value, torch.Tensor) else repr(value))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class CheckpointWriteError(CheckpointError, WriteError):
@@ -157,19 +109,18 @@ class CheckpointWriteError(CheckpointError, WriteError):
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Write `state` with its `tensor_digest` and `content_digest` (recomputed) to `path` atomically: a crash, a
-    kill or a full disk during the write leaves any previous file intact."""
+    """Write `state` with its `tensor_digest` and `values_digest` (recomputed) to `path` atomically: a crash, a kill
+    or a full disk during the write leaves any previous file intact."""
     path = Path(path)
-    state = {k: v for k, v in state.items() if k not in ("tensor_digest", "content_digest")}
+    state = {k: v for k, v in state.items() if k not in _DIGESTS}
     state["tensor_digest"] = tensor_digest(state)
-    state["content_digest"] = content_digest(state)
+    state["values_digest"] = values_digest(state)
+    buffer = io.BytesIO()  # serialized in memory: the only disk write is atomic_write's, whose errors keep their errno
+    torch.save(state, buffer)
     try:
-        return atomic_write(path, lambda f: torch.save(state, f))
-    except (OSError, RuntimeError) as exc:
-        # atomic_write's WriteError keeps the errno in its cause; torch's zip writer reports a short write (a full
-        # disk) as "[enforce fail at inline_container.cc:...] unexpected pos ..." or "file write failed", no errno.
-        short = isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "write failed" in str(exc))
-        if not short and getattr(exc.__cause__, "errno", None) not in NO_SPACE:
+        return atomic_write(path, buffer.getvalue())
+    except WriteError as exc:
+        if getattr(exc.__cause__, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise CheckpointWriteError(f"{path}: the disk is full (no space left on device), the checkpoint was not "
                                    f"written; earlier checkpoints are intact: free some space and rerun (training "
@@ -183,12 +134,8 @@ def checkpoint_path(model_dir: str | Path, epoch: int) -> Path:
 def checkpoints_newest_first(model_dir: str | Path, max_epoch: int | None = None) -> list[Path]:
     """The model_<epoch>.pt files in `model_dir` (epochs at most `max_epoch`), the highest epoch first."""
     found = sorted(((int(m.group(1)), p) for p in Path(model_dir).glob("model_*.pt")
-                    if (m := CHECKPOINT_NAME.match(p.name))), reverse=True)
+                    if (m := _CHECKPOINT_NAME.match(p.name))), reverse=True)
     return [p for epoch, p in found if max_epoch is None or epoch <= max_epoch]
-
-
-def latest_checkpoint(model_dir: str | Path, max_epoch: int | None = None) -> Path | None:
-    return next(iter(checkpoints_newest_first(model_dir, max_epoch)), None)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -197,9 +144,8 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; run notebooks/01_train.ipynb (or ./run_all.sh) first")
-    _check_declared_size(path)
     state = _as_checkpoint(_read(path), path)
-    _check_digest(state, path)  # before the rest: a flipped byte is damage, whatever value it made
+    _check_digests(state, path)  # before the rest: an edited value is damage, whatever value it made
     _check_epoch(state, path)
     _check_weights(state["model_state_dict"], path)
     return state
@@ -209,54 +155,40 @@ def _unreadable(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: not a readable torch checkpoint (truncated or foreign file): {why}")
 
 
-def _check_declared_size(path: Path) -> None:
-    """Refuse more than MAX_CHECKPOINT_BYTES before torch.load reads it: it reads each zip entry whole, as large as
-    the zip's directory declares (a small file can declare gigabytes); a non-zip file's data is bounded by its size."""
-    entries = [(path.name, path.stat().st_size)]
-    with open(path, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"  # what torch.load looks at to choose the zip reader
-    if is_zip:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                entries = [(info.filename, info.file_size) for info in zf.infolist()]
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise _unreadable(path, type(exc).__name__) from None
-    total = sum(n for _, n in entries)
-    if total > MAX_CHECKPOINT_BYTES:
-        name, largest = max(entries, key=lambda entry: entry[1])
-        raise CheckpointError(f"{path}: declares {total:,} bytes of data ({len(entries)} "
-                              f"entr{'ies' if len(entries) > 1 else 'y'}, the largest {name} {largest:,} bytes), "
-                              f"more than a checkpoint may hold ({_binary_size(MAX_CHECKPOINT_BYTES)}): refused before "
-                              f"reading it")
-
-
-def _binary_size(n: int) -> str:
-    units = [f"{n >> s} {u}" for u, s in (("GiB", 30), ("MiB", 20), ("KiB", 10)) if n >= 1 << s and n % (1 << s) == 0]
-    return units[0] if units else f"{n:,} bytes"
+def _damaged(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: damaged, {what} no longer match the digest written with them (altered or "
+                           f"corrupted on disk); retrain or copy it again")
 
 
 def _read(path: Path) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch writes a zip, before torch 1.6 a pickle
+        kind = "an empty file" if not head else "a text file" if head.isascii() else "neither a zip nor a pickle"
+        raise _unreadable(path, f"it is {kind}")
+    if head.startswith(b"PK"):
+        _check_crcs(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, *UNREADABLE) as exc:
-        if _is_text(path):  # the weights-only unpickler reads text as opcodes: whatever it says is noise
-            raise _unreadable(path, "it is a text file") from None
-        if isinstance(exc, pickle.UnpicklingError):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain containers "
-                                  f"(nothing from it was executed): {first}") from None
+    except pickle.UnpicklingError as exc:  # what weights_only refuses: a global other than tensors' and containers'
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: refused, it holds objects other than tensors and plain containers "
+                              f"(nothing from it was executed): {first}") from None
+    except Exception as exc:  # a truncated or damaged file: RuntimeError, EOFError, KeyError, IndexError...
         raise _unreadable(path, type(exc).__name__) from None
 
 
-def _is_text(path: Path) -> bool:
-    """Whether the file starts like text: UTF-8 without NUL bytes (torch's zip and pickle files never do)."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
+def _check_crcs(path: Path) -> None:
+    """Every zip entry against its CRC-32, which torch.load skips: a flipped byte would load as another value. Reading
+    each entry whole also refuses one declaring more bytes than the file holds (so does torch's reader, allocating
+    nothing for them)."""
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(head)  # not final: a character cut at 4096 is fine
-    except UnicodeDecodeError:
-        return False
-    return bool(head) and b"\0" not in head
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except Exception as exc:  # not a whole zip: BadZipFile, EOFError...
+        raise _unreadable(path, type(exc).__name__) from None
+    if bad is not None:
+        raise _damaged(path, "its tensors" if "/data/" in bad else _VALUES)
 
 
 def _as_checkpoint(obj: Any, path: Path) -> dict:
@@ -267,20 +199,12 @@ def _as_checkpoint(obj: Any, path: Path) -> dict:
     raise CheckpointError(f"{path}: not a model checkpoint (no 'model_state_dict' and not a state dict)")
 
 
-def _check_digest(state: dict, path: Path) -> None:
-    """Each digest the file carries (the original train.py's carry none)."""
-    try:
-        tensors_ok = "tensor_digest" not in state or state["tensor_digest"] == tensor_digest(state)
-        content_ok = "content_digest" not in state or state["content_digest"] == content_digest(state)
-    except (RuntimeError, TypeError, ValueError) as exc:  # a tensor with no plain bytes (sparse, quantized...)
-        raise CheckpointError(f"{path}: holds a tensor whose bytes cannot be read for its digest "
-                              f"({type(exc).__name__}): not a checkpoint of this study's models") from None
-    if tensors_ok and content_ok:
-        return
-    what = ("its tensors" if not tensors_ok else "its contents" if "tensor_digest" not in state else
-            "its values other than tensors (epoch, history, params fingerprint, optimizer or scheduler settings...)")
-    raise CheckpointError(f"{path}: damaged, {what} no longer match the digest written with them "
-                          f"(altered or corrupted on disk); retrain or copy it again")
+def _check_digests(state: dict, path: Path) -> None:
+    """Each digest the file carries (the original train.py's carry none): a file rewritten after an edit has valid CRCs.
+    Both digests were computed when this study wrote it, so they can be again."""
+    for key, digest, what in (("tensor_digest", tensor_digest, "its tensors"), ("values_digest", values_digest, _VALUES)):
+        if key in state and state[key] != digest(state):
+            raise _damaged(path, what)
 
 
 def _check_epoch(state: dict, path: Path) -> None:
@@ -290,12 +214,12 @@ def _check_epoch(state: dict, path: Path) -> None:
     epoch = state["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise CheckpointError(f"{path}: epoch is {type(epoch).__name__} {epoch!r}, not a whole number of epochs >= 0")
-    named = CHECKPOINT_NAME.match(path.name)
+    named = _CHECKPOINT_NAME.match(path.name)
     if named and int(named.group(1)) != epoch:
         raise CheckpointError(f"{path}: holds epoch {epoch} but is named {path.name} (renamed, or its epoch altered "
                               f"on disk): rename it model_{epoch}.pt if epoch {epoch} is right, or retrain")
     history = state.get("history", {})
-    if not isinstance(history, Mapping):
+    if not isinstance(history, dict):
         raise CheckpointError(f"{path}: history is a {type(history).__name__}, not a mapping of per-epoch lists")
     for key, values in history.items():
         if not isinstance(values, (list, tuple)):
@@ -325,7 +249,7 @@ def checkpoint_layout(state: dict) -> str:
     """'full' (training can resume from it), 'compact' (weights and history only) or 'weights' (see the module)."""
     if all(k in state for k in FULL_KEYS):
         return "full"
-    if all(k in state for k in COMPACT_KEYS) and not any(k in state for k in FULL_KEYS if k not in COMPACT_KEYS):
+    if all(k in state for k in _COMPACT_KEYS) and not any(k in state for k in FULL_KEYS if k not in _COMPACT_KEYS):
         return "compact"
     return "weights"
 
@@ -338,7 +262,7 @@ def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None,
     which params trained it, so none are stamped in."""
     source = Path(source)
     state = load_checkpoint(source)
-    missing = [k for k in COMPACT_KEYS if k not in state]
+    missing = [k for k in _COMPACT_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{source}: cannot be written as a compact checkpoint, it lacks {', '.join(missing)}")
     if config is not None:
@@ -348,7 +272,7 @@ def write_compact_checkpoint(source: str | Path, dest: str | Path | None = None,
                                   f"{', '.join(changed[:6])}); not rewritten")
     if checkpoint_layout(state) == "compact" and (dest is None or Path(dest) == source):
         return source
-    state = {k: state[k] for k in (*COMPACT_KEYS, *COMPACT_EXTRAS) if k in state}
+    state = {k: state[k] for k in (*_COMPACT_KEYS, *_COMPACT_EXTRAS) if k in state}
     return save_checkpoint(state, source if dest is None else dest)
 
 

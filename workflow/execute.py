@@ -2,7 +2,7 @@
 renamed into place when done (a full disk, a dead kernel or a kill leaves the previous one); one that raised is
 published with its error, and the call fails. Paths papermill records are relative to the project. The copy records
 what it was made from (its params, code and inputs) and the digests of what it wrote: the workflow plans from that
-record (runs/workflow.py).
+record (plan.py).
 """
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ def render_notebook(path: Path) -> Path:
 
 
 def _made_from(page: str, digest: str) -> str:
-    """The page records the digest of what it shows: the workflow re-renders it when that changes (runs/workflow.py)."""
+    """The page records the digest of what it shows: the workflow re-renders it when that changes (plan.py)."""
     return page.replace("<head>", f'<head>\n<meta name="inverse-vae-made-from" content="{digest}">', 1)
 
 

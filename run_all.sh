@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The study in one command: set up if needed, fetch MNIST, then the workflow engine (Snakemake, see the
-# Snakefile) runs what is out of date, a notebook per rule through papermill, and renders the pages.
+# workflow/Snakefile) runs what is out of date, a notebook per rule through papermill, and renders the pages.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -117,9 +117,9 @@ EOF
   fi
 fi
 config+=(receipts="$receipts")
-# What each executed notebook records decides what runs (lib/inverse_vae/runs/workflow.py), one line each with why;
+# What each executed notebook records decides what runs (workflow/plan.py), one line each with why;
 # runs made off the pinned arithmetic are named in a note (stderr), not re-run.
-planned=$($py -m inverse_vae plan "${plan[@]}" --receipts "$receipts")
+planned=$($py -m workflow plan "${plan[@]}" --receipts "$receipts")
 if [[ -z $planned ]] && ((! ${#snake[@]})); then
   echo "Nothing to be done (all requested files are present and up to date)."; exit 0
 fi

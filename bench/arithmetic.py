@@ -53,7 +53,7 @@ def execute(path: str, params: str, notebooks: list[str], committed_model: Path)
         run.model_file.parent.mkdir(parents=True)
         shutil.copy2(committed_model, run.model_file)
     for notebook in notebooks:
-        subprocess.run([sys.executable, "-m", "inverse_vae", "execute", f"notebooks/{notebook}.ipynb", params,
+        subprocess.run([sys.executable, "-m", "workflow", "execute", f"notebooks/{notebook}.ipynb", params,
                         "--reports-root", str(root)], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return run.dir
 

@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for case, pull in (("fresh clone", False), ("after a pull", True)):
-        for what, command in (("inverse-vae plan --all", [".venv/bin/python", "-m", "inverse_vae", "plan", "--all"]),
+        for what, command in (("inverse-vae plan --all", [".venv/bin/python", "-m", "workflow", "plan", "--all"]),
                               ("./run_all.sh --dry-run --all", ["./run_all.sh", "--dry-run", "--all"])):
             seconds, said = [], ""
             for _ in range(args.repeats):

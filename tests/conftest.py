@@ -108,7 +108,7 @@ def execute_notebooks(params_file: str, reports_root, names=None) -> Path:
     returns the run folder."""
     from inverse_vae.constants import NOTEBOOKS
     from inverse_vae.core.config import run_name
-    from inverse_vae.runs.execute import execute
+    from workflow.execute import execute
 
     for name in names or NOTEBOOKS:
         execute(f"notebooks/{name}.ipynb", params_file, reports_root, ROOT, say=lambda line: None)

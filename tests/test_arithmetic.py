@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 
 from inverse_vae import arithmetic
-from inverse_vae.runs import workflow
+from workflow import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {k: v for k, v in os.environ.items()
@@ -72,12 +72,12 @@ def test_a_report_made_off_the_pinned_path_is_said_and_a_damaged_one_re_run(tmp_
         text = made if isinstance(made, str) else json.dumps(made if isinstance(made, list) else
                                                              {"bce": 0.1, **({"arithmetic": made} if made else {})})
         (tmp_path / "reports" / run / "metrics" / "02_evaluate.json").write_text(text)
-    assert [workflow.arithmetic_of(tmp_path / "reports" / run / "metrics" / "02_evaluate.json")
+    assert [plan.arithmetic_of(tmp_path / "reports" / run / "metrics" / "02_evaluate.json")
             for run in ("listed", "truncated")] == ["damaged", "damaged"]  # re-run: not what its record says it wrote
-    line = workflow.off_path(tmp_path)  # made off the path: said, not re-run (hours for the family)
+    line = plan.off_path(tmp_path)  # made off the path: said, not re-run (hours for the family)
     assert "made off the pinned arithmetic path" in line and line.count("\n") == 0
     assert ": native, unsaid;" in line
-    assert workflow.off_path(tmp_path, runs="params/pinned.yaml") == ""
+    assert plan.off_path(tmp_path, runs="params/pinned.yaml") == ""
 
 
 def test_the_kernel_starts_on_the_pinned_path():
@@ -89,5 +89,5 @@ def test_the_kernel_starts_on_the_pinned_path():
 
 def test_the_goldens_were_made_on_the_pinned_path():
     files = sorted(ROOT.glob("tests/goldens/metrics/*.json"))
-    off = [str(p.relative_to(ROOT)) for p in files if workflow.arithmetic_of(p) != "pinned"]
+    off = [str(p.relative_to(ROOT)) for p in files if plan.arithmetic_of(p) != "pinned"]
     assert files and not off, f"made off the pinned path (remake them: tools/make_goldens.py): {off}"

@@ -1,4 +1,4 @@
-"""Packaging: the console script `inverse-vae` (the same subcommands as python -m inverse_vae), the
+"""Packaging: the console script `inverse-vae` (the same subcommands as python -m workflow), the
 test tools as an extra that the set-up installs, the license and readme metadata."""
 import re
 import shutil
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("check-params", "fetch-data", "execute", "page", "index")
+SUBCOMMANDS = ("check-params", "fetch-data", "compact", "execute", "page", "index", "plan", "jupyter-setup")
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11")
 
@@ -32,16 +32,18 @@ def test_the_console_script_lists_the_subcommands():
     assert shown.startswith("usage: inverse-vae ")
     for name in SUBCOMMANDS:
         assert name in shown
-    module = _help(sys.executable, "-m", "inverse_vae")
+    module = _help(sys.executable, "-m", "workflow")  # the study's commands and the workflow's
     assert re.findall(r"\{([a-z,-]+)\}", shown) == re.findall(r"\{([a-z,-]+)\}", module)  # the same subcommands
     assert "--reports-root" in _help(str(script), "execute")  # a subcommand's own options, through the script
 
 
 def test_the_script_is_declared_and_points_at_main():
-    from inverse_vae.__main__ import main
+    from workflow.__main__ import main
 
-    assert _pyproject()["project"]["scripts"] == {"inverse-vae": "inverse_vae.__main__:main"}
+    assert _pyproject()["project"]["scripts"] == {"inverse-vae": "workflow.__main__:main"}
     assert callable(main)
+    study = _help(sys.executable, "-m", "inverse_vae")  # the study's own commands, without the workflow's
+    assert "check-params" in study and "plan" not in study and "execute" not in study
 
 
 def test_the_package_exports_its_entry_points_and_loads_torch_only_when_asked():

@@ -82,7 +82,7 @@ def test_the_runner_runs_kernels_headless_and_records_project_relative_paths(tmp
 
     import nbformat
 
-    from inverse_vae.runs.execute import execute
+    from workflow.execute import execute
 
     project = tmp_path / "project"
     (project / "params").mkdir(parents=True)

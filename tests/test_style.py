@@ -1,6 +1,6 @@
 """The code follows the project's ruff configuration (pyproject.toml, [tool.ruff]), keeps its functions short,
 and imports its own modules at the top of a module and one way only: constants/errors -> core -> inversion ->
-study -> runs."""
+study -> runs, and the study (lib/) -> the workflow that runs and publishes it (workflow/), never back."""
 import ast
 import re
 import shutil
@@ -28,8 +28,8 @@ def _ruff() -> list[str]:
     return [found]
 
 
-def test_ruff_finds_nothing_in_lib_tests_and_bench():
-    result = subprocess.run(_ruff() + ["check", "--no-cache", "lib", "tests", "bench"], cwd=ROOT,
+def test_ruff_finds_nothing_in_lib_workflow_tests_and_bench():
+    result = subprocess.run(_ruff() + ["check", "--no-cache", "lib", "workflow", "tests", "bench"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
@@ -196,3 +196,27 @@ def test_the_kind_name_check_catches_a_class_a_string_and_a_name(tmp_path):
     (tmp_path / "core").mkdir()
     (tmp_path / "core" / "table.py").write_text("from torch import nn\nKINDS = {nn.Sigmoid: 1}\n")
     assert _kind_names(tmp_path) == ["study/bad.py:5 sigmoid", "study/bad.py:8 Tanh", "study/bad.py:8 leaky_relu"]
+
+
+WORKFLOW = "workflow"  # the package beside the Snakefile that runs and publishes the study: it imports lib/, never back
+
+
+def _workflow_imports(lib: Path) -> list[str]:
+    """Each import of the workflow package in lib/ (absolute: lib's own are relative or of inverse_vae), or a
+    module named to import_module by a string."""
+    found = []
+    for path in sorted(lib.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else \
+                [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) else []
+            if any(n == WORKFLOW or n.startswith(WORKFLOW + ".") for n in names):
+                found.append(f"{path.relative_to(lib)}:{node.lineno} imports {names[0]}")
+    return found
+
+
+def test_the_study_never_imports_the_workflow_that_runs_it(tmp_path):
+    assert (ROOT / WORKFLOW / "__init__.py").is_file() and not _workflow_imports(ROOT / "lib")
+    for n, line in enumerate(("import workflow.plan", "from workflow import pages", "import_module('workflow.execute')")):
+        (tmp_path / f"m{n}.py").write_text(f"{line}\n")  # the check sees each way in
+    assert len(_workflow_imports(tmp_path)) == 3

@@ -25,11 +25,11 @@ elif [[ ! -x .venv/bin/python ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" 
   .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
   echo "$want" > "$stamp"
 fi
-# The kernel "inverse-vae" and JupyterLab's save hook (notebooks/ saved without outputs: runs/jupyter.py).
-# The kernel's spec carries the pinned arithmetic (docs/arithmetic.md).
-{ grep -qs strip_before_save .venv/etc/jupyter/jupyter_server_config.json &&
+# The kernel "inverse-vae" and JupyterLab's save hook (notebooks/ saved without outputs: workflow/jupyter_setup.py),
+# installed again when the hook named is not this one (it moved). The kernel's spec carries the pinned arithmetic.
+{ grep -qs '"workflow.jupyter_setup.strip_before_save"' .venv/etc/jupyter/jupyter_server_config.json &&
   grep -qs OMP_WAIT_POLICY .venv/share/jupyter/kernels/inverse-vae/kernel.json; } ||
-  .venv/bin/python -m inverse_vae jupyter-setup >/dev/null
+  .venv/bin/python -m workflow jupyter-setup >/dev/null
 # Outputs saved in JupyterLab never reach git: the filter nbstripout applies to the files .gitattributes names.
 # It drops language_info too, which JupyterLab rewrites with this machine's Python version on every save.
 strip="'$PWD/.venv/bin/python' -m nbstripout --extra-keys metadata.language_info"

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from inverse_vae.constants import NOTEBOOKS
-from inverse_vae.runs.execute import execute
+from workflow.execute import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "tests" / ".nbval_reports"  # where the goldens' injected parameters send their run

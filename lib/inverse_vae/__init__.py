@@ -2,7 +2,8 @@
 
 Import order, one way: constants, errors -> core (config, data, model, training, checkpoints) ->
 inversion (the layer table, the chain, its attribution, the solvers and methods) -> study (what the
-notebooks compute) -> runs (a run's folder, notebook execution, the site). The names below that need
+notebooks compute) -> runs (a run's folder and its checks). What runs and publishes the study (the plan,
+notebook execution, the pages) is the workflow package beside the Snakefile, workflow/. The names below that need
 torch load on first use, so that `import inverse_vae.core.config` stays light.
 """
 from importlib import import_module

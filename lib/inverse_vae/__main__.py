@@ -1,4 +1,4 @@
-"""Command line (`inverse-vae`): check-params, fetch-data, jupyter-setup, compact, and what the workflow's rules run.
+"""The study's command line: check-params, fetch-data, compact (`inverse-vae` adds the workflow's: workflow/__main__.py).
 
 Bad input, and a file that cannot be written or read, end with one line on stderr and exit code 2; an
 interrupt (Ctrl-C) with one line and 130. ./run_all.sh is the usual entry.
@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import import_module
 from pathlib import Path
 
 from .core.checkpoints import checkpoint_layout, load_checkpoint, write_compact_checkpoint
 from .core.config import run_name
 from .core.data import fetch_mnist
 from .errors import ParamsError, StudyError
-from .runs import workflow
 from .runs.run import load_checked_config, open_run, project_root
 
 
@@ -46,30 +44,6 @@ def _compact(params_file, reports_root) -> str:
     return "\n".join(said)
 
 
-def _plan(reports_root: str, runs: str, all: bool, force: str, fresh: bool, receipts: Path | None) -> str:
-    """What will run and why, one line each, on stdout (nothing: all up to date); the receipts written; a note on
-    stderr naming the runs made off the pinned arithmetic path."""
-    root, selected = project_root(), [p for p in runs.split(",") if p]
-    study = workflow.Study.of(root, reports_root, selected, checked=False)  # run_all.sh checked them; Snakemake does
-    done = workflow.plan(study, [Path(p).stem for p in selected], everything=all,
-                         force=[n for n in force.split(",") if n], fresh=fresh)
-    workflow.write_receipts(done, receipts or root / reports_root / ".receipts")
-    off = workflow.off_path(root, reports_root, runs)
-    if off:
-        print(f"note: {off}", file=sys.stderr)
-    return workflow.said(done)
-
-
-def _later(module: str, name: str, said=None):
-    """A command's function, imported when that command runs: nbformat, papermill and nbconvert take seconds to
-    import (jsonschema builds its grammars), which `plan`, run before every ./run_all.sh, does not need. `said`
-    turns what it returns into the line printed."""
-    def run(**args):
-        done = getattr(import_module(module, __package__), name)(**args)
-        return done if said is None else said(done)
-    return run
-
-
 REPORTS = ("--reports-root", {"default": "reports"})
 # name: (help, its arguments, what it does with them; a text it returns is printed)
 COMMANDS = {
@@ -77,37 +51,22 @@ COMMANDS = {
                      _check_params),
     "fetch-data": ("make sure the four MNIST IDX files are in ROOT/MNIST/raw, verified", [("--root", {"default": "data"})],
                    lambda root: f"MNIST ready in {fetch_mnist(root)}"),
-    "jupyter-setup": ("install the kernel inverse-vae and the save hook that keeps notebooks/ without outputs, into this "
-                      "Python's environment", [], _later(".runs.jupyter", "setup",
-                                                                lambda paths: "\n".join(f"installed {p}" for p in paths))),
     "compact": ("rewrite a run's final checkpoint without optimizer state (a third of its size), as committed runs keep "
                 "it; training cannot go past it afterwards", [("params_file", {}), REPORTS], _compact),
-    "execute": ("run one notebook with a params file into REPORTS_ROOT/<run>/ (papermill)",
-                [("notebook", {}), ("params_file", {}), REPORTS], _later(".runs.execute", "execute")),
-    "page": ("render an executed notebook as its HTML page beside it", [("path", {"metavar": "notebook", "type": Path})],
-             _later(".runs.site", "render_notebook", "wrote {}".format)),
-    "index": ("write REPORTS_ROOT/index.html, the landing page", [REPORTS], _later(".runs.site", "write_index",
-                                                                                        "wrote {}".format)),
-    "plan": ("say what is out of date and why (one line each; nothing: all up to date), from what each executed notebook "
-             "records, and write the receipts the Snakefile schedules from",
-             [REPORTS, ("--runs", {"default": "", "help": "comma-separated params files: their pages are the targets"}),
-              ("--all", {"action": "store_true", "help": "the whole family, the summary and the explorer"}),
-              ("--force", {"default": "", "help": "notebook numbers to re-run all the same, e.g. 03,05 (98, 99)"}),
-              ("--fresh", {"action": "store_true", "help": "the runs' earlier outputs are being set aside"}),
-              ("--receipts", {"type": Path, "default": None, "help": "default REPORTS_ROOT/.receipts"})], _plan),
 }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="inverse-vae", description=__doc__.splitlines()[0])
+def main(argv=None, commands=COMMANDS, description: str | None = None) -> int:
+    """Run one of `commands` (a table shaped as COMMANDS): the workflow's command line passes the study's and its own."""
+    parser = argparse.ArgumentParser(prog="inverse-vae", description=description or __doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (text, arguments, _) in COMMANDS.items():
+    for name, (text, arguments, _) in commands.items():
         command = sub.add_parser(name, help=text)
         for flag, options in arguments:
             command.add_argument(flag, **options)
     args = vars(parser.parse_args(argv))
     try:
-        said = COMMANDS[args.pop("command")][2](**args)
+        said = commands[args.pop("command")][2](**args)
         if isinstance(said, str):
             print(said)
     except StudyError as exc:

@@ -33,5 +33,3 @@ SCHEDULERS = {
 # The per-run notebooks, in order (notebooks/<name>.ipynb), and the summary across runs.
 NOTEBOOKS = ("01_train", "02_evaluate", "03_invert", "04_failure_analysis", "05_inverse_methods")
 SUMMARY = "99_summary"
-# Notebooks across runs and the folder under reports/ each is executed into.
-ACROSS_RUNS = {SUMMARY: "summary", "98_explore": "explore"}

@@ -18,7 +18,7 @@ from inverse_vae.core.config import load_config
 from inverse_vae.core.model import Autoencoder, build_model
 from inverse_vae.core.training import train
 from inverse_vae.errors import CheckpointError, TrainingError
-from inverse_vae.runs.execute import execute
+from workflow.execute import execute
 
 
 @pytest.mark.slow

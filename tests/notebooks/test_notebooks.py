@@ -8,7 +8,7 @@ from conftest import execute_notebooks
 
 from inverse_vae.constants import NOTEBOOKS as NAMES
 from inverse_vae.constants import SUMMARY
-from inverse_vae.runs.execute import NotebookFailed, execute
+from workflow.execute import NotebookFailed, execute
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb" for name in (*NAMES, SUMMARY)]

@@ -8,9 +8,9 @@ import papermill
 import pytest
 from nbclient.exceptions import DeadKernelError
 
-from inverse_vae.__main__ import main
 from inverse_vae.core import files
-from inverse_vae.runs import execute
+from workflow import execute
+from workflow.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

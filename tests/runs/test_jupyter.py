@@ -1,4 +1,4 @@
-"""JupyterLab's save hook (runs/jupyter.py): a project notebook is saved exactly as the git filter commits
+"""JupyterLab's save hook (workflow/jupyter_setup.py): a project notebook is saved exactly as the git filter commits
 it (outputs, counts and language_info gone); any other notebook is saved as it is."""
 import copy
 import json
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from inverse_vae.runs import jupyter
+from workflow import jupyter_setup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,11 +25,11 @@ def _executed(path: Path) -> dict:
 
 
 def test_a_project_notebook_is_saved_as_the_git_filter_commits_it(monkeypatch):
-    monkeypatch.setattr(jupyter, "keep_outputs", lambda *args: None)  # a researcher's scratch copy is not the test's
+    monkeypatch.setattr(jupyter_setup, "keep_outputs", lambda *args: None)  # a researcher's scratch copy is not the test's
     model = _executed(ROOT / "notebooks" / "03_invert.ipynb")
     filtered = subprocess.run([sys.executable, "-m", "nbstripout", "--extra-keys", "metadata.language_info"],
                               input=nbformat.writes(model["content"]), capture_output=True, text=True, check=True).stdout
-    jupyter.strip_before_save(model, "notebooks/03_invert.ipynb", SimpleNamespace(root_dir=str(ROOT)))
+    jupyter_setup.strip_before_save(model, "notebooks/03_invert.ipynb", SimpleNamespace(root_dir=str(ROOT)))
     assert nbformat.writes(model["content"]) + "\n" == filtered
     assert filtered == (ROOT / "notebooks" / "03_invert.ipynb").read_text()  # the committed file, byte for byte
 
@@ -44,22 +44,22 @@ def test_a_save_keeps_the_outputs_in_the_scratch_run_and_an_empty_save_overwrite
         model = _executed(ROOT / "notebooks" / name)
         parameters = next(c for c in model["content"].cells if "parameters" in c.metadata.get("tags", []))
         parameters.source = parameters.source.replace("params/default.yaml", "params/latent16.yaml")
-        jupyter.strip_before_save(model, f"notebooks/{name}", manager)
+        jupyter_setup.strip_before_save(model, f"notebooks/{name}", manager)
         kept = project / "reports" / "scratch" / run / name
         assert "an output" in kept.read_text() and "an output" not in nbformat.writes(model["content"])
         reopened = {"type": "notebook", "content": nbformat.read(ROOT / "notebooks" / name, as_version=4)}
-        jupyter.strip_before_save(reopened, f"notebooks/{name}", manager)  # opened again and saved: no outputs
+        jupyter_setup.strip_before_save(reopened, f"notebooks/{name}", manager)  # opened again and saved: no outputs
         assert "an output" in kept.read_text()
 
 
 def test_other_notebooks_and_files_are_saved_as_they_are(tmp_path):
     model = _executed(ROOT / "notebooks" / "03_invert.ipynb")
     before = copy.deepcopy(model)
-    jupyter.strip_before_save(model, "reports/scratch/notebooks/03_invert_smoke.ipynb", SimpleNamespace(root_dir=str(ROOT)))
+    jupyter_setup.strip_before_save(model, "reports/scratch/notebooks/03_invert_smoke.ipynb", SimpleNamespace(root_dir=str(ROOT)))
     (tmp_path / "notebooks").mkdir()  # a notebooks/ folder that is no project's
-    jupyter.strip_before_save(model, "notebooks/03_invert.ipynb", SimpleNamespace(root_dir=str(tmp_path)))
+    jupyter_setup.strip_before_save(model, "notebooks/03_invert.ipynb", SimpleNamespace(root_dir=str(tmp_path)))
     text = {"type": "file", "content": "x"}
-    jupyter.strip_before_save(text, "notebooks/notes.txt", SimpleNamespace(root_dir=str(ROOT)))
+    jupyter_setup.strip_before_save(text, "notebooks/notes.txt", SimpleNamespace(root_dir=str(ROOT)))
     assert model == before and text == {"type": "file", "content": "x"}
 
 
@@ -69,12 +69,12 @@ def test_the_set_up_installs_the_hook_where_jupyter_server_reads_it():
     app = ServerApp()
     app.initialize(argv=[f"--ServerApp.root_dir={ROOT}"], find_extensions=False, new_httpserver=False,
                    starter_extension=None)
-    assert app.contents_manager.pre_save_hook is jupyter.strip_before_save, \
+    assert app.contents_manager.pre_save_hook is jupyter_setup.strip_before_save, \
         "run tools/ensure_env.sh (it runs inverse-vae jupyter-setup)"
 
 
 def test_set_up_without_ipykernel_ends_in_one_line(monkeypatch, tmp_path, capsys):
-    from inverse_vae.__main__ import main
+    from workflow.__main__ import main
 
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     monkeypatch.setitem(sys.modules, "ipykernel.kernelspec", None)  # what an environment without ipykernel gives
@@ -85,7 +85,7 @@ def test_set_up_without_ipykernel_ends_in_one_line(monkeypatch, tmp_path, capsys
 
 
 def test_set_up_keeps_other_settings_and_refuses_a_broken_config(monkeypatch, tmp_path, capsys):
-    from inverse_vae.__main__ import main
+    from workflow.__main__ import main
 
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     config = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
@@ -94,7 +94,7 @@ def test_set_up_keeps_other_settings_and_refuses_a_broken_config(monkeypatch, tm
     assert main(["jupyter-setup"]) == 0
     settings = json.loads(config.read_text())
     assert settings["ServerApp"] == {"port": 9999}
-    assert settings["ContentsManager"]["pre_save_hook"] == "inverse_vae.runs.jupyter.strip_before_save"
+    assert settings["ContentsManager"]["pre_save_hook"] == "workflow.jupyter_setup.strip_before_save"
     assert (tmp_path / "share" / "jupyter" / "kernels" / "inverse-vae" / "kernel.json").is_file()
     config.write_text('{"ServerApp": ')  # a half-edited file: named, left as it is
     assert main(["jupyter-setup"]) == 2
@@ -107,7 +107,7 @@ def test_set_up_keeps_other_settings_and_refuses_a_broken_config(monkeypatch, tm
                                             ("[]", "it holds []"), ('"text"', 'it holds "text"')])
 def test_set_up_refuses_a_config_that_is_json_but_no_object_before_installing_anything(monkeypatch, tmp_path, capsys,
                                                                                        content, named):
-    from inverse_vae.__main__ import main
+    from workflow.__main__ import main
 
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     config = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"

@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from inverse_vae.runs.site import _shared_styles, link_saved_figures, render_notebook  # noqa: E402
 from inverse_vae.study import figures  # noqa: E402
+from workflow.pages import _shared_styles, link_saved_figures, render_notebook  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}}

@@ -11,9 +11,9 @@ import pytest
 
 from inverse_vae.core import data
 from inverse_vae.errors import CheckpointError
-from inverse_vae.runs.execute import KERNEL
 from inverse_vae.runs.run import SCRATCH_ROOT, open_run
 from inverse_vae.study.shared import trained_model
+from workflow.execute import KERNEL
 
 ROOT = Path(__file__).resolve().parents[2]
 

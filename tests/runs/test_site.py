@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from inverse_vae.runs import site
+from workflow import pages
 
 ROOT = Path(__file__).resolve().parents[2]
 INJECTED = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">'
@@ -66,7 +66,7 @@ def reports(tmp_path, monkeypatch):
 
 
 def test_a_page_is_titled_navigable_has_contents_and_asks_the_network_nothing(reports):
-    page = site.render_notebook(reports / "default" / "03_invert.ipynb").read_text()
+    page = pages.render_notebook(reports / "default" / "03_invert.ipynb").read_text()
     refs = _refs(page)
     assert "<title>default · 03 Invert</title>" in page and 'href="../index.html"' in page
     assert 'href="../latent16/03_invert.html"' in page and 'href="05_inverse_methods.html"' in page
@@ -75,7 +75,7 @@ def test_a_page_is_titled_navigable_has_contents_and_asks_the_network_nothing(re
 
 
 def test_text_from_a_params_or_metrics_file_is_shown_never_run(reports):
-    page = site.render_notebook(reports / "default" / "03_invert.ipynb").read_text()
+    page = pages.render_notebook(reports / "default" / "03_invert.ipynb").read_text()
     assert "<script>document.title" not in page and "<img src=x onerror" not in page and _refs(page).scripts == 0
     assert "&lt;script&gt;document.title" in page  # shown as text
 
@@ -91,7 +91,7 @@ def test_a_page_renders_its_markdown_figures_and_tables_and_nothing_from_elsewhe
         "text/markdown": "![saved](figures/saved.png)", "text/plain": "<figure>"})]
     (tmp_path / "reports" / "default").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "reports" / "default" / "03_invert.ipynb")
-    page = site.render_notebook(tmp_path / "reports" / "default" / "03_invert.ipynb").read_text()
+    page = pages.render_notebook(tmp_path / "reports" / "default" / "03_invert.ipynb").read_text()
     main = page.split("</aside>")[1]  # the cells
     assert re.search(r'<h1 id="03-[^"]+-Invert">', main) and "<em>chain</em>" in main and "<code>pinv</code>" in main
     assert _refs(main).sources == ["figures/chain.png", "figures/saved.png"]  # the hostile three lose their src
@@ -101,9 +101,9 @@ def test_a_page_renders_its_markdown_figures_and_tables_and_nothing_from_elsewhe
 
 def test_the_index_marks_a_failed_notebook_and_skips_a_number_of_the_wrong_type(reports):
     for run in ("default", "latent16"):
-        site.render_notebook(reports / run / "03_invert.ipynb")
+        pages.render_notebook(reports / run / "03_invert.ipynb")
     warned = []
-    page = site.write_index(reports, warn=warned.append).read_text()
+    page = pages.write_index(reports, warn=warned.append).read_text()
     assert 'class="failed"><a href="latent16/03_invert.html">failed' in page
     assert 'class="ok"><a href="default/03_invert.html">page' in page and "not run" in page
     assert "33.0" in page or "0.33" in page  # the float64 recovery is shown; the dict where a number belongs is not
@@ -117,14 +117,14 @@ def test_a_page_shows_the_parameters_the_run_was_executed_with_once_and_labelled
                                          nbformat.v4.new_code_cell("x = 1")])
     (tmp_path / "reports" / "latent16").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "reports" / "latent16" / "02_evaluate.ipynb")
-    main = site.render_notebook(tmp_path / "reports" / "latent16" / "02_evaluate.ipynb").read_text().split("</aside>")[1]
+    main = pages.render_notebook(tmp_path / "reports" / "latent16" / "02_evaluate.ipynb").read_text().split("</aside>")[1]
     assert "latent16.yaml" in main and "default.yaml" not in main and "The parameters this run was executed with" in main
     assert len(nbformat.read(tmp_path / "reports" / "latent16" / "02_evaluate.ipynb", as_version=4).cells) == 4  # kept
 
 
 @pytest.mark.parametrize("damage", ["summary not json", "summary a list", "notebook truncated", "notebook not utf-8"])
 def test_the_index_names_a_damaged_file_in_one_line_and_writes_nothing(reports, damage, capsys):
-    from inverse_vae.__main__ import main
+    from workflow.__main__ import main
 
     what, how = damage.split(" ", 1)
     target = reports / "summary" / "metrics" / "99_summary.json" if what == "summary" else reports / "default" / "03_invert.ipynb"
@@ -153,7 +153,7 @@ def test_the_index_leads_with_the_charts_shows_each_run_in_a_grid_and_numbers_as
     (reports / "default" / "metrics" / "02_evaluate.json").write_text('{"nelbo_nats": 112.450134, "probe_accuracy": 0.9163}')
     (reports / "default" / "metrics" / "03_invert.json").write_text(json.dumps({"realizable": {"prior": {
         "float64": {"success_1e-6": 0.3461}, "float32": {"success_1e-4": 0.0003}}}}))
-    page = site.write_index(reports, warn=lambda line: None).read_text()
+    page = pages.write_index(reports, warn=lambda line: None).read_text()
     refs = _refs(page)
     assert refs.sources[:2] == ["summary/figures/runs_overview.png", "summary/figures/z_other.png"]
     assert "summary/figures/recovery_by_run.png" not in refs.sources and "summary/figures/recovery_by_run.png" in refs.links
@@ -173,9 +173,9 @@ def test_the_index_names_the_commit_of_its_metrics_and_says_when_they_changed_si
     (reports / "notes.txt").write_text("a later commit that changes no metrics")
     _git(reports, "add", ".")
     _git(reports, "commit", "-qm", "later")
-    assert f"Metrics of commit {metrics_commit} ·" in site.write_index(reports, warn=lambda line: None).read_text()
+    assert f"Metrics of commit {metrics_commit} ·" in pages.write_index(reports, warn=lambda line: None).read_text()
     (reports / "default" / "metrics" / "03_invert.json").write_text("{}")
-    page = site.write_index(reports, warn=lambda line: None).read_text()
+    page = pages.write_index(reports, warn=lambda line: None).read_text()
     assert f"Metrics of commit {metrics_commit}, with uncommitted changes ·" in page
 
 
@@ -218,7 +218,7 @@ def _expected(notebook: Path) -> dict:
     """What a page must show, counted in its executed notebook: headings of its Markdown, figures, DataFrames."""
     nb = nbformat.read(notebook, as_version=4)
     outputs = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    return {"headings": sum(len(site.HEADING.findall(c.source)) for c in nb.cells if c.cell_type == "markdown"),
+    return {"headings": sum(len(pages.HEADING.findall(c.source)) for c in nb.cells if c.cell_type == "markdown"),
             "images": sum("image/png" in d or "](figures/" in d.get("text/markdown", "") for d in outputs),
             "tables": sum("<table" in d.get("text/html", "") for d in outputs)}
 
@@ -259,7 +259,7 @@ def test_every_committed_page_in_chromium_renders_its_headings_figures_and_table
 
 @pytest.mark.slow
 def test_injected_text_stays_text_in_chromium(reports, offline):
-    offline.goto(site.render_notebook(reports / "default" / "03_invert.ipynb").as_uri())
+    offline.goto(pages.render_notebook(reports / "default" / "03_invert.ipynb").as_uri())
     shows = _page_shows(offline)
     assert shows["title"] == "default · 03 Invert" and shows["scripts"] == 0 and not offline.dialogs
     assert any('<script>document.title="pwned"</script>' in text for text in shows["rendered"])

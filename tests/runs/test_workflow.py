@@ -16,15 +16,16 @@ import pytest
 
 from inverse_vae.constants import NOTEBOOKS
 from inverse_vae.core.config import load_config
-from inverse_vae.runs import workflow
+from workflow import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = ROOT / ".venv" / "bin" / "snakemake"
+CODE = os.pathsep.join([str(ROOT / "lib"), str(ROOT)])  # this checkout's study and workflow packages, in any project
 ACTIVATED = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}  # the rules run `python`
 
 
 def _depends(config) -> dict[str, str]:
-    return {nb: workflow.depends_on(config, nb, ROOT) for nb in NOTEBOOKS}
+    return {nb: plan.depends_on(config, nb, ROOT) for nb in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("updates, rerun", [
@@ -45,20 +46,20 @@ def test_a_changed_params_key_reruns_exactly_the_notebooks_that_read_it(updates,
 
 def test_an_edited_explanation_reruns_nothing_an_edited_computation_reruns_its_notebook(tmp_path):
     notebook = nbformat.read(ROOT / "notebooks" / "03_invert.ipynb", as_version=4)
-    digest = workflow.code_digest(ROOT / "notebooks" / "03_invert.ipynb")
+    digest = plan.code_digest(ROOT / "notebooks" / "03_invert.ipynb")
     next(c for c in notebook.cells if c.cell_type == "markdown").source += "\nOne more sentence."
     nbformat.write(notebook, tmp_path / "prose.ipynb")
     next(c for c in notebook.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])).source += "\n1"
     nbformat.write(notebook, tmp_path / "code.ipynb")
-    assert workflow.code_digest(tmp_path / "prose.ipynb") == digest != workflow.code_digest(tmp_path / "code.ipynb")
+    assert plan.code_digest(tmp_path / "prose.ipynb") == digest != plan.code_digest(tmp_path / "code.ipynb")
 
 
 def test_the_default_runs_04_waits_for_the_squeezed_model_and_every_rule_writes_only_its_receipt():
-    study = workflow.Study.of(ROOT)
+    study = plan.Study.of(ROOT)
     assert study.upstream("default", "04_failure_analysis") == [("default", "model"), ("squeezed", "model")]
     assert study.upstream("default", "01_train") == [] and len(study.upstream("summary", "99_summary")) == 45
     # Snakemake deletes a rule's outputs before it runs: a receipt, never a result (a notebook, metrics, a model, a page)
-    outputs = re.findall(r"^\s+output: (.+)$", (ROOT / "Snakefile").read_text(), re.M)
+    outputs = re.findall(r"^\s+output: (.+)$", (ROOT / "workflow" / "Snakefile").read_text(), re.M)
     assert len(outputs) == 4 and all(o.startswith("receipt(") for o in outputs), outputs
 
 
@@ -125,9 +126,9 @@ def test_a_job_runs_through_a_non_local_executor_with_nothing_but_its_script(tmp
 
 def _plan(*args, root=ROOT, receipts=None) -> subprocess.CompletedProcess:
     receipts = receipts or tempfile.mkdtemp()
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "inverse_vae", "plan", *args, "--receipts",
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "workflow", "plan", *args, "--receipts",
                            str(receipts)], cwd=root, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "lib")})  # this checkout's code, in any project
+                          env={**os.environ, "PYTHONPATH": CODE})  # this checkout's code, in any project
 
 
 @pytest.mark.slow
@@ -167,10 +168,11 @@ def test_a_failing_notebook_keeps_its_error_and_the_previous_results_and_only_it
 
 
 def _clone(tmp_path: Path) -> Path:
-    """A fresh clone of the project as committed, with this checkout's run_all.sh and lib/ (committed or not)."""
+    """A fresh clone of the project as committed, with this checkout's run_all.sh, Snakefile and lib/ (committed or not;
+    lib/ through CODE)."""
     clone = tmp_path / "a clone"  # a path with a space: the rules quote what they pass
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=600)
-    for changed in ("run_all.sh", "Snakefile"):
+    for changed in ("run_all.sh", "workflow/Snakefile"):
         shutil.copy(ROOT / changed, clone / changed)
     (clone / ".venv").symlink_to(ROOT / ".venv")  # a symlinked .venv: no rule names the interpreter's path
     (clone / "data").symlink_to(ROOT / "data")
@@ -178,7 +180,7 @@ def _clone(tmp_path: Path) -> Path:
 
 
 def _status(clone: Path) -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--", ".", ":!run_all.sh", ":!Snakefile"], cwd=clone,
+    return subprocess.run(["git", "status", "--porcelain", "--", ".", ":!run_all.sh", ":!workflow/Snakefile"], cwd=clone,
                           capture_output=True, text=True).stdout
 
 
@@ -193,7 +195,7 @@ def _said(done) -> list[str]:
 @pytest.mark.slow
 def test_whatever_is_called_first_a_fresh_clone_is_up_to_date_and_an_edit_replans_what_it_affects(tmp_path):
     clone = _clone(tmp_path)
-    env = {"PYTHONPATH": str(ROOT / "lib")}
+    env = {"PYTHONPATH": CODE}
     for args in (["--dry-run"], ["--dry-run", "--all"], ["--dry-run", "params/latent16.yaml"], [], ["--dry-run", "--all"]):
         done = _run_all(*args, cwd=clone, env=env)
         assert done.returncode == 0 and _said(done) == [NOTHING], (args, done.stdout + done.stderr)
@@ -214,7 +216,7 @@ def test_whatever_is_called_first_a_fresh_clone_is_up_to_date_and_an_edit_replan
     (clone / "params" / "extra.yaml").unlink()
     done = _run_all("--dry-run", "--all", cwd=clone, env=env)
     assert _said(done) == [NOTHING], done.stdout + done.stderr  # nothing was recorded by the earlier calls
-    header = (clone / "Snakefile").read_text().split("By hand:\n")[1].split("\nimport")[0]
+    header = (clone / "workflow" / "Snakefile").read_text().split("By hand:\n")[1].split("\nimport")[0]
     commands = [line[1:].strip().split("  ")[0] for line in header.splitlines() if line.startswith("#   ")]
     assert commands[0] == "source .venv/bin/activate", commands
     by_hand = subprocess.run(["bash", "-c", " && ".join(commands)], cwd=clone, capture_output=True, text=True,
@@ -256,7 +258,7 @@ def test_help_says_a_dry_run_writes_nothing():
 @pytest.mark.slow
 def test_a_killed_run_leaves_every_result_and_a_second_run_all_is_refused_before_it_moves_anything(tmp_path):
     clone = _clone(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    env = {**os.environ, "PYTHONPATH": CODE}
     first = subprocess.Popen(["./run_all.sh", "--force", "02"], cwd=clone, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
@@ -291,7 +293,7 @@ def test_the_workflow_refuses_a_family_that_check_params_would_refuse_in_one_lin
     (tmp_path / "pyproject.toml").write_text("")
     for folder in ("params", "notebooks"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
-    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
     for name in ("ag-r", "ag_r"):
         (tmp_path / "params" / f"{name}.yaml").write_text("base: smoke.yaml\n")
     done = subprocess.run([str(SNAKEMAKE), "--cores", "2", "--dry-run", "all", "--quiet", "rules"], cwd=tmp_path,
@@ -308,4 +310,4 @@ def test_the_rules_run_python_from_path_and_another_environments_is_refused_in_o
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
     assert lines[0].startswith("error: the rules run `python` from PATH"), lines
     assert "activate the environment first" in lines[0]
-    assert "/.venv/" not in (ROOT / "Snakefile").read_text().split("PYTHON = ")[1].splitlines()[0]
+    assert "/.venv/" not in (ROOT / "workflow" / "Snakefile").read_text().split("PYTHON = ")[1].splitlines()[0]

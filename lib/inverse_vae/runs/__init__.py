@@ -1,1 +1,1 @@
-"""Run plumbing: run folders under reports/, the papermill runner, the reports index."""
+"""A run: its params checked in full and bound to its folder under reports/ (run.py); the workflow/ package runs it."""

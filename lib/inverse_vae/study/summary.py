@@ -21,7 +21,6 @@ from ..core.model import resolve_device
 from ..errors import StudyError
 from ..inversion.methods import run_method
 
-QUESTION = "Can a VAE decoder's input be recovered from its output?"
 SEEDS = ("default", "default_seed1", "default_seed2")
 # When the chain "works": realizable, this share recovered to 1e-6 from float64 outputs; real images,
 # D(z_hat) within this many dB of the encoder's reconstruction, the probe at this fraction of its accuracy.

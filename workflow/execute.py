@@ -2,7 +2,7 @@
 renamed into place when done (a full disk, a dead kernel or a kill leaves the previous one); one that raised is
 published with its error, and the call fails. Paths papermill records are relative to the project. The copy records
 what it was made from (its params, code and inputs) and the digests of what it wrote: the workflow plans from that
-record (runs/workflow.py).
+record (plan.py).
 """
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ from unittest import mock
 
 import nbformat
 
-from ..constants import ACROSS_RUNS, NOTEBOOKS
-from ..core.config import run_name
-from ..core.files import atomic_write, os_error_line, temp_file
-from ..errors import StudyError
-from ..progress import BATCH_ENV
-from .jupyter import KERNEL
-from .run import project_root, shown
-from .site import link_saved_figures
-from .workflow import RECORD, Study, code_digest
+from inverse_vae.constants import NOTEBOOKS
+from inverse_vae.core.config import run_name
+from inverse_vae.core.files import atomic_write, os_error_line, temp_file
+from inverse_vae.errors import StudyError
+from inverse_vae.progress import BATCH_ENV
+from inverse_vae.runs.run import project_root, shown
+
+from .jupyter_setup import KERNEL
+from .pages import link_saved_figures
+from .plan import ACROSS_RUNS, RECORD, Study, code_digest
 
 
 class NotebookFailed(StudyError):

@@ -19,12 +19,13 @@ import nbformat
 from markupsafe import Markup
 from nbconvert import HTMLExporter
 
-from ..constants import NOTEBOOKS, SUMMARY
-from ..core.files import atomic_write
-from ..errors import StudyError
-from ..study import summary
-from .run import project_root
-from .workflow import failed, index_digest, page_digest
+from inverse_vae.constants import NOTEBOOKS, SUMMARY
+from inverse_vae.core.files import atomic_write
+from inverse_vae.errors import StudyError
+from inverse_vae.runs.run import project_root
+from inverse_vae.study import summary
+
+from .plan import failed, index_digest, page_digest
 
 TEMPLATES = Path(__file__).parent / "templates"
 TITLES = {"01_train": "Train", "02_evaluate": "Evaluate", "03_invert": "Invert", "04_failure_analysis": "Failure analysis",
@@ -109,7 +110,7 @@ def render_notebook(path: Path) -> Path:
 
 
 def _made_from(page: str, digest: str) -> str:
-    """The page records the digest of what it shows: the workflow re-renders it when that changes (runs/workflow.py)."""
+    """The page records the digest of what it shows: the workflow re-renders it when that changes (plan.py)."""
     return page.replace("<head>", f'<head>\n<meta name="inverse-vae-made-from" content="{digest}">', 1)
 
 
@@ -164,7 +165,7 @@ def write_index(reports_root: Path, warn=print) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     charts = sorted((reports / "summary" / "figures").glob("*.png"), key=lambda p: (p.name != LEAD_CHART, p.name))
     page = env.get_template("index.html.j2").render(
-        question=summary.QUESTION, answer=_read_json(answer, "summary metrics").get("answer", "") if answer.is_file() else "",
+        answer=_read_json(answer, "summary metrics").get("answer", "") if answer.is_file() else "",
         table=Markup(summary.table(frame, formatted=True).to_html(escape=True, na_rep="—")), designs=frame["design"].to_dict(),
         charts=[p.relative_to(reports).as_posix() for p in charts if p.name != ONE_COLUMN],
         one_column=next((p.relative_to(reports).as_posix() for p in charts if p.name == ONE_COLUMN), None),

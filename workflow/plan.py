@@ -23,12 +23,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..arithmetic import made_pinned
-from ..constants import ACROSS_RUNS, NOTEBOOKS, SUMMARY
-from ..core.checkpoints import load_checkpoint, params_fingerprint, tensor_digest
-from ..core.config import Config, family, load_config, run_name
-from ..errors import StudyError
-from .run import load_checked_config
+from inverse_vae.arithmetic import made_pinned
+from inverse_vae.constants import NOTEBOOKS, SUMMARY
+from inverse_vae.core.checkpoints import load_checkpoint, params_fingerprint, tensor_digest
+from inverse_vae.core.config import Config, family, load_config, run_name
+from inverse_vae.errors import StudyError
+from inverse_vae.runs.run import load_checked_config
 
 # The params each notebook's results depend on, beside the model (dotted keys of the params file).
 READS = {
@@ -42,6 +42,7 @@ MODEL = ("train.train_epochs", "test.model_path", "test.allow_intermediate")  # 
 RECORD = "inverse_vae"  # the executed notebook's metadata key holding {"made_from": ...}
 PAGE_RECORD = re.compile(r'<meta name="inverse-vae-made-from" content="([0-9a-f]+)">')
 EXPLORE = "98_explore"
+ACROSS_RUNS = {SUMMARY: "summary", EXPLORE: "explore"}  # notebooks across runs, and the folder each is executed into
 # 02-05 wait for a run's model, not for its notebook 01: 01 re-run for its figures alone re-runs nothing that reads it.
 MODEL_RESULT = "model"
 FIGURES_ONLY = {"train.plot_epochs", "train.progress_path"}  # keys only 01's figures and progress log read

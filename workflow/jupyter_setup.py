@@ -12,11 +12,12 @@ from pathlib import Path
 import nbformat
 from nbstripout import strip_output
 
-from .. import arithmetic
-from ..constants import ACROSS_RUNS
-from ..core.files import atomic_write, is_project_root
-from ..errors import StudyError
-from .run import RUN_NAME, SCRATCH_ROOT
+from inverse_vae import arithmetic
+from inverse_vae.core.files import atomic_write, is_project_root
+from inverse_vae.errors import StudyError
+from inverse_vae.runs.run import RUN_NAME, SCRATCH_ROOT
+
+from .plan import ACROSS_RUNS
 
 # nbstripout's own defaults, and language_info (JupyterLab rewrites it with the machine's Python version);
 # the git filter in tools/ensure_env.sh strips the same (nbstripout --extra-keys metadata.language_info).

@@ -8,24 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.table import ends_in_bernoulli, has_kind, kind_names
+from .sentences import say
 
 # Section -> the kind property that makes it apply: a Bernoulli head (its inverse's -inf at a 0 pixel), a
 # hidden kind with an interval domain (boxed), a kind with the original's two-sided clamp.
 _BY_KIND = {"sigmoid": "bernoulli", "tanh": "boxed", "clamp": "two_sided"}
-WHY_NOT = {
-    "kl": "the autoencoder has no KL term (no negative ELBO)",
-    "prior": "z ~ N(0, I) is not the autoencoder's latent distribution (it was trained without a prior)",
-    "bce": f"the decoder has no {kind_names('bernoulli')} output, so BCE is undefined (MSE and PSNR are reported)",
-    "sigmoid": f"the decoder has no {kind_names('bernoulli')}, so {kind_names('bernoulli', 'inverse_name')}(0) = -inf "
-               f"never arises",
-    "tanh": f"the decoder has no {kind_names('boxed')}: no {kind_names('boxed', 'inverse_name')} domain, nothing to box "
-            f"or saturate there",
-    "clamp": f"the decoder has no {kind_names('two_sided')}, so its inverse needs no clamp",
-}
+_KINDS_NAMED = {"bernoulli": kind_names("bernoulli"), "bernoulli_inverse": kind_names("bernoulli", "inverse_name"),
+                "boxed": kind_names("boxed"), "boxed_inverse": kind_names("boxed", "inverse_name"),
+                "two_sided": kind_names("two_sided")}
+WHY_NOT = {section: say("why_not", section=section, **_KINDS_NAMED)
+           for section in ("kl", "prior", "bce", "sigmoid", "tanh", "clamp")}
 
 
 @dataclass(frozen=True)
-class Applies:
+class _Applies:
     variational: bool  # a VAE: a prior and a KL term
     bce: bool  # the decoder ends in a Bernoulli head: outputs in [0, 1] like the images
     kinds: dict[str, bool]  # _BY_KIND's section -> whether the decoder has a kind with its property
@@ -41,17 +37,15 @@ class Applies:
     def __call__(self, section: str) -> bool:
         if self.holds(section):
             return True
-        print(f"does not apply: {WHY_NOT[section]}")
+        print(say("does_not_apply", why=WHY_NOT[section]))
         return False
 
     def describe(self) -> str:
-        kind = "VAE" if self.variational else "deterministic autoencoder"
-        skipped = [WHY_NOT[s] for s in WHY_NOT if not self.holds(s)]
-        return f"This run's model is a {kind}; its decoder is {self.decoder}." + (
-            " Sections that do not apply: " + "; ".join(skipped) + "." if skipped else "")
+        return say("model_applies", kind="VAE" if self.variational else "deterministic autoencoder", decoder=self.decoder,
+                   skipped=[WHY_NOT[s] for s in WHY_NOT if not self.holds(s)])
 
 
-def of(model) -> Applies:
+def of(model) -> _Applies:
     d = model.decoder
-    return Applies(bool(model.variational), ends_in_bernoulli(d), {s: has_kind(d, role) for s, role in _BY_KIND.items()},
+    return _Applies(bool(model.variational), ends_in_bernoulli(d), {s: has_kind(d, role) for s, role in _BY_KIND.items()},
                    " -> ".join(type(layer).__name__ for layer in d))

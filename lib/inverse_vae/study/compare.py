@@ -23,6 +23,7 @@ from ..metrics import latent_recovery, per_image_metrics, rate_bounds, relative_
 from ..progress import progress
 from .applies import WHY_NOT
 from .evaluate import encode_means, probe_accuracy
+from .sentences import say
 from .shared import prior_latents
 
 
@@ -204,15 +205,7 @@ def fast_vs_adam10(real: dict, per_image: dict | None = None) -> dict | None:
 
 # A method "succeeds" at recovering z when it recovers most prior samples: a few samples of a
 # thousand either way (one start that happens to land) must not flip the verdict below.
-SUCCEEDS = 0.5
-
-
-def _rate(entry: dict, key: str) -> str:
-    """A success rate with, when known, its sample size and 95% interval."""
-    interval = entry.get(f"{key}_ci95")
-    details = ([f"n = {entry['n']}"] if "n" in entry else []) + (
-        [f"95% interval {interval[0]:.1%}-{interval[1]:.1%}"] if interval else [])
-    return f"{entry[key]:.1%}" + (f" ({', '.join(details)})" if details else "")
+_SUCCEEDS = 0.5
 
 
 def _has_prior(name: str) -> bool:
@@ -228,7 +221,7 @@ def applicable_methods(names, model) -> list[str]:
     """All the methods for a VAE; for the autoencoder not those with an N(0, I) prior term, said in one line."""
     dropped = [n for n in names if _has_prior(n)] if not model.variational else []
     if dropped:
-        print(f"does not apply: {', '.join(dropped)}: {WHY_NOT['prior']}")
+        print(say("does_not_apply", why=WHY_NOT["prior"], what=dropped))
     return [n for n in names if n not in dropped]
 
 
@@ -237,48 +230,21 @@ def noise_methods(real_names) -> list[str]:
     return [n for n in realizable_methods(real_names) if "10restarts" not in n]
 
 
-def _converged_line(row: dict) -> str:
-    line = (f"On real images the study's budget setting ({row['budget']}, {row['budget_bce']:.4f} BCE per pixel in "
-            f"{row['budget_seconds']:.1f} s) is {row['bce_gap']:+.4f} from the converged projection from the same "
-            f"start ({row['converged']}: {row['converged_bce']:.4f} in {row['converged_seconds']:.1f} s)")
-    if "within_0.1%_of_scipy" in row:
-        line += (f", which reaches the cost of SciPy's least_squares within 0.1% on {row['within_0.1%_of_scipy']:.1%} "
-                 f"of the images (SciPy, image by image: {row['scipy_seconds']:.1f} s)")
-    return line + "."
-
-
 def _gradient_descent_line(gd: dict, lw: dict, best: str | None) -> str:
     g, w = gd["float64"]["success_1e-6"], lw["float64"]["success_1e-6"]
-    if w >= SUCCEEDS > g:
-        verdict_text = "confirmed here"
-    elif w < SUCCEEDS and g < SUCCEEDS:
-        verdict_text = ("half confirmed here: gradient descent fails, but so does the layer-wise solve alone"
-                        + (f"; {best} is what recovers z" if best else ""))
-    else:
-        verdict_text = "not confirmed here"
-    return (f"Plain gradient descent (Adam, one start) recovers {_rate(gd['float64'], 'success_1e-6')} to 1e-6 "
-            f"from float64 outputs, the layer-wise solve {_rate(lw['float64'], 'success_1e-6')}: the claim that "
-            f"gradient descent fails where layer-wise inversion succeeds is {verdict_text}.")
+    verdict = "confirmed" if w >= _SUCCEEDS > g else "half" if w < _SUCCEEDS and g < _SUCCEEDS else "not"
+    return say("gradient_descent", gd=gd["float64"], lw=lw["float64"], verdict=verdict, best=best)
 
 
 def findings(verdict: dict | None, best_by: dict, realizable: dict, converged: dict | None = None,
              samples: str = "prior") -> list[str]:
     """What the comparison shows, in sentences built from its numbers (samples: what the realizable
     latents are, "prior" or, for the autoencoder, "encoded test")."""
-    lines = []
-    if verdict:
-        paired = f" (on the {verdict['n_paired']} images both ran on)" if verdict.get("n_paired") else ""
-        measure = "bce" if "bce_ratio_to_adam10" in verdict else "mse"
-        ratio = verdict[f"{measure}_ratio_to_adam10"]
-        lines.append(f"On real images, {verdict['method']} reaches a mean {measure.upper()} {ratio:.3f}x that "
-                     f"of Adam with 10 restarts{paired} in {1 / verdict['speedup_vs_adam10']:.3g}x its time per image "
-                     f"({verdict['speedup_vs_adam10']:.1f}x faster).")
+    lines = [say("fast_vs_adam10", v=verdict)] if verdict else []
     if converged and converged.get("encoder"):
-        lines.append(_converged_line(converged["encoder"]))
-    for arithmetic, b in best_by.items():
-        key = RECOVERY_TARGETS[arithmetic][0]
-        lines.append(f"From {arithmetic} outputs the best method, {b['method']}, recovers {_rate(b, key)} of {samples} "
-                     f"samples ({key}).")
+        lines.append(say("budget_vs_converged", row=converged["encoder"]))
+    lines += [say("best_recovers", arithmetic=arithmetic, best=b, key=RECOVERY_TARGETS[arithmetic][0], samples=samples)
+              for arithmetic, b in best_by.items()]
     gd, lw = realizable.get("optimize_adam"), realizable.get("layerwise_constrained")
     if gd and lw:
         lines.append(_gradient_descent_line(gd, lw, best_by.get("float64", {}).get("method")))
@@ -290,20 +256,10 @@ def posterior_findings(real: dict, posterior: dict, projection: str = "hybrid_en
     mode and the encoder (posterior_check's numbers), and the amortization gap; none without a posterior check."""
     if not posterior:
         return []
-    m, e, p, gap = real[MAP], real["encoder"], real[projection], posterior.get("amortization_gap")
-    peer = posterior.get("map_within_0.1%_of_scipy")
-    lines = [f"On real images a pixel-optimal z exists only at infinity (the projections without a prior end with a "
-             f"median ||ẑ|| of {p['z_norm_median']:.3g}, where the probe reads the digit at {p['probe_accuracy']:.1%}). "
-             f"The posterior mode reconstructs better than the encoder (BCE {m['bce']:.4f} against {e['bce']:.4f} per "
-             f"pixel, a lower negative log joint on {posterior['map_lower_than_encoder']:.0%} of the images) with a "
-             f"typical latent (median ||ẑ|| {m['z_norm_median']:.2f}, the encoder's {e['z_norm_median']:.2f}), where "
-             f"the probe reads the digit at {m['probe_accuracy']:.1%} (the encoder's means: {e['probe_accuracy']:.1%})"
-             + (f"; it reaches SciPy's optimum within 0.1% on {peer:.0%} of the images" if peer is not None else "") + "."]
-    if gap:
-        lines.append(f"The amortization gap: a per-image q(z|x) raises the ELBO by {gap['gap']:.2f} ± {gap['gap_stderr']:.2f} "
-                     f"nats per image over the encoder's q ({gap['encoder_elbo']:.2f} → {gap['svi_elbo']:.2f}, on "
-                     f"{gap['n']} images).")
-    return lines
+    gap = posterior.get("amortization_gap")
+    lines = [say("posterior_mode", p=real[projection], m=real[MAP], e=real["encoder"],
+                 lower=posterior["map_lower_than_encoder"], peer=posterior.get("map_within_0.1%_of_scipy"))]
+    return lines + [say("amortization_gap", gap=gap)] if gap else lines
 
 
 def curves_per_pixel(results: dict) -> dict:

@@ -16,6 +16,7 @@ from ..inversion.methods import layerwise_constrained
 from ..metrics import image_metrics, latent_recovery
 from ..progress import progress
 from .evaluate import probe_accuracy
+from .sentences import say
 
 CLAMP_SWEEP = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 0.0)  # 0: no clamp
 # The boxed kinds as the text names them: their types, their inverses and their domains.
@@ -44,13 +45,13 @@ def _trace(decoder, x, eps, chain, dtype=torch.float64):
     return (chain or InverseChain(decoder)).trace(x, dtype=dtype, eps=eps)
 
 
-def invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
+def _invert_with(decoder: nn.Sequential, x: torch.Tensor, eps: float, dtype=torch.float64,
                 chain: InverseChain | None = None) -> torch.Tensor:
     """z_hat of the chain with clamp margin eps, in dtype."""
     return (chain or InverseChain(decoder)).invert(x, dtype=dtype, eps=eps)
 
 
-def reconstruct(decoder: nn.Sequential, z_hat: torch.Tensor) -> torch.Tensor:
+def _reconstruct(decoder: nn.Sequential, z_hat: torch.Tensor) -> torch.Tensor:
     """D(z_hat) in float32 (the model as a user runs it); inf/nan latents give nan images."""
     with torch.no_grad():
         return decoder(z_hat.float())
@@ -63,12 +64,12 @@ def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Ten
     for eps in progress(eps_list, desc="clamp margins"):
         row = {"eps": eps}
         for name, dtype in DTYPES.items():
-            rec = latent_recovery(invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
+            rec = latent_recovery(_invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
             row.update({f"realizable_{name}_{k}": rec[k] for k in
                         ("success_1e-2", "success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")})
-        z_hat = invert_with(decoder, x_real, eps, torch.float64, chain)
+        z_hat = _invert_with(decoder, x_real, eps, torch.float64, chain)
         row["real_nonfinite"] = int((~torch.isfinite(z_hat).all(dim=1)).sum())
-        row.update({f"real_{k}": v for k, v in image_metrics(reconstruct(decoder, z_hat), x_real).items()
+        row.update({f"real_{k}": v for k, v in image_metrics(_reconstruct(decoder, z_hat), x_real).items()
                     if k != "nonfinite"})
         rows.append(row)
     return rows
@@ -148,7 +149,7 @@ def decoder_logits_at_zero_pixels(model, x: torch.Tensor, means: torch.Tensor) -
 
 def _real_row(decoder, z_hat, x, labels, probe=None, squeeze_range=None) -> dict:
     """D(z_hat) against x (mapped back from a squeezed range first), and the probe on z_hat."""
-    x_hat = reconstruct(decoder, z_hat)
+    x_hat = _reconstruct(decoder, z_hat)
     if squeeze_range is not None:
         lo, hi = squeeze_range
         x_hat = ((x_hat - lo) / (hi - lo)).clamp(0, 1)
@@ -165,8 +166,8 @@ def fix_inverters(eps_best: float, delta: float, eps: float = ORIGINAL_EPS, deco
         return lambda dec, x: layerwise_constrained(dec, x, delta=delta, eps=eps, dtype=torch.float64, **flags).z
 
     inverters = {
-        f"original chain (eps {eps:g})": lambda dec, x: invert_with(dec, x, eps),
-        f"best clamp (eps {eps_best:g})": lambda dec, x: invert_with(dec, x, eps_best),
+        f"original chain (eps {eps:g})": lambda dec, x: _invert_with(dec, x, eps),
+        f"best clamp (eps {eps_best:g})": lambda dec, x: _invert_with(dec, x, eps_best),
         "zeros one-sided only": layerwise(boxed=False),
         _BOX_ONLY: layerwise(one_sided_pixels=False),
         "constrained layer-wise": layerwise(),
@@ -206,33 +207,13 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
     return rows
 
 
-def _domains() -> str:
-    """The boxed kinds' ranges as the text writes them: "(-1, 1)"."""
-    return " or ".join(sorted({f"({k.output_range[0]:g}, {k.output_range[1]:g})" for k in KINDS.values() if k.boxed}))
-
-
 def conclusion(fixes: dict, test_pixels: dict) -> str:
     """Two or three sentences naming, with this run's numbers, the costlier obstacle and the best fix
     (without the box-only row, for a decoder without a boxed kind, only the zero pixels are weighed)."""
-    names = list(fixes)
-    original = fixes[names[0]]
-    zeros, box = fixes["zeros one-sided only"], fixes.get(_BOX_ONLY)
-    if box is None:
-        obstacles = (f"treating 0/1 pixels as one-sided constraints brings it to {zeros['real_bce']:.3f} (the decoder "
-                     f"has no {_BOXED}, so the {_BOXED_INVERSE} domain is no obstacle here).")
-    else:
-        domain = f"the {_BOXED_INVERSE} domain (values outside {_domains()} after the pseudo-inverse)"
-        costlier = "the zero pixels (logit(0) = -inf, handled by the clamp)" if zeros["real_bce"] < box["real_bce"] else domain
-        obstacles = (f"treating 0/1 pixels as one-sided constraints alone brings it to {zeros['real_bce']:.3f}, a "
-                     f"box-constrained solve at the {_BOXED} layers alone to {box['real_bce']:.3f}, so {costlier} costs more.")
-    candidates = {k: v for k, v in fixes.items() if "reference" not in k and k != names[0]}
+    original = next(iter(fixes.values()))
+    candidates = {k: v for k, v in list(fixes.items())[1:] if "reference" not in k}
     best = min(candidates, key=lambda k: candidates[k]["real_bce"])
-    ref = fixes["encoder mean (reference)"]
-    return (
-        f"{test_pixels['zero']:.1%} of test pixels are exactly 0. On real images the original chain gives "
-        f"BCE {original['real_bce']:.3f} per pixel; {obstacles} The fix that recovers most is '{best}' (BCE "
-        f"{candidates[best]['real_bce']:.3f}, probe accuracy {candidates[best]['real_probe_accuracy']:.3f}; the encoder "
-        f"reaches {ref['real_bce']:.3f} and {ref['real_probe_accuracy']:.3f}); on realizable float64 images it recovers "
-        f"{candidates[best]['realizable_success_1e-6']:.1%} of latents to 1e-6, against "
-        f"{original['realizable_success_1e-6']:.1%} for the original chain."
-    )
+    return say("failure_conclusion", zero=test_pixels["zero"], original=original, zeros=fixes["zeros one-sided only"],
+               box=fixes.get(_BOX_ONLY), boxed=_BOXED, boxed_inverse=_BOXED_INVERSE,
+               ranges=[k.output_range for k in KINDS.values() if k.boxed], best=best, fix=candidates[best],
+               reference=fixes["encoder mean (reference)"])

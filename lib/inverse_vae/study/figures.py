@@ -16,7 +16,7 @@ from ..constants import IMAGE_SIDE
 from ..core.files import atomic_write
 from ..core.table import kind_names
 
-LOSS_LABEL = "loss per pixel (nats): BCE/pixel + α·KL/latent dim"
+_LOSS_LABEL = "loss per pixel (nats): BCE/pixel + α·KL/latent dim"
 
 
 def compact_png(png: bytes) -> bytes:
@@ -28,7 +28,7 @@ def compact_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
-def save(fig, path: str | Path | None):
+def _save(fig, path: str | Path | None):
     """Write `fig` as PNG at `path`, whole or not at all (nothing when path is None); returns it."""
     if path is not None:
         drawn = io.BytesIO()
@@ -41,7 +41,7 @@ def _finish(fig, path, title: str | None = None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return save(fig, path)
+    return _save(fig, path)
 
 
 def _row(n: int, width: float, height: float):
@@ -78,7 +78,7 @@ def loss_curves(history: dict, path: str | Path | None = None, *, lr_steps=()):
         inset.set_title(f"epochs {zoom.start + 1}-{n}", fontsize=8)
         inset.tick_params(labelsize=7)
         ax.indicate_inset_zoom(inset, edgecolor="0.5")
-    ax.set(xlabel="epoch", ylabel=LOSS_LABEL, title=f"Training and validation loss, {n} epochs")
+    ax.set(xlabel="epoch", ylabel=_LOSS_LABEL, title=f"Training and validation loss, {n} epochs")
     ax.legend(loc="upper left", fontsize=8)
     return _finish(fig, path)
 
@@ -98,7 +98,7 @@ def image_rows(rows: list[np.ndarray], row_titles: list[str] | None = None, path
     fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0, right=1, top=1, bottom=0)  # square cells; no blank band above
     if title:
         fig.suptitle(title, fontsize=9, y=1 + 0.08 / (n_rows * 0.55), va="bottom")  # 0.08 inch above the images
-    return save(fig, path)
+    return _save(fig, path)
 
 
 def bars(values: dict, title: str, ylabel: str, path=None, *, xlabel: str | None = None):
@@ -153,7 +153,7 @@ def curves(x, series: dict[str, list], xlabel: str, ylabel: str, title: str, pat
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale="log" if logx else "linear", yscale="log" if logy else "linear")
     many = len(series) > 4  # beside the axes rather than over the data
     ax.legend(fontsize=7 if many else 8, **({"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if many else {}))
-    return save(ax.figure, path)
+    return _save(ax.figure, path)
 
 
 def embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], path=None):
@@ -164,7 +164,7 @@ def embeddings(panels: dict[str, tuple[np.ndarray, np.ndarray]], path=None):
                         legend="full", s=6, linewidth=0, ax=ax)
         ax.set(title=panel, xlabel="component 1 (arbitrary units)", ylabel="component 2 (arbitrary units)")
         ax.legend(title="digit", markerscale=2, fontsize=8, loc="best")
-    return save(fig, path)
+    return _save(fig, path)
 
 
 def clamp_sweep(sweep, path=None):
@@ -204,7 +204,7 @@ def singular_values(svals: dict[str, np.ndarray], path=None):
     ax.set(xlabel="rank / number of singular values", ylabel="singular value (log scale)",
            title="Singular values of the decoder's weights")
     ax.legend(fontsize=8)
-    return save(fig, path)
+    return _save(fig, path)
 
 
 def quality_vs_time(points: dict[str, list[tuple[float, float]]], n_images: int, path=None, *,
@@ -278,4 +278,4 @@ def runs_overview(frame, path=None, sweep=None):
     fig.tight_layout()  # the axes' final size first: the labels are placed in it, clear of each other and the points
     adjust_text(names, x=np.concatenate([p[0] for p in points]), y=np.concatenate([p[1] for p in points]), ax=axes[2],
                 objects=[axes[2].get_legend()], arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
-    return save(fig, path)
+    return _save(fig, path)

@@ -17,6 +17,7 @@ from ..inversion.chain import DTYPES as ARITHMETICS
 from ..inversion.chain import InverseChain, forward_trace, realizable
 from ..metrics import latent_recovery
 from ..progress import progress
+from .sentences import say
 from .shared import prior_latents
 
 
@@ -156,26 +157,8 @@ def distance_to(z_hat: torch.Tensor, reference: torch.Tensor) -> dict:
             "z_hat_norm_median": float(np.median(z_hat.double().norm(dim=1)[finite].cpu().numpy()))}
 
 
-_SOURCE_TEXT = {"prior": "z ~ N(0, I)", "encoder_mean": "z = the encoder's latents of the test images"}
-
-
 def conclusion(realizable: dict, real: dict) -> str:
     """What 03 shows, in two paragraphs of Markdown built from its numbers (the cases that did not
     apply to this run are absent from both dicts, and from the text)."""
     source = next(iter(realizable))
-    p, r = realizable[source], real
-    clamp = p.get("float32_original_clamp")
-    text = (f"**Realizable images** (x = D(z), {_SOURCE_TEXT[source]}): the pseudo-inverse chain recovers z to "
-            f"1e-6 for {p['float64']['success_1e-6']:.1%} of samples in float64 without a clamp, "
-            f"{p['float32']['success_1e-4']:.1%} to 1e-4 in float32")
-    text += (f", and with the original clamp in float32 {clamp['success_1e-2']:.1%} to 1e-2 (median relative error "
-             f"{clamp['rel_err_median']:.3g}).\n\n") if clamp else ".\n\n"
-    chain = "original_clamp" if "original_clamp" in r else "no_clamp"
-    c, e = r[chain], r["encoder"]
-    key, digits = ("bce", ".3f") if "bce" in c else ("mse", ".4f")
-    name = "the original chain" if chain == "original_clamp" else "the chain (no clamp needed)"
-    return text + (
-        f"**Real test images**: {name}'s D(ẑ) has {key.upper()} {c[key]:{digits}} per pixel and PSNR {c['psnr']:.1f} dB "
-        f"against the encoder's {e[key]:{digits}} / {e['psnr']:.1f} dB; a linear probe reads the digit from ẑ with accuracy "
-        f"{c['probe_accuracy']:.3f} (encoder means: {e['probe_accuracy']:.3f})."
-    )
+    return say("invert_conclusion", source=source, p=realizable[source], r=real)

@@ -27,6 +27,7 @@ from ..core.model import resolve_device
 from ..core.training import objective_summary
 from ..errors import StudyError
 from .evaluate import embed_2d, encode_means, linear_probe
+from .sentences import say
 
 _PROBE = {"standardscaler": ("scaler.", ("mean_", "scale_", "var_", "n_features_in_", "n_samples_seen_")),
           "logisticregression": ("logistic.", ("classes_", "coef_", "intercept_", "n_features_in_", "n_iter_"))}
@@ -64,12 +65,10 @@ def trained_model(run):
 def describe(run, notebook: str) -> str:
     """Markdown for a notebook's first cell: the run, what 01 trains, and the run's hypothesis stated before
     its results (escaped: text from a params file is shown, never rendered as HTML)."""
-    lines = [f"**Run** `{run.name}` · params `{run.shown(Path(run.config.source))}` · writes `{run.shown(run.dir)}/`"]
-    if notebook == "01_train":
-        lines.append(f"**Trains** {objective_summary(run.config.train, run.config.model.architecture.decoder)}.")
-    if run.config.hypothesis is not None:
-        lines.append(f"**Hypothesis of this run, stated before its results:** {html.escape(run.config.hypothesis.strip())}")
-    return "\n\n".join(lines)
+    trains = objective_summary(run.config.train, run.config.model.architecture.decoder) if notebook == "01_train" else None
+    hypothesis = run.config.hypothesis
+    return say("describe", name=run.name, params=run.shown(Path(run.config.source)), writes=run.shown(run.dir),
+               trains=trains, hypothesis=None if hypothesis is None else html.escape(hypothesis.strip()))
 
 
 def device_name(model) -> str:
@@ -147,5 +146,5 @@ def companion_model(run, params_file: str | None, purpose: str):
         if model_file.is_file():
             # on the notebook's own device, whose fallback (if any) the notebook has said already
             return config, load_model(config, model_file, resolve_device(run.config.device, say=lambda line: None)), model_file
-    print(f"{purpose}: the run of {params_file} is not trained; `./run_all.sh {params_file}` trains it. Left out here.")
+    print(say("not_trained", purpose=purpose, params_file=params_file))
     return None

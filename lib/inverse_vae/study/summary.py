@@ -20,8 +20,9 @@ from ..core.files import metric_number
 from ..core.model import resolve_device
 from ..errors import StudyError
 from ..inversion.methods import run_method
+from .sentences import pct, say
 
-SEEDS = ("default", "default_seed1", "default_seed2")
+_SEEDS = ("default", "default_seed1", "default_seed2")
 # When the chain "works": realizable, this share recovered to 1e-6 from float64 outputs; real images,
 # D(z_hat) within this many dB of the encoder's reconstruction, the probe at this fraction of its accuracy.
 WORKS_REALIZABLE, WORKS_REAL_PSNR_GAP_DB, WORKS_REAL_PROBE_RATIO = 0.99, 3.0, 0.9
@@ -130,7 +131,7 @@ def design(params_file: Path) -> str:
 def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
     """Rows: the family's runs (default and its seeds first); columns: COLUMNS' keys, `design` and `notebooks`
     (how many of 01-05 have metrics). A value a run lacks is NaN (None for a name)."""
-    files = sorted(family(params_dir), key=lambda p: (SEEDS + (p.stem,)).index(p.stem))  # seeds first, then by name
+    files = sorted(family(params_dir), key=lambda p: (_SEEDS + (p.stem,)).index(p.stem))  # seeds first, then by name
     rows = {}
     for params_file in files:
         metrics = read_metrics(Path(reports) / params_file.stem, warn)
@@ -144,7 +145,7 @@ def family_frame(reports: Path, params_dir: Path, warn=print) -> pd.DataFrame:
 
 def seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample sd and count over the default's seeds, per numeric column (NaN with fewer than two)."""
-    stats = frame.loc[[s for s in SEEDS if s in frame.index], NUMERIC].agg(["mean", "std", "count"]).T
+    stats = frame.loc[[s for s in _SEEDS if s in frame.index], NUMERIC].agg(["mean", "std", "count"]).T
     stats.loc[stats["count"] < 2, ["mean", "std"]] = np.nan
     return stats
 
@@ -158,18 +159,18 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
                          "real": real.where(frame[["cf_real_psnr", "recon_psnr", "cf_real_probe", "probe"]].notna().all(1))})
 
 
-# How table(formatted=True) prints a column: a fraction as a percentage, as the answer's text does (_pct)
-FORMATS = {"val_loss": "{:.4f}", "nelbo": "{:.2f}", "iwae": "{:.2f}", "recon_bce": "{:.4f}", "recon_psnr": "{:.1f}",
+# How table(formatted=True) prints a column: a fraction as a percentage, as the answer's text does (pct)
+_FORMATS = {"val_loss": "{:.4f}", "nelbo": "{:.2f}", "iwae": "{:.2f}", "recon_bce": "{:.4f}", "recon_psnr": "{:.1f}",
            "cf_real_bce": "{:.3f}", "cf_real_psnr": "{:.1f}", "map_real_bce": "{:.4f}"}
 
 
 def _shown(key: str, value: float) -> str:
-    return FORMATS[key].format(value) if key in FORMATS else _pct(value)
+    return _FORMATS[key].format(value) if key in _FORMATS else pct(value)
 
 
 def table(frame: pd.DataFrame, formatted: bool = False) -> pd.DataFrame:
     """The frame as a reader sees it: labels for columns, the seeds' mean ± sd as a row after default_seed2;
-    `formatted`: every number as text, to the precision the answer's text quotes it (FORMATS)."""
+    `formatted`: every number as text, to the precision the answer's text quotes it (_FORMATS)."""
     shown = frame[list(COLUMNS)].copy()
     for key in NUMERIC if formatted else ():
         shown[key] = shown[key].map(lambda value, key=key: _shown(key, value), na_action="ignore")
@@ -182,19 +183,6 @@ def table(frame: pd.DataFrame, formatted: bool = False) -> pd.DataFrame:
     return shown.astype(object).where(shown.notna(), "—")
 
 
-def _pct(v) -> str:
-    return "—" if v is None or v != v else f"{v:.2%}" if 0 < v < 0.01 else f"{v:.1%}"
-
-
-def _answer(d: pd.Series) -> str:
-    return (f"On images the decoder can produce, the original's pseudo-inverse chain recovers the latent of {_pct(d.cf_f32)} "
-            f"of prior samples to 1e-4 from float32 outputs and {_pct(d.cf_f64)} to 1e-6 in float64, while the best method "
-            f"({d.best_method}) recovers {_pct(d.best_f32)} and {_pct(d.best_f64)}: the input can be recovered, but not by "
-            f"the closed form. On real test images the chain's D(ẑ) has a BCE of {d.cf_real_bce:.2f} per pixel against the "
-            f"encoder's {d.recon_bce:.3f}, and the linear probe reads the digit from ẑ at {_pct(d.cf_real_probe)} "
-            f"(encoder: {_pct(d.probe)}): a real image has no preimage, and the chain's answer is no latent of the model's.")
-
-
 def _posterior(m02: dict, m05: dict) -> str | None:
     """Real images: the best pixel fit against the posterior mode, the amortization gap, the likelihood."""
     real = {name: r for name, r in ((n, _get(v, "real")) for n, v in m05.get("methods", {}).items())
@@ -202,37 +190,16 @@ def _posterior(m02: dict, m05: dict) -> str | None:
     if "map_encoder_newton" not in real or "encoder" not in real:
         return None
     fit = min(real, key=lambda name: real[name]["bce"])
-    f, m, e = real[fit], real["map_encoder_newton"], real["encoder"]
-    gap, iwae = _get(m05, "posterior", "amortization_gap"), m02.get("iwae")
-    return (f"A real image has no exact preimage, so recovering it means choosing a z. On {e['n']} test images, the best "
-            f"pixel fit ({fit}, BCE "
-            f"{f['bce']:.4f} per pixel against the encoder's {e['bce']:.4f}) lies far outside the prior (median ||ẑ|| "
-            f"{f['z_norm_median']:.3g}), where the probe reads the digit at {_pct(f['probe_accuracy'])}: its z means nothing. "
-            f"The posterior mode reconstructs better than the encoder (BCE {m['bce']:.4f}) and keeps most of the "
-            f"latent's meaning (median ||ẑ|| {m['z_norm_median']:.2f}, probe {_pct(m['probe_accuracy'])}; encoder "
-            f"{e['z_norm_median']:.2f}, {_pct(e['probe_accuracy'])})"
-            + (f"; a per-image q(z|x) closes an amortization gap of {gap['gap']:.1f} ± {gap['gap_stderr']:.1f} nats "
-               f"({gap['n']} images)" if gap else "")
-            + (f"; the importance-weighted bound puts the test -log p(x) at {iwae['nats']:.2f} ± {iwae['stderr']:.2f} nats "
-               f"(K = {iwae['k']}), {iwae['elbo_nats'] - iwae['nats']:.2f} below the negative ELBO of the same draws"
-               if iwae else "") + ".")
+    return say("choosing_a_z", fit=fit, f=real[fit], m=real["map_encoder_newton"], e=real["encoder"],
+               gap=_get(m05, "posterior", "amortization_gap"), iwae=m02.get("iwae"))
 
 
 def _built_to_invert(frame: pd.DataFrame, m05: dict, name: str = "constrained") -> str | None:
     """The decoder invertible by construction: its closed form on prior samples and real images, its price."""
     if name not in frame.index or frame.loc[name, ["cf_f32", "nelbo", "cf_real_bce"]].isna().any():
         return None
-    c, d = frame.loc[name], frame.loc["default"]
-    enc = _get(m05, "methods", "encoder", "real", "bce")
-    ratio = c.cf_real_bce / c.recon_bce
-    return (f"The decoder built to be inverted (`{name}`: every decoder weight with a bounded condition number) lets the "
-            f"original's closed form recover {_pct(c.cf_f32)} of prior samples to 1e-4 from float32 outputs and "
-            f"{_pct(c.cf_f64)} to 1e-6 in float64, at a test negative ELBO of {c.nelbo:.2f} nats "
-            f"({c.nelbo / d.nelbo:.3f}× the default's). On real images its closed form's BCE is {c.cf_real_bce:.3f} "
-            f"per pixel, {ratio:.2f}× the encoder's {c.recon_bce:.3f}: "
-            + ("within" if ratio <= 2 else "not within") + " twice the encoder's"
-            + (f" (its posterior mode: {c.map_real_bce:.4f}, its encoder on the same images {enc:.4f})"
-               if c.map_real_bce == c.map_real_bce and enc else "") + ".")
+    return say("built_to_invert", name=name, c=frame.loc[name], d=frame.loc["default"],
+               encoder=_get(m05, "methods", "encoder", "real", "bce"))
 
 
 def findings(frame: pd.DataFrame, reports: Path) -> list[str]:
@@ -240,23 +207,20 @@ def findings(frame: pd.DataFrame, reports: Path) -> list[str]:
     the first is the landing page's answer, all of them the README's)."""
     runs, verdict = frame.index[frame["notebooks"] > 0], verdicts(frame)
 
-    def works(col: str) -> str:
-        return ", ".join(f"`{n}`" for n in runs[verdict.loc[runs, col] == True]) or "none"  # noqa: E712
+    def works(col: str) -> list[str]:
+        return list(runs[verdict.loc[runs, col] == True])  # noqa: E712
 
-    lines = [_answer(frame.loc["default"]),
-             f"The closed form works on realizable images (≥ {WORKS_REALIZABLE:.0%} to 1e-6 in float64) for "
-             f"{works('realizable')}; on real images (PSNR within {WORKS_REAL_PSNR_GAP_DB:g} dB of the encoder's, probe "
-             f"at ≥ {WORKS_REAL_PROBE_RATIO:.0%} of its accuracy) for {works('real')}."]
+    lines = [say("answer", d=frame.loc["default"]),
+             say("closed_form_works", realizable=works("realizable"), real=works("real"), share=WORKS_REALIZABLE,
+                 psnr_gap=WORKS_REAL_PSNR_GAP_DB, probe_ratio=WORKS_REAL_PROBE_RATIO)]
     default = read_metrics(Path(reports) / "default")
     lines.append(_posterior(default.get("02_evaluate", {}), default.get("05_inverse_methods", {})))
     built = read_metrics(Path(reports) / "constrained")
     lines.append(_built_to_invert(frame, built.get("05_inverse_methods", {})))
     stats = seeds(frame)
     if stats.loc["cf_f64", "count"] >= 2:
-        lines.append(f"Across the default's {int(stats.loc['cf_f64', 'count'])} seeds: closed form float64 "
-                     f"{stats.loc['cf_f64', 'mean']:.1%} ± {stats.loc['cf_f64', 'std']:.1%}, best method "
-                     f"{stats.loc['best_f64', 'mean']:.1%} ± {stats.loc['best_f64', 'std']:.1%}, chain on real images BCE "
-                     f"{stats.loc['cf_real_bce', 'mean']:.2f} ± {stats.loc['cf_real_bce', 'std']:.2f}.")
+        lines.append(say("across_seeds", n=int(stats.loc["cf_f64", "count"]), cf=stats.loc["cf_f64"],
+                         best=stats.loc["best_f64"], bce=stats.loc["cf_real_bce"]))
     return [line for line in lines if line]
 
 

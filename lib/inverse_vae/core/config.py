@@ -1,20 +1,20 @@
 """A params file, validated once into a frozen, typed Config (a leaf: no torch, no model code).
 
-The schema: the original config.yaml's keys (required) and this study's sections (optional, with defaults). pydantic
-types, bounds and freezes it and refuses unknown keys (strict types, Field bounds, frozen, extra="forbid"); what is
-checked here by hand is what no type says: a layer list, the flags and finite numbers inside keyword mappings, a
-scheduler's keywords. A file may name a `base` params file and give only what it changes (merged before validation).
-Every refusal is one line naming the key; what only the network, the trainer or the methods can judge is
-runs.run.check_config's.
+The schema is pydantic's, by its own options: every section frozen, strict and closed (ConfigDict(frozen=True,
+strict=True, extra="forbid")), bounds as Field constraints, model_dump(mode="json") for the file's schema back. Checked
+here by hand is what no type says: a layer list, the flags and finite numbers inside free-form keyword mappings, a
+scheduler's keywords, and the YAML (duplicate keys, anchors). A file may name a `base` params file beside it and give
+only what it changes. Every refusal is one line naming the key; runs.run.check_config judges the network, the trainer
+and the methods.
 """
 from __future__ import annotations
 
 import difflib
 import math
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -24,9 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    StrictBool,
-    StrictInt,
-    StrictStr,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -38,7 +36,6 @@ from ..errors import ParamsError
 MAX_QUOTED = 60  # a refusal quotes at most this many characters of the bad value
 _MAX_FEATURES = 65_536  # layer sizes: a typo such as [512, 100000000000] is refused before torch allocates it
 _MAX_LAYER_WEIGHTS = 1 << 26  # 256 MiB of float32 per Linear
-_MAX_DEPTH = 32  # YAML nesting (the composer recurses: deeper is a RecursionError)
 _MAX_BASES = 4  # base chains: default <- variant <- variant of a variant ...
 _SIZE_ARGUMENTS = {"Linear": ("in_features", "out_features"), "BatchNorm1d": ("num_features",),
                    "LayerNorm": ("normalized_shape",)}
@@ -54,23 +51,30 @@ def _cut(value: Any) -> str:
     return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
-def _freeze(value: Any) -> Any:
-    """Lists to tuples and mappings to read-only views, all the way down: what pydantic's frozen=True does for a
-    section, for the free-form keyword mappings inside one (`others`, layer options)."""
+def _freeze(value: Any, where: str) -> Any:
+    """Tuples and read-only mappings all the way down (frozen=True for free-form keyword mappings: pydantic has no
+    frozen dict), refusing flags that are no real booleans and numbers that are not finite (YAML's .nan and .inf slip
+    past every range check, and torch takes them)."""
     if isinstance(value, Mapping):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        frozen = {}
+        for key, item in value.items():
+            if key in _FLAGS and not isinstance(item, bool):
+                raise ValueError(f"{where}.{_cut(str(key))}: must be true or false, got {_cut(item)}")
+            frozen[key] = _freeze(item, f"{where}.{_cut(str(key))}")
+        return MappingProxyType(frozen)
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+        return tuple(_freeze(item, f"{where}[{i}]") for i, item in enumerate(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: must be a finite number, got {value}")
     return value
 
 
 def thaw(value: Any) -> Any:
-    """Plain dicts and lists again (for JSON, YAML or a torch constructor)."""
+    """Plain dicts and lists again: for JSON and YAML, and for torch, whose optimizer state (saved in a checkpoint)
+    keeps the lists it was given."""
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [thaw(v) for v in value]
-    return value
+    return [thaw(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 @dataclass(frozen=True)
@@ -79,27 +83,11 @@ class LayerSpec:
 
     name: str
     args: tuple = ()
-    kwargs: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict:
         options = {"args": thaw(self.args)} if self.args else {}
-        options.update(thaw(self.kwargs))
-        return {self.name: options or None}
-
-
-def _check_flags(node: Any, where: str) -> None:
-    """Flags real booleans and numbers finite, all the way down (`others`, layer options): YAML's .nan and .inf
-    slip past every range check, and torch takes them."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key in _FLAGS and not isinstance(value, bool):
-                raise ValueError(f"{where}{_cut(str(key))}: must be true or false, got {_cut(value)}")
-            _check_flags(value, f"{where}{_cut(str(key))}.")
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            _check_flags(value, f"{where.rstrip('.')}[{i}].")
-    elif isinstance(node, float) and not math.isfinite(node):
-        raise ValueError(f"{where.rstrip('.')}: must be a finite number, got {node}")
+        return {self.name: {**options, **thaw(self.kwargs)} or None}
 
 
 def _size_problem(name: str, args: list, options: dict) -> str | None:
@@ -108,43 +96,32 @@ def _size_problem(name: str, args: list, options: dict) -> str | None:
     for key, value in given.items():
         for size in value if isinstance(value, list) else [value]:
             if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_FEATURES:
-                return f"{key}: must be an integer from 1 to {_MAX_FEATURES:,}, got {_cut(size)}"
+                return f".{key}: must be an integer from 1 to {_MAX_FEATURES:,}, got {_cut(size)}"
     if name == "Linear" and len(given) == 2 and given["in_features"] * given["out_features"] > _MAX_LAYER_WEIGHTS:
         return f": {given['in_features']} x {given['out_features']} weights; a layer may have at most {_MAX_LAYER_WEIGHTS:,}"
     if name == "Linear" and len(args) > 2 and (len(args) > 3 or not isinstance(args[2], bool)):
-        return f"args: must be [in, out] or [in, out, bias] with bias true or false, got {_cut(args)}"
+        return f".args: must be [in, out] or [in, out, bias] with bias true or false, got {_cut(args)}"
     return None
 
 
-def _layer(block: Any, i: int) -> LayerSpec:
+def _layer(block: Any) -> LayerSpec:
     if not isinstance(block, dict) or len(block) != 1 or not isinstance(next(iter(block)), str):
-        raise ValueError(f"[{i}]: a layer must be a one-key mapping like {{Linear: {{args: [784, 512]}}}}, got {_cut(block)}")
+        raise ValueError(f"a layer must be a one-key mapping like {{Linear: {{args: [784, 512]}}}}, got {_cut(block)}")
     name, options = next(iter(block.items()))
     if options is not None and not isinstance(options, dict):
-        raise ValueError(f"[{i}].{name}: options must be a mapping (args: [...], bias: ...), got {_cut(options)}")
+        raise ValueError(f".{name}: options must be a mapping (args: [...], bias: ...), got {_cut(options)}")
     options = dict(options or {})
     args = options.pop("args", [])
     if not isinstance(args, list):
-        raise ValueError(f"[{i}].{name}.args: must be a list, got {_cut(args)}")
-    owned = _STUDY_OWNED & set(options)
-    if owned:
-        raise ValueError(f"[{i}].{name}.{min(owned)}: not a layer option here (the run's `device` and the study "
-                         f"decide where and in which arithmetic layers compute)")
-    _check_flags(options, f"[{i}].{name}.")
+        raise ValueError(f".{name}.args: must be a list, got {_cut(args)}")
+    if _STUDY_OWNED & set(options):
+        raise ValueError(f".{name}.{min(_STUDY_OWNED & set(options))}: not a layer option here (the run's `device` and "
+                         f"the study decide where and in which arithmetic layers compute)")
+    kwargs = _freeze(options, f".{name}")
     problem = _size_problem(name, args, options)
     if problem:
-        raise ValueError(f"[{i}].{name}{problem if problem.startswith(':') else '.' + problem}")
-    return LayerSpec(name, _freeze(args), _freeze(options))
-
-
-def _layers(value: Any) -> tuple[LayerSpec, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"must be a non-empty list of layers, got {_cut(value)}")
-    return tuple(_layer(block, i) for i, block in enumerate(value))
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
+        raise ValueError(f".{name}{problem}")
+    return LayerSpec(name, _freeze(args, f".{name}.args"), kwargs)
 
 
 def _losses(value: Any) -> tuple[str, ...]:
@@ -152,79 +129,95 @@ def _losses(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or len(value) not in (1, 2) or not all(isinstance(n, str) for n in value):
         raise ValueError(f"must be [reconstruction] (an autoencoder) or [reconstruction, regularizationloss] (a VAE), "
                          f"got {_cut(value)}")
-    names = tuple(n.lower() for n in value)
-    if names[0] not in ("bceloss", "mseloss"):
+    if value[0].lower() not in ("bceloss", "mseloss"):
         raise ValueError(f"unknown reconstruction loss {value[0]!r}; allowed: bceloss, mseloss")
-    if names[1:] not in ((), ("regularizationloss",)):
+    if value[1:] and value[1].lower() != "regularizationloss":
         raise ValueError(f"unknown regularization loss {value[1]!r}; allowed: regularizationloss")
-    return names
+    return tuple(n.lower() for n in value)
 
 
-def _frozen_mapping(value: Any) -> Any:
+def _options(value: Any) -> Any:
     if value is not None and not isinstance(value, Mapping):
         raise ValueError(f"must be a mapping of keyword arguments, got {_cut(value)}")
-    _check_flags(value or {}, ".")
-    return None if value is None else _freeze(value)
+    return None if value is None else _freeze(value, "")
 
 
-Layers = Annotated[tuple[LayerSpec, ...], BeforeValidator(_layers), PlainSerializer(lambda specs: [s.to_dict() for s in specs])]
-Options = Annotated[Any, BeforeValidator(_frozen_mapping), PlainSerializer(thaw)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
-Count = Annotated[StrictInt, Field(ge=1)]
-Text = Annotated[StrictStr, Field(min_length=1)]
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+_LIST = Field(strict=False)  # a YAML list, read as a tuple (strict takes tuples only); its items stay strict
+_Layer = Annotated[LayerSpec, PlainValidator(_layer), PlainSerializer(LayerSpec.to_dict)]
+_Layers = Annotated[tuple[_Layer, ...], Field(min_length=1), _LIST]
+_Options = Annotated[Any, BeforeValidator(_options), PlainSerializer(thaw)]  # keyword arguments of a torch class
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Count = Annotated[int, Field(ge=1)]
+_Text = Annotated[str, Field(min_length=1)]
 
 
-class Optim(Section):
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """What extra="forbid" refuses, said with the key meant (pydantic's error names only the unknown one)."""
+        if not isinstance(data, dict | BaseModel):
+            raise ValueError(f"must be a mapping of keys, got {_cut(data)}")
+        unknown = [key for key in data if key not in cls.model_fields] if isinstance(data, dict) else []
+        if unknown:
+            match = difflib.get_close_matches(str(unknown[0]), cls.model_fields, n=1)
+            raise ValueError(f".{_cut(str(unknown[0]))}: unknown key" + (f" (did you mean {match[0]!r}?)" if match else ""))
+        return data
+
+
+class Optim(_Section):
     name: Annotated[Literal[tuple(OPTIMIZERS)], BeforeValidator(_lower)]
-    learning_rate: Positive
-    others: Options = None  # keyword arguments of the torch optimizer
+    learning_rate: _Positive
+    others: _Options = None
 
 
 # Scheduler keywords torch accepts but then fails on (step_size 0) or obeys silently (a negative one).
 _SCHEDULER_LIMITS = {key: TypeAdapter(kind) for key, kind in {
-    "step_size": Count, "step_size_up": Count, "step_size_down": Count | None, "T_max": Count, "gamma": Positive,
-    "eta_min": NonNegative, "milestones": tuple[Count, ...]}.items()}
+    "step_size": _Count, "step_size_up": _Count, "step_size_down": _Count | None, "T_max": _Count, "gamma": _Positive,
+    "eta_min": _NonNegative, "milestones": tuple[_Count, ...]}.items()}
 
 
-class Scheduler(Section):
+class Scheduler(_Section):
     name: Annotated[Literal[tuple(SCHEDULERS)], BeforeValidator(_lower)]
-    others: Options = None
+    others: _Options = None
 
     @model_validator(mode="after")
     def _limits(self):
-        for key, value in (self.others or {}).items():
-            if key in _SCHEDULER_LIMITS:
-                try:
-                    _SCHEDULER_LIMITS[key].validate_python(thaw(value))
-                except ValidationError as exc:
-                    raise ValueError(f".others.{key}: {_message(exc.errors()[0])}") from None
+        for key in [key for key in self.others or {} if key in _SCHEDULER_LIMITS]:
+            try:
+                _SCHEDULER_LIMITS[key].validate_python(self.others[key], strict=True)
+            except ValidationError as exc:
+                raise ValueError(f".others.{key}: {_message(exc.errors()[0])}") from None
         return self
 
 
-class Penalty(Section):
-    bound: Positive
-    weight: Positive  # null, not 0, says "no penalty"
+class _Penalty(_Section):
+    bound: _Positive
+    weight: _Positive  # null, not 0, says "no penalty"
 
 
-class Train(Section):
-    batch_size: Count
-    train_epochs: Count
+class Train(_Section):
+    batch_size: _Count
+    train_epochs: _Count
     # [reconstruction, regularization] for a VAE, [reconstruction] alone for a deterministic autoencoder.
     loss: Annotated[tuple[str, ...], BeforeValidator(_losses)]
     optim: Optim
     lr_scheduler: Scheduler
-    alpha: NonNegative
-    model_path: Text
-    progress_path: Text
-    plot_epochs: Count
-    target_range: tuple[NonNegative, Positive] | None = None  # train towards lo + (hi - lo) x (squeezed targets)
+    alpha: _NonNegative
+    model_path: _Text
+    progress_path: _Text
+    plot_epochs: _Count
+    # train towards lo + (hi - lo) x (squeezed targets)
+    target_range: Annotated[tuple[_NonNegative, _Positive], _LIST] | None = None
     # weight * mean(relu(side - bound)^2) over the decoder's amplifying inputs (table: amplifying_side)
-    preactivation_penalty: Penalty | None = None
+    preactivation_penalty: _Penalty | None = None
 
     @model_validator(mode="after")
     def _range(self):
@@ -241,15 +234,15 @@ class Train(Section):
         return len(self.loss) == 2
 
 
-class Encoder(Section):
-    conv: Layers
-    mean: Layers | None = None  # a VAE's heads; an autoencoder has neither and conv gives z
-    log_var: Layers | None = None
+class _Encoder(_Section):
+    conv: _Layers
+    mean: _Layers | None = None  # a VAE's heads; an autoencoder has neither and conv gives z
+    log_var: _Layers | None = None
 
 
-class Architecture(Section):
-    encoder: Encoder
-    decoder: Layers
+class Architecture(_Section):
+    encoder: _Encoder
+    decoder: _Layers
 
     @property
     def variational(self) -> bool:
@@ -261,76 +254,75 @@ class Architecture(Section):
         return {key: specs for key, specs in parts.items() if specs is not None}
 
 
-class DecoderConstraint(Section):
+class _DecoderConstraint(_Section):
     """Decoder weights built as Q diag(d) V^T with cond < cond_max (core.model.BoundedSemiOrthogonal)."""
 
-    cond_max: Annotated[float, Field(ge=1, allow_inf_nan=False, strict=True)] = 16.0
-    rotate: StrictBool = True  # free right singular vectors V (without: W = Q diag(d))
+    cond_max: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 16.0
+    rotate: bool = True  # free right singular vectors V (without: W = Q diag(d))
 
 
-class ModelSection(Section):
+class _ModelSection(_Section):
     architecture: Architecture
-    decoder_constraint: DecoderConstraint | None = None  # null: plain weights, as the original
+    decoder_constraint: _DecoderConstraint | None = None  # null: plain weights, as the original
 
 
-class Test(Section):
-    __test__ = False  # a config section, not a pytest class
-    batch_size: Count
-    n_components: Count
-    model_path: Text
-    results_path: Text
-    allow_intermediate: StrictBool = False  # evaluate a checkpoint from before train_epochs
+class _Test(_Section):
+    batch_size: _Count
+    n_components: _Count
+    model_path: _Text
+    results_path: _Text
+    allow_intermediate: bool = False  # evaluate a checkpoint from before train_epochs
 
 
-class Data(Section):
-    root: Text = "data"  # relative to the project root
-    train_subset: Count | None = None  # first N of the 60k training images
-    test_subset: Count | None = None
-    val_fraction: Annotated[float, Field(ge=0.01, le=0.5, strict=True)] = 0.1
+class _Data(_Section):
+    root: _Text = "data"  # relative to the project root
+    train_subset: _Count | None = None  # first N of the 60k training images
+    test_subset: _Count | None = None
+    val_fraction: Annotated[float, Field(ge=0.01, le=0.5)] = 0.1
 
 
-class Evaluate(Section):
-    tsne_samples: Annotated[StrictInt, Field(ge=10)] | None = None  # None: the whole test set
-    probe_max_iter: Annotated[StrictInt, Field(ge=10, le=100_000)] = 1000
-    iwae_k: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1000  # importance samples of -log p(x)
+class _Evaluate(_Section):
+    tsne_samples: Annotated[int, Field(ge=10)] | None = None  # None: the whole test set
+    probe_max_iter: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    iwae_k: Annotated[int, Field(ge=1, le=100_000)] = 1000  # importance samples of -log p(x)
 
 
-class Invert(Section):
-    n_prior: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 10000
-    examples_per_digit: Annotated[StrictInt, Field(ge=1, le=100)] = 3
+class _Invert(_Section):
+    n_prior: Annotated[int, Field(ge=1, le=1_000_000)] = 10000
+    examples_per_digit: Annotated[int, Field(ge=1, le=100)] = 3
 
 
-class Methods(Section):
-    names: tuple[Text, ...] | None = None  # None: every method of inversion.methods.METHODS
-    real_subset: Count | None = None
-    realizable_n: Annotated[StrictInt, Field(ge=1, le=100_000)] = 1000
-    slow_n: Count | None = None  # the slow gradient-descent methods on fewer samples
-    noise_levels: tuple[Positive, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-    noise_draws: Annotated[StrictInt, Field(ge=1, le=100_000)] = 200
-    noise_names: tuple[Text, ...] | None = None
-    overrides: Options = None  # {method: {option: value}}, checked against the method (runs.run)
+class _Methods(_Section):
+    names: Annotated[tuple[_Text, ...], _LIST] | None = None  # None: every method of inversion.methods.METHODS
+    real_subset: _Count | None = None
+    realizable_n: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    slow_n: _Count | None = None  # the slow gradient-descent methods on fewer samples
+    noise_levels: Annotated[tuple[_Positive, ...], _LIST] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    noise_draws: Annotated[int, Field(ge=1, le=100_000)] = 200
+    noise_names: Annotated[tuple[_Text, ...], _LIST] | None = None
+    overrides: _Options = None  # {method: {option: value}}, checked against the method (runs.run)
 
 
-class Failure(Section):
-    squeezed_params: Text | None = "params/squeezed.yaml"  # the squeezed-targets run 04 compares
-    delta: Annotated[float, Field(gt=0, le=0.5, strict=True)] = 1e-3
-    fixes_subset: Count | None = None
+class _Failure(_Section):
+    squeezed_params: _Text | None = "params/squeezed.yaml"  # the squeezed-targets run 04 compares
+    delta: Annotated[float, Field(gt=0, le=0.5)] = 1e-3
+    fixes_subset: _Count | None = None
 
 
-class Config(Section):
+class Config(_Section):
     """A validated params file. Derive a changed one with `replace`, never by mutation."""
 
     device: Annotated[Literal["cuda", "mps", "cpu", "auto"], BeforeValidator(_lower)]
-    hypothesis: Text | None = None  # what the run is expected to show, stated before its results
-    seed: Annotated[StrictInt, Field(ge=0, lt=2**32)] = 0  # numpy and scikit-learn take seeds below 2^32
+    hypothesis: _Text | None = None  # what the run is expected to show, stated before its results
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # numpy and scikit-learn take seeds below 2^32
     train: Train
-    model: ModelSection
-    test: Test
-    data: Data = Data()
-    evaluate: Evaluate = Evaluate()
-    invert: Invert = Invert()
-    methods: Methods = Methods()
-    failure: Failure = Failure()
+    model: _ModelSection
+    test: _Test
+    data: _Data = _Data()
+    evaluate: _Evaluate = _Evaluate()
+    invert: _Invert = _Invert()
+    methods: _Methods = _Methods()
+    failure: _Failure = _Failure()
     source: str | None = Field(default=None, exclude=True)  # the params file it was read from
 
     @model_validator(mode="after")
@@ -354,50 +346,14 @@ class Config(Section):
         return validate_config(_merge(self.to_dict(), updates), source=self.source)
 
 
-def _location(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not str(part).startswith(("function-", "tuple[", "nullable", "literal", "json-or")):
-            out += f".{_cut(str(part))}" if out else _cut(str(part))
-    return out
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """The keys allowed where an unknown key was found (for 'did you mean')."""
-    model: Any = Config
-    for part in loc[:-1]:
-        info = model.model_fields.get(part) if isinstance(part, str) else None
-        kind = getattr(info, "annotation", None)
-        candidates = [t for t in (kind, *getattr(kind, "__args__", ())) if isinstance(t, type) and issubclass(t, BaseModel)]
-        if not candidates:
-            return []
-        model = candidates[0]
-    return list(model.model_fields)
-
-
 def _message(error: dict) -> str:
-    kind, loc = error["type"], error["loc"]
-    if kind == "missing":
+    """pydantic's words for one error, ending with the bad value quoted short; our validators' words as they are."""
+    if error["type"] == "missing":
         return "missing key"
-    if kind == "extra_forbidden":
-        match = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
-        return "unknown key" + (f" (did you mean {match[0]!r}?)" if match else "")
-    text = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error":
+        return error["msg"].removeprefix("Value error, ")
     given = error.get("input")
-    return text if kind == "value_error" else f"{text}, got {_cut(repr(given) if isinstance(given, str) else given)}"
-
-
-def _one_line(exc: ValidationError) -> str:
-    """The first error as `key: what is wrong`; a validator's own message may name keys below its field
-    (it starts with '.' or '[')."""
-    errors = [e for e in exc.errors() if e["type"] != "none_required"] or exc.errors()  # `X | None`: X's error
-    error = min(errors, key=lambda e: e["type"] != "extra_forbidden")  # a misspelled key: named, with a suggestion
-    where, text = _location(error["loc"]), _message(error)
-    if error["type"] == "value_error" and text[:1] in "[.":
-        return where + text if where else text.lstrip(".")
-    return f"{where}: {text}" if where else text
+    return f"{error['msg']}, got {_cut(repr(given) if isinstance(given, str) else given)}"
 
 
 def validate_config(raw: Any, source: str | None = None) -> Config:
@@ -407,7 +363,9 @@ def validate_config(raw: Any, source: str | None = None) -> Config:
     try:
         return Config.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise ParamsError(_one_line(exc)) from None
+        error = exc.errors()[0]  # as `key: what is wrong`; our validators' words starting with '.' or '[' name keys below
+        where, text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]), _message(error)
+        raise ParamsError((where + text if text[:1] in "[." else f"{where}: {text}").lstrip(".")) from None
 
 
 def _merge(base: dict, updates: Mapping) -> dict:
@@ -422,23 +380,14 @@ def _merge(base: dict, updates: Mapping) -> dict:
 
 
 class _ParamsLoader(yaml.SafeLoader):
-    """yaml.SafeLoader refusing duplicate keys (YAML keeps the last silently), anchors and aliases (an
-    alias bomb expands exponentially) and nesting deeper than _MAX_DEPTH."""
-
-    _depth = 0
+    """yaml.SafeLoader refusing duplicate keys (YAML keeps the last silently) and anchors and aliases (an alias bomb
+    expands exponentially)."""
 
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed",
-                                              event.start_mark)
-        if self._depth >= _MAX_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {_MAX_DEPTH} levels", event.start_mark)
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -463,6 +412,8 @@ def read_yaml(path: Path) -> Any:
         raise ParamsError(f"{path}: invalid YAML{at}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
     except UnicodeDecodeError:
         raise ParamsError(f"{path}: not a text file") from None
+    except RecursionError:  # PyYAML's composer recurses per level; no params file nests hundreds deep
+        raise ParamsError(f"{path}: invalid YAML: nested too deeply") from None
 
 
 def read_params(path: Path, depth: int = 0) -> dict:

@@ -5,8 +5,9 @@ at prior_weight 1 the model's negative log joint (issue #25); all solvers from t
 encoder mean of the run's model. Solvers: the study's trust-region Newton with the exact Hessian
 (optimize(method="newton_tr", objective="bce"), the named method map_encoder_newton; in float64 and in
 the decoder's float32), the same with the Gauss-Newton matrix J^T diag(s (1 - s)) J (a diagnostic:
-what the second-order term is worth), and SciPy's L-BFGS-B per image with the gradient by autograd
-(method="scipy_map", the named method peer_scipy_map), at most --max-iter iterations.
+what the second-order term is worth; extra_solvers.gauss_newton), and SciPy's L-BFGS-B per image
+with the gradient by autograd (method="scipy_map", the named method peer_scipy_map), at most
+--max-iter iterations.
 
 Printed per solver: mean final objective, the share of images within 0.1% of the best objective any
 solver found for that image (and within 1e-6), seconds per image (batched solvers: the whole batch's
@@ -71,14 +72,15 @@ def solve(decoder, x, z0, prior_weight: float, method: str, steps: int, dtype, *
 def compare(decoder, x, z0, prior_weight: float, max_iter: int, newton_steps: int) -> dict:
     """Every solver's per-image results on one objective."""
     import torch
+    from extra_solvers import gauss_newton, run_with
 
     runs = {
         "newton_tr float64": lambda: solve(decoder, x, z0, prior_weight, "newton_tr", newton_steps, torch.float64,
                                            objective="bce"),
         "newton_tr float32": lambda: solve(decoder, x, z0, prior_weight, "newton_tr", newton_steps, torch.float32,
                                            objective="bce"),
-        "gauss_newton_tr (diag.)": lambda: solve(decoder, x, z0, prior_weight, "newton_tr", newton_steps,
-                                                 torch.float64, objective="bce", hessian="gauss_newton"),
+        "gauss_newton_tr (diag.)": lambda: run_with(gauss_newton, solve, decoder, x, z0, prior_weight, "newton_tr",
+                                                    newton_steps, torch.float64, objective="bce"),
         # SciPy through the study's own wrapper (inversion/peer.py), as notebook 05 runs it
         "scipy L-BFGS-B": lambda: solve(decoder, x, z0, prior_weight, "scipy_map", max_iter, torch.float64),
     }

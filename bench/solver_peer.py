@@ -5,8 +5,9 @@ entries use prior_weight 0), all solvers from the same start, the encoder mean o
 model. Solvers: the study's budget LM (optimize(method="lm"), 100 steps, as hybrid_encoder_lm),
 the trust-region Newton solver (method="newton_tr", run to convergence), the same with the
 Gauss-Newton matrix in place of the exact Hessian (a diagnostic: what the missing second-order
-term costs), and SciPy's least_squares "lm" (MINPACK) and "trf" per image with the analytic
-Jacobian (forward_jacobian), tolerances 1e-12, at most --max-nfev evaluations.
+term costs; extra_solvers.gauss_newton), and SciPy's least_squares "lm" (MINPACK, method="scipy_lm")
+and "trf" (extra_solvers.scipy_trf) per image with the analytic Jacobian (forward_jacobian),
+tolerances 1e-12, at most --max-nfev evaluations.
 
 Printed per solver: mean final cost, the share of images within 0.1% of the best cost any solver
 found for that image (and within 1e-6), seconds per image (batched solvers: the whole batch's time / N),
@@ -61,15 +62,16 @@ def study_solver(decoder, x, z0, prior_weight: float, method: str, steps: int, *
 def compare(decoder, x, z0, prior_weight: float, max_nfev: int, newton_steps: int) -> dict:
     """Every solver's per-image results on one objective."""
     import torch
+    from extra_solvers import gauss_newton, run_with, scipy_trf
 
     runs = {
         "study lm (100 steps)": lambda: study_solver(decoder, x, z0, prior_weight, "lm", 100),
         "newton_tr": lambda: study_solver(decoder, x, z0, prior_weight, "newton_tr", newton_steps),
-        "gauss_newton_tr (diag.)": lambda: study_solver(decoder, x, z0, prior_weight, "newton_tr", newton_steps,
-                                                        hessian="gauss_newton"),
+        "gauss_newton_tr (diag.)": lambda: run_with(gauss_newton, study_solver, decoder, x, z0, prior_weight,
+                                                    "newton_tr", newton_steps),
         # SciPy through the study's own wrapper (inversion/peer.py), as notebook 05 runs it
         "scipy lm": lambda: study_solver(decoder, x, z0, prior_weight, "scipy_lm", max_nfev),
-        "scipy trf": lambda: study_solver(decoder, x, z0, prior_weight, "scipy_trf", max_nfev),
+        "scipy trf": lambda: run_with(scipy_trf, study_solver, decoder, x, z0, prior_weight, "scipy_lm", max_nfev),
     }
     study_solver(decoder, x[:2], z0[:2], prior_weight, "newton_tr", 2)  # warm-up (first calls, CUDA context)
     if x.device.type == "cuda":

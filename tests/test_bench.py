@@ -80,3 +80,31 @@ def test_arithmetic_retrains_the_smoke_model_on_the_pinned_path_to_the_goldens_b
                "--paths", "pinned", "--notebooks", "01")
     assert re.search(r"^metrics differing from tests/goldens/metrics +0$", out, re.M), out
     assert re.search(r"^01_train seconds +[\d.]+$", out, re.M) and "pins {'ATEN_CPU_CAPABILITY': 'avx2'" in out
+
+
+def test_the_benches_solver_variants_swap_in_what_they_name(root, monkeypatch):
+    # bench/extra_solvers.py: the variants lib/ dropped (issue #36), each the study's solver with one piece swapped
+    import scipy.optimize
+    import torch
+    from decoders import seeded_decoder
+
+    from inverse_vae.inversion.plain import forward_jacobian, plain_layers
+    from inverse_vae.inversion.solvers import _newton_terms, optimize
+
+    monkeypatch.syspath_prepend(str(root / "bench"))
+    from extra_solvers import gauss_newton, run_with, scipy_trf
+
+    decoder = seeded_decoder([4, 16, 30], scale=2.0, seed=6)
+    layers, _, _ = plain_layers(decoder, torch.float64)
+    gen = torch.Generator().manual_seed(4)
+    z, x = torch.randn(3, 4, generator=gen, dtype=torch.float64), torch.rand(3, 30, generator=gen, dtype=torch.float64)
+    _, jac_t = forward_jacobian(layers, z)
+    matrix = jac_t @ jac_t.mT + 0.3 * torch.eye(4, dtype=torch.float64)  # J^T J + the prior's
+    assert torch.allclose(run_with(gauss_newton, _newton_terms, layers, z, x, 0.3, 2)[1], matrix, atol=1e-12)
+    assert not torch.allclose(_newton_terms(layers, z, x, 0.3, 2)[1], matrix, atol=1e-6)  # outside: exact again
+
+    methods, least_squares = [], scipy.optimize.least_squares
+    monkeypatch.setattr(scipy.optimize, "least_squares", lambda *a, **k: methods.append(k["method"]) or least_squares(*a, **k))
+    run_with(scipy_trf, optimize, decoder, x[:2], method="scipy_lm", init=z[:2], steps=5)
+    optimize(decoder, x[:1], method="scipy_lm", init=z[:1], steps=5)
+    assert methods == ["trf", "trf", "lm"]

@@ -35,7 +35,7 @@ def _unbounded():
 def _entry_points(decoder):
     """name -> call(images): check_images, the chain's invert and trace, and every method."""
     layers, _, _ = plain.plain_layers(decoder, None)
-    return {"plain.check_images": lambda im: plain.check_images(im, N_OUT, plain.output_range(layers)),
+    return {"plain.check_images": lambda im: plain.check_images(im, N_OUT, layers[-1].kind.output_range),
             **entry_points(decoder, N_OUT)}
 
 

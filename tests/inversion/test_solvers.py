@@ -103,13 +103,14 @@ def test_exact_hessian_matches_autograd_including_leaky_relu():
             return 0.5 * (r * r).sum() + 0.5 * 0.3 * (zi * zi).sum()
 
         expected = torch.func.vmap(torch.func.hessian(cost))(z, x)
-        _, hessian, grad = _newton_terms(layers, z, x, 0.3, 2, exact=True)
+        _, hessian, grad = _newton_terms(layers, z, x, 0.3, 2)
         assert torch.allclose(hessian, expected, atol=1e-12)
         assert torch.allclose(grad, torch.func.vmap(torch.func.grad(cost))(z, x), atol=1e-12)
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"hessian": "bfgs"}, "hessian must be 'exact' or 'gauss_newton'"),
+    ({"hessian": "gauss_newton"}, r"newton_tr has no option hessian \(its own: chunk, objective\)"),
+    ({"objective": "logits"}, "objective must be one of least_squares, bce"),
     ({"lr": 0.1}, "lr sets Adam's step size"),
     ({"steps": -1}, "need steps >= 0"),
 ])

@@ -39,18 +39,17 @@ def _same(p: Plain, t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LayerKind:
-    """How the study computes with one layer type, on the layer as a Plain: forward, inverse (inverse_ in place),
-    derivative f'(a) (None: 1), inverse_slope (how much an error in y is amplified), output_range (None:
-    unbounded; its ends are where the clamp keeps a margin); refuse(layer, dtype) says why an instance cannot be
-    inverted (None: it can). What the study says of it: inverse_name (as the text writes the inverse), ends (each
-    output reached exactly at a finite input in floating point, with the sign of that input; 0: both, an odd
-    kind), amplifies (the sign of the inputs towards which its float32 inverse amplifies rounding; 0: both;
-    None: nowhere), bernoulli (as the last layer its outputs are pixel probabilities, its input the logits)."""
+    """How the study computes with one layer type, on the layer as a Plain: forward, inverse, derivative f'(a)
+    (None: 1), inverse_slope (how much an error in y is amplified), output_range (None: unbounded; its ends are
+    where the clamp keeps a margin); refuse(layer, dtype) says why an instance cannot be inverted (None: it can).
+    What the study says of it: inverse_name (as the text writes the inverse), ends (each output reached exactly at a
+    finite input in floating point, with the sign of that input; 0: both, an odd kind), amplifies (the sign of the
+    inputs towards which its float32 inverse amplifies rounding; 0: both; None: nowhere), bernoulli (as the last
+    layer its outputs are pixel probabilities, its input the logits)."""
 
     name: str
     forward: Callable[[Plain, Tensor], Tensor] = _same
     inverse: Callable[[Plain, Tensor], Tensor] = _same
-    inverse_: Callable[[Plain, Tensor], Tensor] | None = None
     derivative: Callable[[Plain, Tensor, Tensor], Tensor] | None = None
     inverse_slope: Callable[[Plain, Tensor], Tensor] | None = None
     output_range: tuple[float, float] | None = None
@@ -80,9 +79,6 @@ class LayerKind:
         """How far input a lies towards where the float32 inverse amplifies rounding (training's penalty bounds it)."""
         return a.abs() if self.amplifies == 0 else a if self.amplifies == 1 else -a
 
-    def invert_in_place(self, p: Plain, y: Tensor) -> Tensor:
-        return (self.inverse_ or self.inverse)(p, y)
-
     def check_eps(self, eps: float | None) -> float:
         """The clamp margin as a float (None: 0, no clamp), refused outside [0, half the range)."""
         eps = 0.0 if eps is None else float(eps)
@@ -100,9 +96,6 @@ class LayerKind:
 
     def clamp(self, y: Tensor, eps: float) -> Tensor:
         return y if eps == 0.0 else y.clamp(*self.clamp_bounds(eps, y.dtype))
-
-    def clamp_(self, y: Tensor, eps: float) -> Tensor:
-        return y if eps == 0.0 else y.clamp_(*self.clamp_bounds(eps, y.dtype))
 
     def saturated(self, y: Tensor) -> Tensor:
         """Per sample: some unit at (or beyond) the range's ends, where information is lost."""
@@ -167,14 +160,14 @@ KINDS: dict[type[nn.Module], LayerKind] = {
     # atanh multiplies an error in tanh(a) by cosh(a)^2, near +1 and -1 alike.
     nn.Tanh: LayerKind(
         "tanh", forward=lambda p, a: torch.tanh(a), output_range=(-1.0, 1.0),
-        inverse=lambda p, y: torch.atanh(y), inverse_=lambda p, y: y.atanh_(),
+        inverse=lambda p, y: torch.atanh(y),
         derivative=lambda p, a, y: 1 - y * y, inverse_slope=lambda p, y: 1 / (1 - y * y),
         inverse_name="atanh", ends=((1.0, 0),), amplifies=0),
     # logit multiplies an error by about 1 + e^a near 1; near 0 float32 keeps sigmoid's relative precision down
     # to a = -87, so dark pixels cost the inverse nothing.
     nn.Sigmoid: LayerKind(
         "sigmoid", forward=lambda p, a: torch.sigmoid(a), output_range=(0.0, 1.0),
-        inverse=lambda p, y: torch.logit(y), inverse_=lambda p, y: y.logit_(),
+        inverse=lambda p, y: torch.logit(y),
         derivative=lambda p, a, y: y * (1 - y), inverse_slope=lambda p, y: 1 / (y * (1 - y)),
         inverse_name="logit", ends=((1.0, 1), (0.0, -1)), amplifies=1, bernoulli=True),
     # ELU (alpha 1): a for a > 0, e^a - 1 below, so -1 is reached only in floating point (a < -17 in float32),

@@ -13,7 +13,7 @@ from ..errors import StudyError
 from ..metrics import quantile, relative_errors
 from .chain import InverseChain, Step, forward_trace
 
-__all__ = ["CAUSES", "attribute_failures", "failure_frame", "failure_table"]
+__all__ = ["CAUSES", "attribute_failures", "failure_frame"]
 
 CAUSES = ("ok", "output_saturated", "hidden_saturated", "out_of_domain", "clamped", "amplified", "projection", "other")
 _CODE = {name: code for code, name in enumerate(CAUSES)}
@@ -86,7 +86,7 @@ def _count_causes(decoder: nn.Sequential, layers: torch.Tensor, causes: torch.Te
     return sorted(records, key=lambda r: (-r["layer"], _CODE[r["cause"]]))
 
 
-def failure_table(summaries: dict) -> list[dict]:
+def _failure_table(summaries: dict) -> list[dict]:
     """Flat rows (source, case, layer, type, cause, count, share) from summaries[source][case] carrying
     "failures" (attribution counts) and "n"; for a DataFrame."""
     return [{"source": source, "case": case, **f, "share": f["count"] / s["n"]}
@@ -97,7 +97,7 @@ def failure_frame(summaries: dict):
     """Failure counts, a row per (source, case) (zeros where none failed), a column per (layer, type, cause)."""
     import pandas as pd  # only the notebooks' tables need it
 
-    rows = failure_table(summaries)
+    rows = _failure_table(summaries)
     index = pd.MultiIndex.from_tuples([(s, c) for s, cases in summaries.items() for c in cases], names=["source", "case"])
     if not rows:
         return pd.DataFrame(index=index)

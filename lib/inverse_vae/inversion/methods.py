@@ -142,7 +142,7 @@ def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | tor
     return MethodResult(refined.z, start_seconds + refined.seconds, refined.iterations, history, info)
 
 
-PROJECTION_PRIOR = 0.01  # prior weight of the converged projections: small, but it makes the optimum finite
+_PROJECTION_PRIOR = 0.01  # prior weight of the converged projections: small, but it makes the optimum finite
 
 
 @dataclass(frozen=True)
@@ -188,16 +188,16 @@ METHODS: dict[str, MethodSpec] = {
     # The converged projection of a real image: without a prior the least-squares cost keeps falling as
     # ||z|| grows (the activations saturate), so there is no optimum to converge to; a small prior gives one.
     "hybrid_encoder_newton_tr_prior": MethodSpec(
-        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR}, start="encoder",
+        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": _PROJECTION_PRIOR}, start="encoder",
         summary="encoder mean refined by trust-region Newton on least squares + 0.01 ||z||^2 / 2 (a finite optimum)"),
     "hybrid_layerwise_newton_tr_prior": MethodSpec(
-        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR}, start="layerwise_constrained",
+        "hybrid", {"refine": "newton_tr", "steps": 200, "prior_weight": _PROJECTION_PRIOR}, start="layerwise_constrained",
         summary="layer-wise solution refined by trust-region Newton on least squares + 0.01 ||z||^2 / 2"),
     "optimize_newton_tr_prior": MethodSpec(
-        "optimize", {"method": "newton_tr", "steps": 200, "prior_weight": PROJECTION_PRIOR},
+        "optimize", {"method": "newton_tr", "steps": 200, "prior_weight": _PROJECTION_PRIOR},
         summary="trust-region Newton on least squares + 0.01 ||z||^2 / 2, one N(0, I) start"),
     "peer_scipy_lm_prior": MethodSpec(
-        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": PROJECTION_PRIOR}, start="encoder", slow=True,
+        "hybrid", {"refine": "scipy_lm", "steps": 2000, "prior_weight": _PROJECTION_PRIOR}, start="encoder", slow=True,
         summary="the reference: SciPy least_squares (MINPACK LM) per image from the encoder mean, same objective"),
     # The VAE's own answer for a real image (posterior.py): its posterior, whose prior term (weight 1, the
     # model's) keeps z where the decoder was trained, instead of a point at infinity.

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from .plain import bce, forward, forward_jacobian, require_bernoulli
 
-TOLERANCE = 1e-12  # xtol, ftol and gtol: converged as far as float64 allows, or out of evaluations
-MAP_FTOL, MAP_GTOL = 1e-15, 1e-9  # L-BFGS-B: relative decrease of the objective, largest gradient entry
+_TOLERANCE = 1e-12  # xtol, ftol and gtol: converged as far as float64 allows, or out of evaluations
+_MAP_FTOL, _MAP_GTOL = 1e-15, 1e-9  # L-BFGS-B: relative decrease of the objective, largest gradient entry
 
 
 def _problem(layers, xi: torch.Tensor, prior_weight: float):
@@ -50,14 +50,15 @@ def _each_image(layers, z0, x, rec, solve_one):
                                          "iterations": torch.tensor(evaluations, device=z0.device)}
 
 
-def scipy_least_squares(layers, z0, x, rec, *, steps, prior_weight, record_every, method: str = "lm"):
-    """SciPy's least_squares per image, steps bounding its evaluations; converged: it stopped on a tolerance."""
+def scipy_least_squares(layers, z0, x, rec, *, steps, prior_weight, record_every):
+    """SciPy's least_squares (MINPACK LM) per image, steps bounding its evaluations; converged: it stopped on a
+    tolerance."""
     import scipy.optimize
 
     def solve_one(cpu, xi, zi):
         residual, jacobian = _problem(cpu, xi, prior_weight)
-        found = scipy.optimize.least_squares(residual, zi.numpy(), jac=jacobian, method=method, xtol=TOLERANCE,
-                                             ftol=TOLERANCE, gtol=TOLERANCE, max_nfev=max(int(steps), 1))
+        found = scipy.optimize.least_squares(residual, zi.numpy(), jac=jacobian, method="lm", xtol=_TOLERANCE,
+                                             ftol=_TOLERANCE, gtol=_TOLERANCE, max_nfev=max(int(steps), 1))
         return found.x, found.cost, found.nfev, found.status > 0
 
     return _each_image(layers, z0, x, rec, solve_one)
@@ -79,11 +80,11 @@ def _map_problem(layers, xi: torch.Tensor, prior_weight: float):
 
 def scipy_map(layers, z0, x, rec, *, steps, prior_weight, record_every):
     """SciPy's L-BFGS-B per image on BCE + prior_weight ||z||^2 / 2, steps bounding its iterations, tolerances
-    MAP_FTOL and MAP_GTOL; converged unless it ran out of iterations or evaluations."""
+    _MAP_FTOL and _MAP_GTOL; converged unless it ran out of iterations or evaluations."""
     import scipy.optimize
 
     require_bernoulli(layers, "scipy_map minimizes BCE, which")
-    options = {"maxiter": max(int(steps), 1), "maxfun": 20 * max(int(steps), 1), "ftol": MAP_FTOL, "gtol": MAP_GTOL}
+    options = {"maxiter": max(int(steps), 1), "maxfun": 20 * max(int(steps), 1), "ftol": _MAP_FTOL, "gtol": _MAP_GTOL}
 
     def solve_one(cpu, xi, zi):
         found = scipy.optimize.minimize(_map_problem(cpu, xi, prior_weight), zi.numpy(), jac=True,

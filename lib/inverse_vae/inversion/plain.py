@@ -12,7 +12,7 @@ from ..core.table import Plain, kind_names, plain_layer
 from ..errors import StudyError
 
 __all__ = ["bce", "check_images", "forward", "forward_jacobian", "images", "latent_dim", "nan_where_unusable",
-           "output_range", "plain_layers"]
+           "plain_layers"]
 
 
 def plain_layers(decoder: nn.Module, dtype: torch.dtype | None) -> tuple[list[Plain], torch.dtype, torch.device]:
@@ -62,7 +62,7 @@ def bce(layers: list[Plain], z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     has no probabilities, so its loss is least squares 1/2 ||D(z) - x||^2 (what LM minimizes)."""
     if layers[-1].kind.bernoulli:
         return F.binary_cross_entropy_with_logits(forward(layers[:-1], z), x, reduction="none").sum(1)
-    if output_range(layers) is None:
+    if layers[-1].kind.output_range is None:
         return 0.5 * (forward(layers, z) - x).pow(2).sum(1)
     return F.binary_cross_entropy(forward(layers, z).clamp(0, 1), x, reduction="none").sum(1)
 
@@ -111,15 +111,10 @@ def check_images(x, features: int | None, output_range: tuple[float, float] | No
     return x
 
 
-def output_range(layers: list[Plain]) -> tuple[float, float] | None:
-    """The range of the decoder's output: its last layer's, if that is a bounded activation."""
-    return layers[-1].kind.output_range
-
-
 def images(layers: list[Plain], x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """x as (N, D) in the working dtype and device, checked (check_images) against the decoder."""
     out = next(layer.weight.shape[0] for layer in reversed(layers) if layer.kind.is_linear)
-    return check_images(x, out, output_range(layers)).to(dtype=dtype, device=device)
+    return check_images(x, out, layers[-1].kind.output_range).to(dtype=dtype, device=device)
 
 
 def nan_where_unusable(z: torch.Tensor, x: torch.Tensor, objective: torch.Tensor | None = None) -> torch.Tensor:

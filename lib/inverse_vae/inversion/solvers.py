@@ -4,7 +4,7 @@ with batched restarts and retries (Bora et al. 2017); chunks only bound memory. 
 (Adam, L-BFGS), 1/2 ||D(z) - x||^2 + prior (LM, Newton; Newton's objective="bce" at prior weight 1: MAP)."""
 from __future__ import annotations
 
-import functools
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -275,9 +275,9 @@ def _newton_head(h, x, objective: str, head):
     return 0.5 * (residual * residual).sum(1), residual, None
 
 
-def _newton_chunk(layers, z, x, exact: bool, objective: str = "least_squares"):
+def _newton_chunk(layers, z, x, objective: str = "least_squares"):
     """Cost, Hessian (n, d, d), gradient (n, d) of _newton_head's loss: J^T W J (W the head's curvature)
-    plus, if exact, sum_k r_k Hess h_k = sum over activations of A^T diag(adjoint f''(a)) A (A: the
+    plus sum_k r_k Hess h_k = sum over activations of A^T diag(adjoint f''(a)) A (A: the
     Jacobian of the activation's input)."""
     head = layers[-1]
     if objective == "bce":
@@ -302,16 +302,15 @@ def _newton_chunk(layers, z, x, exact: bool, objective: str = "least_squares"):
         if layer.kind.is_linear:
             jac_t = (jac_t.reshape(n * d, jac_t.shape[2]) @ layer.weight.T).reshape(n, d, layer.weight.shape[0])
         elif layer.kind.derivative is not None:
-            if exact:
-                hessian = hessian + (jac_t * (adj * _second_derivative(layer, a))[:, None, :]) @ jac_t.mT
+            hessian = hessian + (jac_t * (adj * _second_derivative(layer, a))[:, None, :]) @ jac_t.mT
             jac_t = jac_t * layer.kind.derivative(layer, a, layer.forward(a))[:, None, :]
     gauss_newton = jac_t @ jac_t.mT if curvature is None else (jac_t * curvature[:, None, :]) @ jac_t.mT
     return cost, hessian + gauss_newton, adjoint
 
 
-def _newton_terms(layers, z, x, prior_weight, chunk, exact, objective: str = "least_squares"):
-    """Per sample: cost (+ prior), Hessian or Gauss-Newton matrix, gradient; in chunks."""
-    parts = [_newton_chunk(layers, zc, xc, exact, objective) for zc, xc in zip(z.split(chunk), x.split(chunk))]
+def _newton_terms(layers, z, x, prior_weight, chunk, objective: str = "least_squares"):
+    """Per sample: cost (+ prior), Hessian, gradient; in chunks."""
+    parts = [_newton_chunk(layers, zc, xc, objective) for zc, xc in zip(z.split(chunk), x.split(chunk))]
     cost, hessian, grad = (torch.cat(values) for values in zip(*parts))
     return _with_prior(cost, hessian, grad, z, prior_weight)
 
@@ -342,25 +341,22 @@ def _trust_step(hessian, grad, radius, iters: int = 30):
     return step, predicted
 
 
-def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, hessian="exact",
-               objective="least_squares"):
-    """Trust-region Newton per sample on 1/2||D(z) - x||^2 (or BCE) + prior, hessian "exact" or "gauss_newton"
-    (bench/ compares them). Per sample radius: accept if rho = actual / predicted > 1e-4, / 4 if rho < 1/4,
-    * 2 if rho > 3/4 at the boundary; stop on ||g|| <= gtol cost, relative reductions <= 10 eps, or a step
-    below xtol (||z|| + xtol), gtol = xtol = eps^(2/3)."""
-    if hessian not in ("exact", "gauss_newton") or objective not in ("least_squares", "bce"):
-        raise StudyError("newton_tr: hessian must be 'exact' or 'gauss_newton' and objective must be one of "
-                         f"least_squares, bce; got {hessian!r} and {objective!r}")
+def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2048, objective="least_squares"):
+    """Trust-region Newton per sample on 1/2||D(z) - x||^2 (or BCE) + prior with the exact Hessian (the Gauss-Newton
+    matrix is bench/extra_solvers.py's diagnostic). Per sample radius: accept if rho = actual / predicted > 1e-4,
+    / 4 if rho < 1/4, * 2 if rho > 3/4 at the boundary; stop on ||g|| <= gtol cost, relative reductions <= 10 eps,
+    or a step below xtol (||z|| + xtol), gtol = xtol = eps^(2/3)."""
+    if objective not in ("least_squares", "bce"):
+        raise StudyError(f"newton_tr: objective must be one of least_squares, bce; got {objective!r}")
     if objective == "bce":
         require_bernoulli(layers, "newton_tr objective 'bce'")
     eps = torch.finfo(z0.dtype).eps
     gtol = xtol = eps ** (2 / 3)
     ftol = 10 * eps
-    exact = hessian == "exact"
     z = z0.clone()
     n = z.shape[0]
     with torch.no_grad():
-        cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, exact, objective)
+        cost, hess, grad = _newton_terms(layers, z, x, prior_weight, chunk, objective)
         radius = torch.full((n,), 1.0, dtype=torch.float64, device=z.device)
         counts = torch.zeros(n, dtype=torch.long, device=z.device)
         usable = torch.isfinite(cost) & torch.isfinite(grad).all(1) & torch.isfinite(hess).flatten(1).all(1)
@@ -381,7 +377,7 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
             counts[active] += 1
             if accepted.numel():
                 cost[accepted], hess[accepted], grad[accepted] = _newton_terms(
-                    layers, z[accepted], x[accepted], prior_weight, chunk, exact, objective)
+                    layers, z[accepted], x[accepted], prior_weight, chunk, objective)
             c = cost[active]  # a relative gradient test: near a zero residual, step and cost tests decide
             flat = ok & (actual <= ftol * c) & (predicted <= ftol * c)
             tiny_step = step.norm(dim=1) <= xtol * (z[active].norm(dim=1) + xtol)
@@ -395,9 +391,9 @@ def _newton_tr(layers, z0, x, rec, *, steps, prior_weight, record_every, chunk=2
 
 
 _SOLVERS = {"adam": _adam, "lbfgs": _lbfgs, "lm": _lm, "newton_tr": _newton_tr, "scipy_lm": scipy_least_squares,
-            "scipy_trf": functools.partial(scipy_least_squares, method="trf"), "scipy_map": scipy_map}
-# scipy_lm/trf: steps bounds the function evaluations per image; scipy_map: the L-BFGS-B iterations
-_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_trf": 2000, "scipy_map": 2000}
+            "scipy_map": scipy_map}
+# scipy_lm: steps bounds the function evaluations per image; scipy_map: the L-BFGS-B iterations
+_DEFAULT_STEPS = {"adam": 1000, "lbfgs": 200, "lm": 100, "newton_tr": 200, "scipy_lm": 2000, "scipy_map": 2000}
 
 
 def _initial_latents(init, restarts: int, n: int, d: int, seed: int, dtype, device) -> torch.Tensor:
@@ -438,6 +434,12 @@ def optimize(decoder: nn.Sequential, x: torch.Tensor, *, method: str = "adam", s
         raise StudyError(f"unknown optimize method {method!r}; known: {', '.join(_SOLVERS)}")
     if lr is not None and method != "adam":
         raise StudyError(f"lr sets Adam's step size; {method} chooses its own steps")
+    # options go to the solver: one it lacks is a typo, said in one line rather than a TypeError
+    own = [k for k, v in inspect.signature(_SOLVERS[method]).parameters.items()
+           if v.kind is v.KEYWORD_ONLY and k not in ("steps", "lr", "prior_weight", "record_every")]
+    if set(options) - set(own):
+        raise StudyError(f"{method} has no option {', '.join(sorted(set(options) - set(own)))} "
+                         f"(its own: {', '.join(own) or 'none'})")
     steps = _DEFAULT_STEPS[method] if steps is None else int(steps)
     record_every = (10 if method == "adam" else 1) if record_every is None else int(record_every)
     if steps < 0 or restarts < 1 or retries < 1 or record_every < 1 or prior_weight < 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inverse_vae.progress import BATCH_ENV
 from inverse_vae.runs.run import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,18 @@ def tiny_run(tmp_path):
     run = open_run(ROOT / "params" / "smoke.yaml", root=ROOT, say=lambda *_: None)
     config = run.config.replace(train={"train_epochs": 4, "batch_size": 32, "plot_epochs": 2})
     return dataclasses.replace(run, config=config, dir=tmp_path / "run")
+
+
+@pytest.fixture
+def bars(monkeypatch, capsys):
+    """Progress forced on (tqdm's live bar, drawn on stderr); bars() reads what was drawn since the last call:
+    {desc: (count, total)} as each bar last showed them."""
+    monkeypatch.setenv(BATCH_ENV, "0")
+
+    def read() -> dict[str, tuple[int, int]]:
+        drawn = re.findall(r"([^\r\n]+?): +\d+%\|[^|]*\| *(\d+)/(\d+)", capsys.readouterr().err)
+        return {desc: (int(count), int(total)) for desc, count, total in drawn}
+    return read
 
 
 # --------------------------------------------------------------------------

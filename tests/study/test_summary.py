@@ -258,7 +258,7 @@ def test_the_summary_notebook_is_not_one_of_the_per_run_notebooks(root):
     assert SUMMARY not in NOTEBOOKS and (root / "notebooks" / f"{SUMMARY}.ipynb").is_file()
 
 
-def test_examples_show_each_trained_runs_reconstructions_and_leave_out_a_failing_method(tmp_path, root):
+def test_examples_show_each_trained_runs_reconstructions_and_leave_out_a_failing_method(tmp_path, root, bars):
     params_dir, reports = tmp_path / "params", tmp_path / "reports"
     params_dir.mkdir()
     smoke = load_config(root / "params" / "smoke.yaml")
@@ -280,6 +280,7 @@ def test_examples_show_each_trained_runs_reconstructions_and_leave_out_a_failing
         expected = model.decoder(model.encode(x)[0]).reshape(3, -1)
     torch.testing.assert_close(shown["default"]["D(encoder)"], expected)
     assert len(warned) == 1 and "no_such_method left out" in warned[0] and "\n" not in warned[0]
+    assert bars() == {"examples, runs × methods": (3, 3)}  # one bar: the failed method's step counts too
     frame.loc["default", "notebooks"] = 0  # a run never executed is not drawn
     assert summary.examples(reports, params_dir, frame, x, warn=warned.append) == {}
     assert np.isfinite(frame.loc["default", "cf_f64"])

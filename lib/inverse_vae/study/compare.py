@@ -101,16 +101,19 @@ def realizable_comparison(names, model, z: torch.Tensor, overrides: dict,
     interval (key + "_ci95"); the methods in float64, the slow ones on the first slow_n samples."""
     table, errors = {}, {}
     z = z.double()
-    for arithmetic, dtype in DTYPES.items():
-        x = realizable(model.decoder, z, dtype)
-        starts = {}  # per image count: the slow methods' subset is another batch
-        for name in progress(names, desc=f"methods on realizable images, {arithmetic} outputs"):
-            n = sample_size(name, len(z), slow_n)
-            r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
-            rec = latent_recovery(r.z, z[:n])
-            table.setdefault(name, {})[arithmetic] = {
-                **rec, **{f"{k}_ci95": list(rate_bounds(rec[k], rec["n"])) for k in SUCCESS_THRESHOLDS}, "seconds": r.seconds}
-            errors[(name, arithmetic)] = relative_errors(r.z, z[:n]).cpu()
+    with progress(None, total=len(DTYPES) * len(names), desc="methods on realizable images, both arithmetics") as bar:
+        for arithmetic, dtype in DTYPES.items():
+            x = realizable(model.decoder, z, dtype)
+            starts = {}  # per image count: the slow methods' subset is another batch
+            for name in names:
+                n = sample_size(name, len(z), slow_n)
+                r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
+                rec = latent_recovery(r.z, z[:n])
+                table.setdefault(name, {})[arithmetic] = {
+                    **rec, **{f"{k}_ci95": list(rate_bounds(rec[k], rec["n"])) for k in SUCCESS_THRESHOLDS},
+                    "seconds": r.seconds}
+                errors[(name, arithmetic)] = relative_errors(r.z, z[:n]).cpu()
+                bar.update()
     return table, errors
 
 
@@ -128,18 +131,20 @@ def noise_robustness(names, model, levels, draws: int, seed: int, overrides: dic
     (the slow methods on the first slow_n draws). latents: the z to use instead at every level (its
     first `draws` rows; the autoencoder's encoded test images, N(0, I) not being its distribution)."""
     out = {name: [] for name in names}
-    for i, level in enumerate(progress(levels, desc="noise levels")):
-        if latents is not None:
-            z = latents[:draws].double()
-        else:
-            z = torch.randn(draws, model.latent_dim, generator=torch.Generator().manual_seed(seed + 1000 + i),
-                            dtype=torch.float64)
-        x = noisy_images(model.decoder, z, level, seed + 2000 + i)
-        starts = {}
-        for name in names:
-            n = sample_size(name, draws, slow_n)
-            r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
-            out[name].append(float(relative_errors(r.z, z[:n]).median()))
+    with progress(None, total=len(levels) * len(names), desc="noise levels × methods") as bar:
+        for i, level in enumerate(levels):
+            if latents is not None:
+                z = latents[:draws].double()
+            else:
+                z = torch.randn(draws, model.latent_dim, generator=torch.Generator().manual_seed(seed + 1000 + i),
+                                dtype=torch.float64)
+            x = noisy_images(model.decoder, z, level, seed + 2000 + i)
+            starts = {}
+            for name in names:
+                n = sample_size(name, draws, slow_n)
+                r = _run(name, model, x[:n], overrides, starts.setdefault(n, {}), dtype=torch.float64)
+                out[name].append(float(relative_errors(r.z, z[:n]).median()))
+                bar.update()
     return out
 
 

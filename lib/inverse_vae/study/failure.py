@@ -61,17 +61,21 @@ def clamp_sweep(decoder: nn.Sequential, x_real: torch.Tensor, z_prior: torch.Ten
     """One row per eps: realizable latent recovery (both arithmetics) and real-image reconstruction."""
     rows, chain = [], InverseChain(decoder)
     outputs = {name: realizable(decoder, z_prior, dtype) for name, dtype in DTYPES.items()}
-    for eps in progress(eps_list, desc="clamp margins"):
-        row = {"eps": eps}
-        for name, dtype in DTYPES.items():
-            rec = latent_recovery(_invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
-            row.update({f"realizable_{name}_{k}": rec[k] for k in
-                        ("success_1e-2", "success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")})
-        z_hat = _invert_with(decoder, x_real, eps, torch.float64, chain)
-        row["real_nonfinite"] = int((~torch.isfinite(z_hat).all(dim=1)).sum())
-        row.update({f"real_{k}": v for k, v in image_metrics(_reconstruct(decoder, z_hat), x_real).items()
-                    if k != "nonfinite"})
-        rows.append(row)
+    # A step per chain: each arithmetic's realizable images, then the real ones
+    with progress(None, total=len(eps_list) * (len(DTYPES) + 1), desc="clamp margins, chains") as bar:
+        for eps in eps_list:
+            row = {"eps": eps}
+            for name, dtype in DTYPES.items():
+                rec = latent_recovery(_invert_with(decoder, outputs[name], eps, dtype, chain), z_prior.to(dtype))
+                row.update({f"realizable_{name}_{k}": rec[k] for k in
+                            ("success_1e-2", "success_1e-4", "success_1e-6", "rel_err_median", "nonfinite")})
+                bar.update()
+            z_hat = _invert_with(decoder, x_real, eps, torch.float64, chain)
+            row["real_nonfinite"] = int((~torch.isfinite(z_hat).all(dim=1)).sum())
+            row.update({f"real_{k}": v for k, v in image_metrics(_reconstruct(decoder, z_hat), x_real).items()
+                        if k != "nonfinite"})
+            rows.append(row)
+            bar.update()
     return rows
 
 
@@ -199,11 +203,14 @@ def compare_fixes(model, squeezed_model, x, labels, z_prior, probe, *, eps_best:
                       lo + (hi - lo) * flat, None, squeeze_range))
     cases.append(("encoder mean (reference)", model.decoder, encoder, x, probe, None))
     rows = {}
-    for name, decoder, invert, images, row_probe, squeezed in progress(cases, desc="fixes"):
-        real = _real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed)
-        rec = latent_recovery(invert(decoder, realizable(decoder, z_prior, torch.float64)), z_prior.double())
-        rows[name] = {**real, **{f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6", "rel_err_median",
-                                                                      "nonfinite")}}
+    with progress(None, total=2 * len(cases), desc="fixes, real and realizable images") as bar:
+        for name, decoder, invert, images, row_probe, squeezed in cases:
+            real = _real_row(decoder, invert(decoder, images), x, labels, row_probe, squeezed)
+            bar.update()
+            rec = latent_recovery(invert(decoder, realizable(decoder, z_prior, torch.float64)), z_prior.double())
+            rows[name] = {**real, **{f"realizable_{k}": rec[k] for k in ("success_1e-4", "success_1e-6",
+                                                                          "rel_err_median", "nonfinite")}}
+            bar.update()
     return rows
 
 

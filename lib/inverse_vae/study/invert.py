@@ -49,13 +49,12 @@ def clamp_cases(decoder: nn.Sequential) -> dict[str, float]:
 
 def realizable_grid(decoder: nn.Sequential, sources: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     """Every source x arithmetic x clamp case (clamp_cases), keyed as metrics/03 names them."""
-    summaries, attributions = {}, {}
-    for source, z in progress(sources.items(), total=len(sources), desc="realizable sources"):
-        summaries[source] = {}
-        for arithmetic in ARITHMETICS:
-            for suffix, eps in clamp_cases(decoder).items():
-                key = arithmetic + suffix
-                summaries[source][key], attributions[(source, key)] = realizable_case(decoder, z, arithmetic, eps)
+    summaries, attributions = {source: {} for source in sources}, {}
+    cases = [(source, arithmetic, suffix, eps) for source in sources for arithmetic in ARITHMETICS
+             for suffix, eps in clamp_cases(decoder).items()]  # one step each: a few seconds on the default run
+    for source, arithmetic, suffix, eps in progress(cases, total=len(cases), desc="realizable cases"):
+        key = arithmetic + suffix
+        summaries[source][key], attributions[(source, key)] = realizable_case(decoder, sources[source], arithmetic, eps)
     return summaries, attributions
 
 

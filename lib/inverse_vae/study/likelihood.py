@@ -16,6 +16,7 @@ import torch
 from ..errors import StudyError
 from ..inversion.plain import images, plain_layers
 from ..inversion.posterior import log_likelihood, posterior_reason
+from ..progress import progress
 
 
 def log_weights(layers, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -47,8 +48,9 @@ def iwae_bound(model, x: torch.Tensor, *, k: int = 1000, rows: int = 16384, seed
     x = images(layers, x, dtype, device)
     generator = torch.Generator().manual_seed(seed)
     bound, mean_weight = [], []
+    chunks = x.split(max(1, rows // k))
     with torch.no_grad():
-        for xc in x.split(max(1, rows // k)):
+        for xc in progress(chunks, total=len(chunks), desc=f"IWAE bound, K = {k}"):
             mean, log_var = model.encode(xc.to(next(model.parameters()).dtype))
             mean, log_var = mean.to(dtype), log_var.to(dtype)
             eps = torch.randn((len(xc), k, mean.shape[1]), generator=generator, dtype=dtype).to(device)

@@ -20,6 +20,7 @@ from ..core.files import metric_number
 from ..core.model import resolve_device
 from ..errors import StudyError
 from ..inversion.methods import run_method
+from ..progress import progress
 from .sentences import pct, say
 
 _SEEDS = ("default", "default_seed1", "default_seed2")
@@ -227,25 +228,26 @@ def findings(frame: pd.DataFrame, reports: Path) -> list[str]:
 def examples(reports: Path, params_dir: Path, frame: pd.DataFrame, x: torch.Tensor, warn=print) -> dict:
     """For each run with a model: {row label: D(ẑ) (N, 784)} of the encoder mean, the closed form and the
     run's best realizable method on the images x (CPU). A method that fails there is left out, said."""
-    out = {}
+    trained = {}  # run -> (its config, its model file), the runs with a model
     for name in frame.index[frame["notebooks"] > 0]:
         config = load_config(Path(params_dir) / f"{name}.yaml")
-        model_file = Path(reports) / name / config.test.model_path
-        if not model_file.is_file():
-            continue
-        model = load_model(config, model_file, resolve_device("cpu"))
-        rows = {}
-        for method in dict.fromkeys(["encoder", "closed_form", frame.at[name, "best_method"]]):
-            if not isinstance(method, str):
-                continue
-            try:
-                z = run_method(method, None, x, model).z
-            except (StudyError, RuntimeError, ValueError) as exc:
-                warn(f"{name}: {method} left out of the figure ({type(exc).__name__}: {exc})")
-                continue
-            with torch.no_grad():
-                rows[f"D({method})"] = model.decoder(z.float()).reshape(len(x), -1)
-        out[name] = rows
+        if (model_file := Path(reports) / name / config.test.model_path).is_file():
+            trained[name] = config, model_file
+    shown = {name: [m for m in dict.fromkeys(["encoder", "closed_form", frame.at[name, "best_method"]])
+                    if isinstance(m, str)] for name in trained}
+    out = {}
+    with progress(None, total=sum(map(len, shown.values())), desc="examples, runs × methods") as bar:
+        for name, (config, model_file) in trained.items():
+            model, out[name] = load_model(config, model_file, resolve_device("cpu")), {}
+            for method in shown[name]:
+                try:
+                    z = run_method(method, None, x, model).z
+                except (StudyError, RuntimeError, ValueError) as exc:
+                    warn(f"{name}: {method} left out of the figure ({type(exc).__name__}: {exc})")
+                else:
+                    with torch.no_grad():
+                        out[name][f"D({method})"] = model.decoder(z.float()).reshape(len(x), -1)
+                bar.update()
     return out
 
 

@@ -54,7 +54,7 @@ def entry_points(decoder, n_out: int) -> dict:
     """name -> call(images): the chain's invert and trace, each method function and each named method (the
     iterative ones for two steps), on a decoder with a 4-d latent."""
     from inverse_vae.inversion.chain import InverseChain
-    from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, layerwise_constrained, optimize, run_method
+    from inverse_vae.inversion.methods import METHODS, _hybrid, closed_form, layerwise_constrained, optimize, run_method
 
     chain, model = InverseChain(decoder), FakeVAE(decoder, n_out)
     calls = {
@@ -63,7 +63,7 @@ def entry_points(decoder, n_out: int) -> dict:
         "closed_form": lambda im: closed_form(decoder, im),
         "layerwise_constrained": lambda im: layerwise_constrained(decoder, im, iters=5),
         "optimize": lambda im: optimize(decoder, im, method="lm", steps=2),
-        "hybrid": lambda im: hybrid(decoder, im, start=torch.zeros(2, 4, dtype=torch.float64), steps=2),
+        "hybrid": lambda im: _hybrid(decoder, im, start=torch.zeros(2, 4, dtype=torch.float64), steps=2),
     }
     for name, spec in METHODS.items():
         options = {"steps": 2} if spec.function in ("optimize", "hybrid") else {}

@@ -15,7 +15,7 @@ from workflow import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {k: v for k, v in os.environ.items()
-         if k not in (*arithmetic.PINS, *arithmetic.WAITING, "OMP_NUM_THREADS", arithmetic.OFF_PATH_NOTE)}
+         if k not in (*arithmetic.PINS, *arithmetic.WAITING, "OMP_NUM_THREADS", arithmetic._OFF_PATH_NOTE)}
 
 
 def _fresh_python(code: str, **env) -> subprocess.CompletedProcess:
@@ -49,10 +49,10 @@ def test_departures_name_each_pin_that_differs(monkeypatch):
     for name, value in arithmetic.PINS.items():
         monkeypatch.setenv(name, value.lower())  # the libraries read these case-insensitively
     monkeypatch.setenv("OMP_NUM_THREADS", str(arithmetic.THREADS))
-    assert arithmetic.departures() == []
+    assert arithmetic._departures() == []
     monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert arithmetic.departures() == ["MKL_CBWR=COMPATIBLE", "threads=unset"]
+    assert arithmetic._departures() == ["MKL_CBWR=COMPATIBLE", "threads=unset"]
 
 
 def test_every_metrics_file_records_its_arithmetic(tiny_run):

@@ -24,7 +24,7 @@ WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Keys of a metrics file that say how long it took and where, not what it found: left out of every comparison.
 TIMINGS = frozenset({"seconds", "seconds_per_epoch", "samples_per_second", "images_per_second", "wall_seconds",
                      "speedup_vs_adam10", "total_seconds", "arithmetic"})
-OFF_PATH_NOTE = "INVERSE_VAE_QUIET_ARITHMETIC"  # set: no line said when off the path (the portable pass)
+_OFF_PATH_NOTE = "INVERSE_VAE_QUIET_ARITHMETIC"  # set: no line said when off the path (the portable pass)
 
 
 def pin(threads: int = THREADS) -> None:
@@ -34,13 +34,13 @@ def pin(threads: int = THREADS) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if "torch" in sys.modules:  # imported first: its OpenMP has read the environment already
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    off = departures()
-    if off and not os.environ.get(OFF_PATH_NOTE):
+    off = _departures()
+    if off and not os.environ.get(_OFF_PATH_NOTE):
         print(f"note: off the pinned arithmetic path ({', '.join(off)}): numbers may differ from the committed ones "
               f"in their last digits (docs/arithmetic.md)", file=sys.stderr)
 
 
-def departures() -> list[str]:
+def _departures() -> list[str]:
     """How the environment leaves the pinned path, e.g. ['ATEN_CPU_CAPABILITY=default', 'threads=1']; [] on it."""
     off = [f"{name}={os.environ.get(name, '')}" for name, value in PINS.items()
            if os.environ.get(name, "").upper() != value.upper()]
@@ -65,7 +65,7 @@ def record() -> dict:
     mkl = re.search(r"Math Kernel Library Version (\S+)", torch.__config__.show())
     isa = torch.backends.cpu.get_cpu_capability()
     threads = torch.get_num_threads()
-    off = [d for d in departures() if not d.startswith("threads=")] + ([] if threads == THREADS else [f"threads={threads}"])
+    off = [d for d in _departures() if not d.startswith("threads=")] + ([] if threads == THREADS else [f"threads={threads}"])
     if isa != PINS["ATEN_CPU_CAPABILITY"].upper():  # no AVX2 here, or a tensor computed before pin()
         off.append(f"isa={isa}")
     return {"pinned": not off, "off_path": off, "cpu": cpu_model(), "machine": platform.machine(), "isa": isa,

@@ -78,7 +78,7 @@ def rate_bounds(rate: float, n: int, level: float = 0.95) -> tuple[float, float]
 SSIM_WINDOW, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # scikit-image's defaults
 
 
-def structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+def _structural_similarity(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """SSIM of each pair of images (N, 784) in float64: scikit-image's with its defaults, batched (equal
     to it to ~1e-15); its mean over the windows inside the image is average pooling without padding."""
     a = a.reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE).double()
@@ -109,7 +109,7 @@ def per_image_metrics(x_hat: torch.Tensor, x: torch.Tensor, *, bce: bool = True)
     out["mse"] = (xh_safe - xt).pow(2).mean(dim=1).numpy()
     with np.errstate(divide="ignore"):  # an exact reconstruction has infinite PSNR
         out["psnr"] = 10 * np.log10(1.0 / out["mse"])
-    out["ssim"] = structural_similarity(xh_safe, xt).numpy()
+    out["ssim"] = _structural_similarity(xh_safe, xt).numpy()
     for arr in out.values():
         arr[~finite.numpy()] = np.nan
     return out

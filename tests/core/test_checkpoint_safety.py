@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from inverse_vae.core.checkpoints import (
-    FINGERPRINT_EXCLUDED,
+    _FINGERPRINT_EXCLUDED,
     fingerprint_changes,
     load_checkpoint,
     params_fingerprint,
@@ -81,7 +81,7 @@ def test_checkpoints_record_the_params_fingerprint_and_a_tensor_digest(tiny_run)
     assert fingerprint["train.optim.learning_rate"] == 1e-3 and fingerprint["train.alpha"] == 0.1
     assert fingerprint["seed"] == 0 and fingerprint["data.train_subset"] == 2000 and "data.val_fraction" in fingerprint
     assert fingerprint["model.architecture.decoder"][0] == {"Linear": {"args": [32, 256], "bias": False}}
-    assert not any(k.startswith(FINGERPRINT_EXCLUDED) for k in fingerprint)
+    assert not any(k.startswith(_FINGERPRINT_EXCLUDED) for k in fingerprint)
     assert "data.root" not in fingerprint and "test.model_path" not in fingerprint and "device" not in fingerprint
     assert len(state["tensor_digest"]) == 64
     for key in ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict"):

@@ -11,9 +11,9 @@ import yaml
 from pydantic import ValidationError
 
 from inverse_vae.core.checkpoints import load_checkpoint, params_fingerprint
-from inverse_vae.core.config import LayerSpec, family, load_config, read_params, run_name, validate_config
+from inverse_vae.core.config import LayerSpec, _read_params, _validate_config, family, load_config, run_name
 from inverse_vae.errors import ParamsError
-from inverse_vae.runs.run import check_config, load_checked_config
+from inverse_vae.runs.run import _check_config, load_checked_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,7 +236,7 @@ def test_to_dict_is_plain_and_validates_back_to_the_same_config(root):
     assert plain["model"]["architecture"]["decoder"][:2] == [{"Linear": {"args": [32, 256], "bias": False}},
                                                              {"Tanh": None}]
     assert "source" not in plain
-    assert validate_config(plain, source=config.source) == config
+    assert _validate_config(plain, source=config.source) == config
 
 
 def test_replace_merges_sections_and_validates_again(root):
@@ -258,7 +258,7 @@ def test_model_checks_refuse_a_derived_config_naming_the_layer(root):
     config = load_config(root / "params" / "default.yaml")
     bad = config.replace(model={"architecture": {"decoder": [{"Linear": {"args": [32, 784]}}, {"Tanhh": None}]}})
     with pytest.raises(ParamsError, match=r"^model\.architecture\.decoder\[1\]: unknown layer 'Tanhh'; allowed: "):
-        check_config(bad)
+        _check_config(bad)
     from inverse_vae.core.model import build_model
 
     with pytest.raises(ParamsError, match=r"^model\.architecture\.decoder\[1\]: unknown layer 'Tanhh'"):
@@ -271,10 +271,10 @@ def test_a_derived_config_validates_its_train_changes(tiny_run):
     # the schema takes any mapping of optimizer keywords; the full check builds the optimizer with them
     bad = tiny_run.config.replace(train={"optim": {"name": "adam", "learning_rate": 0.1, "others": {"betas": 3}}})
     with pytest.raises(ParamsError, match=r"^train\.optim\.others: "):
-        check_config(bad)
+        _check_config(bad)
     squeezed = tiny_run.config.replace(train={"target_range": [0.1, 0.9]})
     assert squeezed.train.target_range == (0.1, 0.9) and tiny_run.config.train.target_range is None
-    check_config(squeezed)
+    _check_config(squeezed)
 
 
 def test_a_variant_file_is_merged_onto_its_base(root, tmp_path):
@@ -305,7 +305,7 @@ def test_a_base_that_links_out_of_its_folder_is_not_read(tmp_path):
     (tmp_path / "params" / "default.yaml").write_text("seed: 1\n")
     (tmp_path / "params" / "link.yaml").unlink()
     (tmp_path / "params" / "link.yaml").symlink_to("default.yaml")  # a link beside it, to a file beside it: fine
-    assert read_params(variant) == {"seed": 5}
+    assert _read_params(variant) == {"seed": 5}
 
 
 @pytest.mark.parametrize("path", family(ROOT / "params"), ids=lambda p: p.stem)

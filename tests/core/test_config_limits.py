@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from inverse_vae.core.config import MAX_QUOTED, load_config
+from inverse_vae.core.config import _MAX_QUOTED, load_config
 from inverse_vae.errors import ParamsError
 from inverse_vae.runs.run import load_checked_config
 
@@ -50,7 +50,7 @@ DECODER = ("model", "architecture", "decoder")
     (_set("train", "optim", "learning_rate", float("inf")), "train.optim.learning_rate", "got inf"),
     (_set("train", "lr_scheduler", "others", "gamma", float("nan")), "train.lr_scheduler.others.gamma", "got nan"),
     (_set("data", {"val_fraction": float("nan")}), "data.val_fraction", "got nan"),
-    # torch's own check of the optimizer keywords, which run.check_config builds before any work
+    # torch's own check of the optimizer keywords, which run._check_config builds before any work
     (_set("train", "optim", "others", {"betas": [0.9, float("nan")]}), "train.optim.others.betas[1]", "nan"),
     (_set("methods", {"noise_levels": [1e-3, float("inf")]}), "methods.noise_levels[1]", "got inf"),
     (_set("failure", {"delta": float("-inf")}), "failure.delta", "got -inf"),
@@ -151,7 +151,7 @@ def test_a_long_bad_value_is_quoted_short(default_raw, write_params):
     path = write_params(raw)
     message = _refused(path, load_config)
     _names(message, path, "train.batch_size", "got 'xxxx")
-    assert message.endswith("...") and len(message) - len(str(path)) < MAX_QUOTED + 80
+    assert message.endswith("...") and len(message) - len(str(path)) < _MAX_QUOTED + 80
 
 
 def test_a_long_unknown_key_is_quoted_short(default_raw, write_params):
@@ -159,7 +159,7 @@ def test_a_long_unknown_key_is_quoted_short(default_raw, write_params):
     raw["train"]["y" * 10_000] = 1
     path = write_params(raw)
     message = _refused(path, load_config)
-    assert "yyy..." in message and "unknown key" in message and len(message) - len(str(path)) < MAX_QUOTED + 80
+    assert "yyy..." in message and "unknown key" in message and len(message) - len(str(path)) < _MAX_QUOTED + 80
 
 
 # --- the YAML itself ----------------------------------------------------------------------------

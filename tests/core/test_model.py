@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from inverse_vae.core.config import LayerSpec, load_config
 from inverse_vae.core.losses import negative_elbo_nats, original_loss
-from inverse_vae.core.model import ALLOWED_LAYERS, build_model, build_sequential, check_architecture, resolve_device
+from inverse_vae.core.model import _ALLOWED_LAYERS, build_model, build_sequential, check_architecture, resolve_device
 from inverse_vae.errors import ParamsError
 
 
@@ -24,7 +24,7 @@ def test_builder_builds_the_original_decoder(root):
 
 @pytest.mark.parametrize("name", ["Module", "Sequential", "Transformer", "__class__", "parameter"])
 def test_builder_refuses_names_outside_the_allow_list(name):
-    assert name not in ALLOWED_LAYERS
+    assert name not in _ALLOWED_LAYERS
     with pytest.raises(ParamsError, match=rf"^decoder\[0\]: unknown layer {name!r}; allowed: "):
         build_sequential((LayerSpec(name),), "decoder")
 
@@ -84,11 +84,11 @@ def test_original_loss_matches_a_hand_computation():
 # --- a decoder invertible by construction (model.decoder_constraint) -----------------------------------
 
 def _constrained(default_raw, cond=4.0, rotate=True):
-    from inverse_vae.core.config import validate_config
+    from inverse_vae.core.config import _validate_config
 
     raw = copy.deepcopy(default_raw)
     raw["model"]["decoder_constraint"] = {"cond_max": cond, "rotate": rotate}
-    return validate_config(raw)
+    return _validate_config(raw)
 
 
 @pytest.mark.parametrize("rotate", [True, False])
@@ -125,19 +125,19 @@ def test_a_constrained_model_reloads_with_plain_weights_of_the_same_values(defau
 
 def test_the_constraint_enters_the_fingerprint_only_when_set(default_raw):
     from inverse_vae.core.checkpoints import params_fingerprint
-    from inverse_vae.core.config import validate_config
+    from inverse_vae.core.config import _validate_config
 
-    plain = params_fingerprint(validate_config(copy.deepcopy(default_raw)))
+    plain = params_fingerprint(_validate_config(copy.deepcopy(default_raw)))
     assert not any("decoder_constraint" in key for key in plain)  # the committed runs' checkpoints still match
     constrained = params_fingerprint(_constrained(default_raw, 16.0))
     assert constrained["model.decoder_constraint.cond_max"] == 16.0 and constrained["model.decoder_constraint.rotate"]
 
 
 def test_a_condition_bound_below_one_is_refused(default_raw):
-    from inverse_vae.core.config import validate_config
+    from inverse_vae.core.config import _validate_config
     from inverse_vae.errors import ParamsError
 
     raw = copy.deepcopy(default_raw)
     raw["model"]["decoder_constraint"] = {"cond_max": 0.5}
     with pytest.raises(ParamsError, match=r"^model\.decoder_constraint\.cond_max"):
-        validate_config(raw)
+        _validate_config(raw)

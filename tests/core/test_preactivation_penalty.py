@@ -11,7 +11,7 @@ from inverse_vae.constants import NOTEBOOKS
 from inverse_vae.core.checkpoints import fingerprint_changes, load_checkpoint, params_fingerprint
 from inverse_vae.core.losses import original_loss, past_bound_share, preactivation_penalty
 from inverse_vae.core.model import build_model
-from inverse_vae.core.training import batch_loss, train
+from inverse_vae.core.training import _batch_loss, train
 from inverse_vae.runs.run import load_checked_config
 from inverse_vae.study import shared
 
@@ -54,7 +54,7 @@ def test_without_the_penalty_the_objective_is_the_original_bit_for_bit(tiny_run)
     x = _images(16, 0)
     out, mean, log_var = model(x, torch.Generator().manual_seed(3))
     expected = original_loss(out, x, mean, log_var, 0.1)[0]
-    assert torch.equal(batch_loss(model, x, torch.Generator().manual_seed(3), alpha=0.1, kind="bceloss"), expected)
+    assert torch.equal(_batch_loss(model, x, torch.Generator().manual_seed(3), alpha=0.1, kind="bceloss"), expected)
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from inverse_vae.core.training import squeeze_targets, train
+from inverse_vae.core.training import _squeeze_targets, train
 from inverse_vae.errors import TrainingError
 
 
@@ -59,8 +59,8 @@ def test_batch_larger_than_data_is_refused(tiny_run):
 
 def test_squeezed_targets():
     x = torch.tensor([0.0, 0.5, 1.0])
-    assert torch.allclose(squeeze_targets(x, [0.1, 0.9]), torch.tensor([0.1, 0.5, 0.9]))
-    assert squeeze_targets(x, None) is x
+    assert torch.allclose(_squeeze_targets(x, [0.1, 0.9]), torch.tensor([0.1, 0.5, 0.9]))
+    assert _squeeze_targets(x, None) is x
 
 
 @pytest.mark.slow

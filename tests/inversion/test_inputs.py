@@ -9,7 +9,7 @@ from decoders import FakeVAE, entry_points, small_decoder
 
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.chain import InverseChain
-from inverse_vae.inversion.methods import METHODS, closed_form, hybrid, optimize, run_method
+from inverse_vae.inversion.methods import METHODS, _hybrid, closed_form, optimize, run_method
 from inverse_vae.metrics import latent_recovery
 
 N_OUT = 50
@@ -84,4 +84,4 @@ def test_a_start_that_cannot_move_is_not_returned_as_recovered(decoder, x, metho
     # Before: LM and L-BFGS returned their finite random start on an all-nan image, the hybrid zeros.
     images = torch.full_like(x[:2], math.nan)
     assert torch.isnan(optimize(decoder, images, method=method, steps=3).z).all()
-    assert torch.isnan(hybrid(decoder, images, start=closed_form(decoder, images), refine="lm", steps=3).z).all()
+    assert torch.isnan(_hybrid(decoder, images, start=closed_form(decoder, images), refine="lm", steps=3).z).all()

@@ -11,10 +11,10 @@ from inverse_vae.errors import StudyError
 from inverse_vae.inversion.methods import (
     METHODS,
     MethodResult,
+    _hybrid,
     box_least_squares,
     closed_form,
     encoder,
-    hybrid,
     layerwise_constrained,
     optimize,
     run_method,
@@ -288,7 +288,7 @@ def test_hybrid_fixes_closed_form_failures():
     x = decode(decoder, z)
     start = closed_form(decoder, x)
     assert share_below(start.z, z, 1e-8) < 0.9  # the clamp breaks a good share
-    result = hybrid(decoder, x, start=start, refine="lm")
+    result = _hybrid(decoder, x, start=start, refine="lm")
     assert share_below(result.z, z, 1e-8) >= 0.99
     assert result.seconds >= start.seconds
     assert result.info["start_seconds"] == start.seconds
@@ -299,7 +299,7 @@ def test_hybrid_from_nonfinite_tensor_start():
     decoder, z = make_decoder(), latents(5)
     start = _noisy_start(z)
     start[0] = float("inf")
-    result = hybrid(decoder, decode(decoder, z), start=start, refine="adam", steps=3)
+    result = _hybrid(decoder, decode(decoder, z), start=start, refine="adam", steps=3)
     assert result.info["start_nonfinite"] == 1 and result.info["start_seconds"] == 0.0
     assert torch.isfinite(result.z).all()
 

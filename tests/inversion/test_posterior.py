@@ -10,7 +10,7 @@ from torch import nn
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.methods import MAP, MAP_PEER, METHODS, SVI, run_method
 from inverse_vae.inversion.plain import forward, forward_jacobian, plain_layers
-from inverse_vae.inversion.posterior import amortization_gap, elbo, negative_log_joint, posterior_reason, svi
+from inverse_vae.inversion.posterior import _elbo, amortization_gap, negative_log_joint, posterior_reason, svi
 from inverse_vae.inversion.solvers import _newton_terms, optimize
 
 SIZES = (3, 9, 14, 20)
@@ -144,9 +144,9 @@ def test_svi_raises_the_elbo_of_the_encoders_q_on_every_image():
     gap = amortization_gap(model, x, result, samples=2000)
     assert gap["gap"] > 5 * gap["gap_stderr"] > 0
     assert gap["improved"] == 1.0
-    # the gap is the difference of the two ELBOs, each estimated by elbo() with the same draws
+    # the gap is the difference of the two ELBOs, each estimated by _elbo() with the same draws
     q = result.info
-    encoder_elbo = elbo(model.decoder, x, q["encoder_mean"], q["encoder_log_var"], samples=2000)
+    encoder_elbo = _elbo(model.decoder, x, q["encoder_mean"], q["encoder_log_var"], samples=2000)
     assert math.isclose(gap["encoder_elbo"], float(encoder_elbo.mean()), rel_tol=1e-12)
 
 
@@ -157,7 +157,7 @@ def test_elbo_of_a_point_mass_like_q_is_the_log_likelihood_minus_the_closed_form
     log_var = torch.full_like(mean, -30.0)  # sigma ~ 3e-7: every draw is the mean
     kl = 0.5 * (mean**2 + log_var.exp() - log_var - 1).sum(1)
     expected = -negative_log_joint(decoder, mean, x) + 0.5 * (mean**2).sum(1) - kl
-    assert torch.allclose(elbo(decoder, x, mean, log_var, samples=4), expected, rtol=1e-6)
+    assert torch.allclose(_elbo(decoder, x, mean, log_var, samples=4), expected, rtol=1e-6)
 
 
 def test_svi_is_seeded_and_its_methods_are_registered():

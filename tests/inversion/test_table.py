@@ -9,11 +9,11 @@ from decoders import seeded_decoder
 from torch import nn
 
 from inverse_vae.core import table
-from inverse_vae.core.model import ALLOWED_LAYERS
+from inverse_vae.core.model import _ALLOWED_LAYERS
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.attribution import attribute_failures
 from inverse_vae.inversion.chain import InverseChain, realizable
-from inverse_vae.inversion.methods import closed_form, hybrid, layerwise_constrained
+from inverse_vae.inversion.methods import _hybrid, closed_form, layerwise_constrained
 from inverse_vae.metrics import relative_errors
 from inverse_vae.study.invert import saturation_points
 
@@ -31,8 +31,8 @@ def softsign_decoder():
 
 
 def test_every_invertible_kind_is_an_allowed_layer():
-    assert all(ALLOWED_LAYERS[cls.__name__] is cls for cls in table.KINDS)
-    assert not set(table.REFUSED) & set(table.KINDS)
+    assert all(_ALLOWED_LAYERS[cls.__name__] is cls for cls in table.KINDS)
+    assert not set(table._REFUSED) & set(table.KINDS)
 
 
 def test_a_kind_missing_from_the_table_is_refused():
@@ -55,7 +55,7 @@ def test_adding_a_kind_is_one_entry(monkeypatch):
     start = layerwise_constrained(decoder, x)
     assert torch.isfinite(start.z).all()
     assert all(h.abs().max() <= 1 - 1e-3 for h in start.info["hidden"])  # boxed inside Softsign's range
-    refined = hybrid(decoder, x, start=start, refine="lm", steps=100)
+    refined = _hybrid(decoder, x, start=start, refine="lm", steps=100)
     assert relative_errors(refined.z, z).max() < 1e-8
     # The attribution reads its range: a wide clamp is named as the cause.
     result = attribute_failures(decoder, z, x, eps=0.45, eps_head=0.0, threshold=1e-6)
@@ -104,7 +104,7 @@ def test_a_decoder_with_elu_inverts_by_the_chain_and_the_methods():
     assert relative_errors(closed_form(decoder, x, eps=0).z, z).max() < 1e-10
     start = layerwise_constrained(decoder, x)
     assert torch.isfinite(start.z).all() and all(h.min() >= -1 + 1e-3 for h in start.info["hidden"])
-    assert relative_errors(hybrid(decoder, x, start=start, refine="lm", steps=100).z, z).max() < 1e-8
+    assert relative_errors(_hybrid(decoder, x, start=start, refine="lm", steps=100).z, z).max() < 1e-8
     # The study's analyses read it from the table: its saturation point, and the penalty's side.
     points = saturation_points(decoder)
     assert set(points["float32"]) == {"elu_to_-1", "sigmoid_to_1", "sigmoid_to_0"}

@@ -11,7 +11,7 @@ import yaml
 from inverse_vae.core.config import load_config
 from inverse_vae.core.losses import original_loss
 from inverse_vae.core.model import VAE, Autoencoder, build_model
-from inverse_vae.core.training import batch_loss, epoch_generator, train
+from inverse_vae.core.training import _batch_loss, _epoch_generator, train
 from inverse_vae.errors import ParamsError
 from inverse_vae.runs.run import load_checked_config, open_run
 
@@ -87,7 +87,7 @@ def test_autoencoder_batch_loss_draws_no_random_numbers(det_run):
     g = torch.Generator().manual_seed(5)
     before = g.get_state()
     x = _images(8, 2)
-    loss = batch_loss(model, x, g, alpha=0.1, kind="mseloss")
+    loss = _batch_loss(model, x, g, alpha=0.1, kind="mseloss")
     assert torch.equal(g.get_state(), before)
     assert loss.item() == pytest.approx(nn.MSELoss()(model.decode(model.encode(x)[0]), x).item(), rel=1e-6)
 
@@ -101,7 +101,7 @@ def _original_style_training(config, x_train):
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, **t.lr_scheduler.others)
     criterion = nn.MSELoss()
     for epoch in range(1, t.train_epochs + 1):
-        order = torch.randperm(len(x_train), generator=epoch_generator(config.seed, epoch, x_train.device))
+        order = torch.randperm(len(x_train), generator=_epoch_generator(config.seed, epoch, x_train.device))
         for i in range(len(x_train) // t.batch_size):
             x = x_train[order[i * t.batch_size:(i + 1) * t.batch_size]]
             loss = criterion(model.decode(model.encode(x)[0]), x)

@@ -9,7 +9,7 @@ from torch import nn
 
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion.plain import plain_layers
-from inverse_vae.inversion.posterior import elbo, negative_log_joint, posterior_reason
+from inverse_vae.inversion.posterior import _elbo, negative_log_joint, posterior_reason
 from inverse_vae.study.likelihood import iwae_bound, log_weights
 
 
@@ -90,9 +90,9 @@ def test_k_equal_one_is_the_elbo_and_the_bound_lies_below_it():
     one = iwae_bound(model, x, k=1, seed=0)
     assert one["nats"] == one["elbo_nats"]
     many = iwae_bound(model, x, k=100, seed=1)
-    # the negative ELBO by elbo() (closed-form KL, its own draws) is above the K = 100 estimate
+    # the negative ELBO by _elbo() (closed-form KL, its own draws) is above the K = 100 estimate
     mean, log_var = model.encode(x)
-    negative_elbo = -float(elbo(decoder, x, mean.detach(), log_var.detach(), samples=1000, seed=2).mean())
+    negative_elbo = -float(_elbo(decoder, x, mean.detach(), log_var.detach(), samples=1000, seed=2).mean())
     assert many["nats"] < negative_elbo
     assert math.isclose(many["elbo_nats"], negative_elbo, rel_tol=0.01)
     assert many["n"] == 64 and many["k"] == 100 and many["stderr"] > 0

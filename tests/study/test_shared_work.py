@@ -12,7 +12,7 @@ from inverse_vae.core.config import load_config
 from inverse_vae.core.model import build_model
 from inverse_vae.errors import StudyError
 from inverse_vae.inversion import methods
-from inverse_vae.metrics import per_image_metrics, rate_bounds, structural_similarity
+from inverse_vae.metrics import _structural_similarity, per_image_metrics, rate_bounds
 from inverse_vae.study import compare
 
 
@@ -27,11 +27,11 @@ def test_ssim_equals_scikit_image_on_every_image():
     x = torch.rand(40, 784, generator=g, dtype=torch.float64)
     x[:5] = 0  # flat images: the constants carry SSIM
     x_hat = (x + 0.2 * torch.randn(40, 784, generator=g, dtype=torch.float64)).clamp(0, 1)
-    ours = structural_similarity(x_hat, x).numpy()
+    ours = _structural_similarity(x_hat, x).numpy()
     theirs = [skimage_ssim(t.reshape(28, 28).numpy(), h.reshape(28, 28).numpy(), data_range=1.0)
               for h, t in zip(x_hat, x)]
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-    assert structural_similarity(x, x).numpy() == pytest.approx(1.0)
+    assert _structural_similarity(x, x).numpy() == pytest.approx(1.0)
 
 
 def test_psnr_of_an_exact_reconstruction_is_infinite_and_finite_elsewhere():

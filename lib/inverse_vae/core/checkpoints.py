@@ -34,7 +34,7 @@ _CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pt$")
 # 90-epoch run is epoch 90 of a 120-epoch one); data.root and device (the data is MD5-checked; a device changes
 # rounding only).
 _FINGERPRINTED = ("train", "model", "seed", "data.train_subset", "data.val_fraction")
-FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.train_epochs")
+_FINGERPRINT_EXCLUDED = ("train.model_path", "train.progress_path", "train.plot_epochs", "train.train_epochs")
 # Keys added after runs were committed: fingerprinted only when set, so older checkpoints still match.
 _FINGERPRINT_WHEN_SET = ("train.preactivation_penalty", "model.decoder_constraint")
 FULL_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "history", "lr_scheduler_state_dict")
@@ -48,7 +48,7 @@ _ABSENT = object()
 def params_fingerprint(config: Config) -> dict[str, Any]:
     """{dotted params key: value} for every key of _FINGERPRINTED (mappings flattened, lists whole)."""
     return {key: value for key, value in sorted(_flatten(config.to_dict(), "").items())
-            if _under(key, _FINGERPRINTED) and not _under(key, FINGERPRINT_EXCLUDED)
+            if _under(key, _FINGERPRINTED) and not _under(key, _FINGERPRINT_EXCLUDED)
             and not (value is None and key in _FINGERPRINT_WHEN_SET)}
 
 
@@ -95,7 +95,7 @@ def _tensors(node: Any, name: str):
             yield from _tensors(value, f"{name}/{i}")
 
 
-def values_digest(state: dict) -> str:
+def _values_digest(state: dict) -> str:
     """SHA-256 of `state` but this digest as JSON, tensors left to tensor_digest (whose value it covers): floats exact,
     4 apart from 4.0 and '4', keys in their order. torch.load returns what torch.save was given, so the digest of a
     loaded state is the saved one's unless the file was rewritten with other values."""
@@ -104,7 +104,7 @@ def values_digest(state: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class CheckpointWriteError(CheckpointError, WriteError):
+class _CheckpointWriteError(CheckpointError, WriteError):
     """A checkpoint the disk could not take: a CheckpointError, and a WriteError (an OSError) like any failed write."""
 
 
@@ -114,7 +114,7 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     path = Path(path)
     state = {k: v for k, v in state.items() if k not in _DIGESTS}
     state["tensor_digest"] = tensor_digest(state)
-    state["values_digest"] = values_digest(state)
+    state["values_digest"] = _values_digest(state)
     buffer = io.BytesIO()  # serialized in memory: the only disk write is atomic_write's, whose errors keep their errno
     torch.save(state, buffer)
     try:
@@ -122,7 +122,7 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     except WriteError as exc:
         if getattr(exc.__cause__, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise CheckpointWriteError(f"{path}: the disk is full (no space left on device), the checkpoint was not "
+        raise _CheckpointWriteError(f"{path}: the disk is full (no space left on device), the checkpoint was not "
                                    f"written; earlier checkpoints are intact: free some space and rerun (training "
                                    f"resumes from the last one)") from None
 
@@ -202,7 +202,7 @@ def _as_checkpoint(obj: Any, path: Path) -> dict:
 def _check_digests(state: dict, path: Path) -> None:
     """Each digest the file carries (the original train.py's carry none): a file rewritten after an edit has valid CRCs.
     Both digests were computed when this study wrote it, so they can be again."""
-    for key, digest, what in (("tensor_digest", tensor_digest, "its tensors"), ("values_digest", values_digest, _VALUES)):
+    for key, digest, what in (("tensor_digest", tensor_digest, "its tensors"), ("values_digest", _values_digest, _VALUES)):
         if key in state and state[key] != digest(state):
             raise _damaged(path, what)
 

@@ -4,7 +4,7 @@ The schema is pydantic's, by its own options: every section frozen, strict and c
 strict=True, extra="forbid")), bounds as Field constraints, model_dump(mode="json") for the file's schema back. Checked
 here by hand is what no type says: a layer list, the flags and finite numbers inside free-form keyword mappings, a
 scheduler's keywords, and the YAML (duplicate keys, anchors). A file may name a `base` params file beside it and give
-only what it changes. Every refusal is one line naming the key; runs.run.check_config judges the network, the trainer
+only what it changes. Every refusal is one line naming the key; runs.run.load_checked_config judges the network, the trainer
 and the methods.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pydantic import (
 from ..constants import OPTIMIZERS, SCHEDULERS
 from ..errors import ParamsError
 
-MAX_QUOTED = 60  # a refusal quotes at most this many characters of the bad value
+_MAX_QUOTED = 60  # a refusal quotes at most this many characters of the bad value
 _MAX_FEATURES = 65_536  # layer sizes: a typo such as [512, 100000000000] is refused before torch allocates it
 _MAX_LAYER_WEIGHTS = 1 << 26  # 256 MiB of float32 per Linear
 _MAX_BASES = 4  # base chains: default <- variant <- variant of a variant ...
@@ -48,7 +48,7 @@ _STUDY_OWNED = frozenset({"device", "dtype"})
 
 def _cut(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
+    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
 
 
 def _freeze(value: Any, where: str) -> Any:
@@ -343,7 +343,7 @@ class Config(_Section):
 
     def replace(self, **updates) -> Config:
         """A copy with some keys changed (sections merged key by key), validated again like a file."""
-        return validate_config(_merge(self.to_dict(), updates), source=self.source)
+        return _validate_config(_merge(self.to_dict(), updates), source=self.source)
 
 
 def _message(error: dict) -> str:
@@ -356,7 +356,7 @@ def _message(error: dict) -> str:
     return f"{error['msg']}, got {_cut(repr(given) if isinstance(given, str) else given)}"
 
 
-def validate_config(raw: Any, source: str | None = None) -> Config:
+def _validate_config(raw: Any, source: str | None = None) -> Config:
     """Validate a parsed params mapping (defaults filled in) into a Config; ParamsError naming the key."""
     if not isinstance(raw, dict):
         raise ParamsError(f"params: must be a mapping, got {_cut(raw)}")
@@ -400,7 +400,7 @@ class _ParamsLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: Path) -> Any:
+def _read_yaml(path: Path) -> Any:
     """The file's YAML, plain data only, refused in one line when it is no text file of valid YAML."""
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
@@ -416,9 +416,9 @@ def read_yaml(path: Path) -> Any:
         raise ParamsError(f"{path}: invalid YAML: nested too deeply") from None
 
 
-def read_params(path: Path, depth: int = 0) -> dict:
+def _read_params(path: Path, depth: int = 0) -> dict:
     """The file's mapping, merged onto its `base` (a params file beside it) when it names one."""
-    raw = read_yaml(path)
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: params: must be a mapping, got {_cut(raw)}")
     base = raw.pop("base", None)
@@ -431,15 +431,15 @@ def read_params(path: Path, depth: int = 0) -> dict:
     if (path.parent / base).resolve().parent != path.parent.resolve():  # a link beside it to a file elsewhere: not read
         raise ParamsError(f"{path}: base: {base} is a link to a file outside {path.parent}; a base must be a params "
                           f"file beside it (copy it there)")
-    return _merge(read_params(path.parent / base, depth + 1), raw)
+    return _merge(_read_params(path.parent / base, depth + 1), raw)
 
 
 def load_config(path: str | Path) -> Config:
     """Read, merge onto its base and validate a params file; ParamsError, one line starting with the path."""
     path = Path(path)
-    raw = read_params(path)
+    raw = _read_params(path)
     try:
-        return validate_config(raw, source=str(path))
+        return _validate_config(raw, source=str(path))
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
 

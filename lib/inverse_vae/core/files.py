@@ -17,9 +17,9 @@ from typing import BinaryIO
 from ..errors import StudyError
 
 # mkstemp's names: .<final name>.<8 random characters>.tmp, beside the final file.
-TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 # A writer touches its temporary file at every write; one silent this long is an orphan.
-STALE_AFTER_S = 60.0
+_STALE_AFTER_S = 60.0
 
 _CAUSES = {
     errno.ENOSPC: "the disk is full",
@@ -87,12 +87,12 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], N
 
 def clean_stale_temps(folder: str | Path) -> list[Path]:
     """Remove the temporary files killed writers left under `folder` (recursively); return them. Only names
-    atomic_write makes, untouched for STALE_AFTER_S: a write in flight is never touched."""
-    cutoff = time.time() - STALE_AFTER_S
+    atomic_write makes, untouched for _STALE_AFTER_S: a write in flight is never touched."""
+    cutoff = time.time() - _STALE_AFTER_S
     removed = []
     for tmp in Path(folder).rglob(".*.tmp"):
         with contextlib.suppress(OSError):  # gone meanwhile, or a read-only folder: leave it
-            if TEMP_NAME.match(tmp.name) and tmp.is_file() and tmp.stat().st_mtime < cutoff:
+            if _TEMP_NAME.match(tmp.name) and tmp.is_file() and tmp.stat().st_mtime < cutoff:
                 tmp.unlink()
                 removed.append(tmp)
     return removed
@@ -111,14 +111,14 @@ def _plain(value):
     return value
 
 
-NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how a metrics file writes them (_plain)
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}  # how a metrics file writes them (_plain)
 
 
 def metric_number(value) -> float | None:
     """A metrics value as a number, the one way every reader takes it: an int or a float, or the string a metrics
     file holds for a non-finite one ("nan", "inf", "-inf"); None for anything else (a name, a flag, a section)."""
     if isinstance(value, str):
-        return NON_FINITE.get(value)
+        return _NON_FINITE.get(value)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

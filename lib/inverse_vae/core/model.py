@@ -19,22 +19,22 @@ from .config import Architecture, Config, LayerSpec, thaw
 from .table import KINDS
 
 # The decoder's invertible kinds (the table), and layers an encoder may use besides.
-ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (
+_ALLOWED_LAYERS: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in (
     *KINDS, nn.ReLU, nn.GELU, nn.SiLU, nn.Softplus, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)}
 
 
-def build_layer(spec: LayerSpec, where: str) -> nn.Module:
-    if spec.name not in ALLOWED_LAYERS:
-        raise ParamsError(f"{where}: unknown layer {spec.name!r}; allowed: {', '.join(sorted(ALLOWED_LAYERS))}")
+def _build_layer(spec: LayerSpec, where: str) -> nn.Module:
+    if spec.name not in _ALLOWED_LAYERS:
+        raise ParamsError(f"{where}: unknown layer {spec.name!r}; allowed: {', '.join(sorted(_ALLOWED_LAYERS))}")
     args, kwargs = thaw(spec.args), thaw(spec.kwargs)
     try:
-        return ALLOWED_LAYERS[spec.name](*args, **kwargs)
+        return _ALLOWED_LAYERS[spec.name](*args, **kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ParamsError(f"{where}.{spec.name}: cannot build it with args={args} {kwargs}: {exc}") from None
 
 
 def build_sequential(specs, where: str) -> nn.Sequential:
-    return nn.Sequential(*(build_layer(s, f"{where}[{i}]") for i, s in enumerate(specs)))
+    return nn.Sequential(*(_build_layer(s, f"{where}[{i}]") for i, s in enumerate(specs)))
 
 
 def _passes(stack: nn.Sequential, h: torch.Tensor, where: str) -> torch.Tensor:
@@ -137,7 +137,7 @@ def build_model(config: Config) -> VAE | Autoencoder:
     architecture = config.model.architecture
     model = (VAE if architecture.variational else Autoencoder)(architecture)
     if config.model.decoder_constraint is not None:
-        constrain_decoder(model.decoder, config.model.decoder_constraint.cond_max, config.model.decoder_constraint.rotate)
+        _constrain_decoder(model.decoder, config.model.decoder_constraint.cond_max, config.model.decoder_constraint.rotate)
     return model
 
 
@@ -164,7 +164,7 @@ class BoundedSemiOrthogonal(nn.Module):
         return w if self.rotation is None else w @ _orthonormal(self.rotation).T
 
 
-def constrain_decoder(decoder: nn.Sequential, cond_max: float, rotate: bool = True) -> nn.Sequential:
+def _constrain_decoder(decoder: nn.Sequential, cond_max: float, rotate: bool = True) -> nn.Sequential:
     """Parametrize every Linear weight of `decoder` in place; the initial W is the layer's own (no random number is
     drawn), biases stay free."""
     for layer in decoder:

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import StudyError
 
-__all__ = ["KINDS", "REFUSED", "LayerKind", "Plain", "box_bounds", "ends_in_bernoulli", "has_kind", "kind_names", "kind_of",
+__all__ = ["KINDS", "LayerKind", "Plain", "box_bounds", "ends_in_bernoulli", "has_kind", "kind_names", "kind_of",
            "plain_layer"]
-
-Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,7 @@ KINDS: dict[type[nn.Module], LayerKind] = {
 }
 
 # Why common layers are refused; any other unknown layer gets a generic reason.
-REFUSED: dict[type[nn.Module], str] = {
+_REFUSED: dict[type[nn.Module], str] = {
     nn.ReLU: "not injective (every negative input maps to 0)",
     nn.ReLU6: "not injective (clips to [0, 6])",
     nn.Hardtanh: "not injective (clips to its range)",
@@ -228,7 +226,7 @@ def kind_of(index: int, layer: nn.Module, runs_in: torch.dtype | None = None) ->
     the decoder computes in (None: torch's default, what a decoder is built in)."""
     kind = KINDS.get(type(layer))
     if kind is None:
-        reason = REFUSED.get(type(layer), "only " + ", ".join(t.__name__ for t in KINDS) + " are supported")
+        reason = _REFUSED.get(type(layer), "only " + ", ".join(t.__name__ for t in KINDS) + " are supported")
         raise StudyError(f"{layer_tag(index, layer)} has no inverse: {reason}")
     reason = kind.refuse(layer, torch.get_default_dtype() if runs_in is None else runs_in)
     if reason is not None:

@@ -31,10 +31,10 @@ from .losses import original_loss, past_bound_share, preactivation_penalty
 from .model import build_model, resolve_device
 from .table import KINDS
 
-VALIDATION_STREAM = 1  # validation draws its noise from a generator of its own
+_VALIDATION_STREAM = 1  # validation draws its noise from a generator of its own
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
+def _epoch_generator(seed: int, epoch: int, device: torch.device, stream: int = 0) -> torch.Generator:
     """A generator that depends only on (seed, epoch, stream): the key to exact resumption."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 17 + stream)
 
@@ -75,7 +75,7 @@ class TrainResult:
     model: torch.nn.Module = field(repr=False)
 
 
-def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
+def _squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
     """Pixels [0, 1] -> [lo, hi] (the original's abandoned idea: logit is then finite everywhere)."""
     if target_range is None:
         return x
@@ -83,23 +83,23 @@ def squeeze_targets(x: torch.Tensor, target_range) -> torch.Tensor:
     return lo + (hi - lo) * x
 
 
-def batch_loss(model, x, generator, *, alpha: float, kind: str, target_range=None, penalty=None) -> torch.Tensor:
+def _batch_loss(model, x, generator, *, alpha: float, kind: str, target_range=None, penalty=None) -> torch.Tensor:
     """The training objective on one batch, z drawn from `generator`."""
     z, mean, log_var = model.latent(x, generator)
     out, traced = model.decode_traced(z)
-    loss = original_loss(out, squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
+    loss = original_loss(out, _squeeze_targets(x, target_range), mean, log_var, alpha, kind)[0]
     return loss if penalty is None else loss + penalty.weight * preactivation_penalty(traced, penalty.bound)
 
 
 @torch.no_grad()
-def validation_loss(model, images, batch_size: int, generator, **objective) -> torch.Tensor:
+def _validation_loss(model, images, batch_size: int, generator, **objective) -> torch.Tensor:
     """The original's validation number: the mean over batches of the sampled-z loss."""
     model.eval()
-    return torch.stack([batch_loss(model, x, generator, **objective) for x in images.split(batch_size)]).mean()
+    return torch.stack([_batch_loss(model, x, generator, **objective) for x in images.split(batch_size)]).mean()
 
 
 @torch.no_grad()
-def preactivation_measures(model, images, batch_size: int, penalty) -> dict[str, float]:
+def _preactivation_measures(model, images, batch_size: int, penalty) -> dict[str, float]:
     """The penalty term (weighted, as in the loss) and the share of units past the bound, on encoder means."""
     model.eval()
     sums = torch.zeros(2, device=images.device)
@@ -118,7 +118,7 @@ def _epoch(model, optimizer, objective, x_train, batch_size: int, g, last_checkp
     losses = torch.empty(n_batches, device=x_train.device)  # on the device: no sync per step
     for i in range(n_batches):
         try:
-            loss = batch_loss(model, x_train[order[i * batch_size:(i + 1) * batch_size]], g, **objective)
+            loss = _batch_loss(model, x_train[order[i * batch_size:(i + 1) * batch_size]], g, **objective)
         except RuntimeError as exc:  # BCE refuses NaN outputs before the loss can turn NaN
             raise _nonfinite(epoch, i, n_batches, last_checkpoint, str(exc).splitlines()[0]) from None
         optimizer.zero_grad(set_to_none=True)
@@ -153,12 +153,12 @@ def train(run, train_images: torch.Tensor, val_images: torch.Tensor, *, progress
     saved, started = resume_from, time.perf_counter()
     bar = progress_display(range(start, last + 1), initial=start - 1, total=t.train_epochs, desc="epochs", enabled=progress)
     for epoch in bar:
-        g = epoch_generator(config.seed, epoch, x_train.device)
+        g = _epoch_generator(config.seed, epoch, x_train.device)
         history["train"].append(_epoch(model, optimizer, objective, x_train, t.batch_size, g, saved, epoch))
-        g_val = epoch_generator(config.seed, epoch, x_train.device, VALIDATION_STREAM)
-        history["validation"].append(validation_loss(model, x_val, t.batch_size, g_val, **objective).item())
+        g_val = _epoch_generator(config.seed, epoch, x_train.device, _VALIDATION_STREAM)
+        history["validation"].append(_validation_loss(model, x_val, t.batch_size, g_val, **objective).item())
         if t.preactivation_penalty is not None:
-            for key, value in preactivation_measures(model, x_val, t.batch_size, t.preactivation_penalty).items():
+            for key, value in _preactivation_measures(model, x_val, t.batch_size, t.preactivation_penalty).items():
                 history[key].append(value)
         scheduler.step()
         bar.set_postfix(train=f"{history['train'][-1]:.5f}", val=f"{history['validation'][-1]:.5f}")

@@ -20,7 +20,7 @@ from .posterior import encoded, svi
 from .solvers import box_least_squares, optimize
 from .timing import MethodResult, record_bce, timed
 
-__all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder", "hybrid",
+__all__ = ["METHODS", "MethodResult", "MethodSpec", "box_least_squares", "closed_form", "encoder",
            "layerwise_constrained", "optimize", "run_method", "svi"]
 
 
@@ -122,8 +122,8 @@ def layerwise_constrained(decoder: nn.Sequential, x: torch.Tensor, *, delta: flo
     return _method(decoder, x, dtype, compute)
 
 
-def hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | torch.Tensor, refine: str = "lm",
-           **refine_options) -> MethodResult:
+def _hybrid(decoder: nn.Sequential, x: torch.Tensor, *, start: MethodResult | torch.Tensor, refine: str = "lm",
+            **refine_options) -> MethodResult:
     """Refine a start with optimize(method=refine, init=start); seconds include the start's. Start rows that
     are not finite (closed form without clamp) start from 0, the prior mean."""
     if isinstance(start, MethodResult):
@@ -241,7 +241,7 @@ def run_method(name: str, decoder: nn.Sequential | None, x: torch.Tensor, model:
             start = run_method(spec.start, decoder, x, model, **start_overrides)
             if starts is not None:
                 starts[key] = start
-        return hybrid(decoder, x, start=start, **options)
+        return _hybrid(decoder, x, start=start, **options)
     if spec.function in ("encoder", "svi"):
         return {"encoder": encoder, "svi": svi}[spec.function](model, x, **options)
     return {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained,

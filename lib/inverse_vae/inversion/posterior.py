@@ -16,7 +16,7 @@ from ..errors import StudyError
 from .plain import bce, forward, images, nan_where_unusable, plain_layers, require_bernoulli
 from .timing import MethodResult, record_bce, timed
 
-__all__ = ["amortization_gap", "elbo", "encoded", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
+__all__ = ["amortization_gap", "encoded", "log_likelihood", "negative_log_joint", "posterior_reason", "svi"]
 
 def posterior_reason(model) -> str | None:
     """None when MAP, SVI and the likelihood bounds apply to the model, else the one-line reason (as
@@ -68,8 +68,8 @@ def _noise(generator: torch.Generator, shape, dtype, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
 
-def elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
-         samples: int = 1000, seed: int = 0, rows: int = 16384, dtype=None) -> torch.Tensor:
+def _elbo(decoder: nn.Sequential, x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
+          samples: int = 1000, seed: int = 0, rows: int = 16384, dtype=None) -> torch.Tensor:
     """Per image ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I)) in nats, q = N(mean, diag(exp(log_var))), by
     `samples` seeded draws (two q's compared with one seed share their noise), in chunks of about `rows`."""
     layers, dtype, device = plain_layers(decoder, dtype)
@@ -147,8 +147,8 @@ def amortization_gap(model, x: torch.Tensor, result: MethodResult, *, samples: i
     if "encoder_mean" not in info or len(info["mean"]) != len(x):
         raise StudyError("amortization_gap needs svi()'s result on the same images")
     args = dict(samples=samples, seed=seed, rows=rows, dtype=info["mean"].dtype)
-    encoder_elbo = elbo(model.decoder, x, info["encoder_mean"], info["encoder_log_var"], **args)
-    svi_elbo = elbo(model.decoder, x, info["mean"], info["log_var"], **args)
+    encoder_elbo = _elbo(model.decoder, x, info["encoder_mean"], info["encoder_log_var"], **args)
+    svi_elbo = _elbo(model.decoder, x, info["mean"], info["log_var"], **args)
     keep = torch.isfinite(encoder_elbo) & torch.isfinite(svi_elbo)
     diff = (svi_elbo - encoder_elbo)[keep]
     n = int(keep.sum())

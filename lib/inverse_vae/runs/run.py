@@ -30,15 +30,15 @@ from ..inversion.posterior import svi
 SCRATCH_ROOT = Path("reports") / "scratch"
 # A run name becomes a folder under reports/: plain, and none of the names reports/ itself holds.
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"})
-MAX_RUN_NAME = 100  # it names folders (reports/<run>/, reports/.old/<run>-checkpoints-<time>/), of 255 bytes at most
-PATHS = ("train.model_path", "train.progress_path", "test.model_path", "test.results_path")
+_RESERVED = frozenset({"summary", "explore", "scratch", "site", "assets", "index"})
+_MAX_RUN_NAME = 100  # it names folders (reports/<run>/, reports/.old/<run>-checkpoints-<time>/), of 255 bytes at most
+_PATHS = ("train.model_path", "train.progress_path", "test.model_path", "test.results_path")
 # Method overrides that can finish: integer options bounded, every option a plain number, flag or name.
-OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
-                   "iters": 100_000, "seed": 2**32 - 1}
-FUNCTIONS = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
-             "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}
-INTERNAL = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}
+_OVERRIDE_LIMITS = {"steps": 100_000, "restarts": 100, "retries": 100, "record_every": 100_000, "chunk": 1 << 16,
+                    "iters": 100_000, "seed": 2**32 - 1}
+_FUNCTIONS = {"closed_form": closed_form, "layerwise_constrained": layerwise_constrained, "encoder": encoder,
+              "optimize": solvers.optimize, "hybrid": solvers.optimize, "svi": svi}
+_INTERNAL = {"decoder", "x", "model", "init", "dtype", "chain", "start", "options", "layers", "z0", "rec"}
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -56,7 +56,7 @@ def shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def inside(config: Config, key: str, where: str = "") -> str:
+def _inside(config: Config, key: str, where: str = "") -> str:
     """The path at params key `key`, refused when it would leave the run folder (absolute, or climbing out with ..)."""
     value = attrgetter(key)(config)
     normal = posixpath.normpath(value.replace("\\", "/"))
@@ -67,15 +67,15 @@ def inside(config: Config, key: str, where: str = "") -> str:
     return value
 
 
-def check_run_name(path: Path, root: Path | None) -> None:
+def _check_run_name(path: Path, root: Path | None) -> None:
     """A plain name that collides neither with what reports/ holds nor with another run's params file."""
     name = run_name(path)
-    if not RUN_NAME.match(name) or name.lower() in RESERVED:
+    if not RUN_NAME.match(name) or name.lower() in _RESERVED:
         raise ParamsError(f"run name {name!r} (the params file's name) must be plain (letters, digits, '-', '_') and not "
-                          f"one of {', '.join(sorted(RESERVED))}, which reports/ holds itself: rename the file")
-    if len(name) > MAX_RUN_NAME:
+                          f"one of {', '.join(sorted(_RESERVED))}, which reports/ holds itself: rename the file")
+    if len(name) > _MAX_RUN_NAME:
         raise ParamsError(f"run name {name[:40]!r}... (the params file's name) has {len(name)} characters; at most "
-                          f"{MAX_RUN_NAME}, as it names folders under reports/ and reports/.old/: rename the file")
+                          f"{_MAX_RUN_NAME}, as it names folders under reports/ and reports/.old/: rename the file")
     if root is None:
         return
     twin = root / "params" / path.name
@@ -89,7 +89,7 @@ def check_run_name(path: Path, root: Path | None) -> None:
                           f"'_' are one there): rename one of them")
 
 
-def check_companion(config: Config, root: Path) -> None:
+def _check_companion(config: Config, root: Path) -> None:
     """failure.squeezed_params: a params file of the project that loads (the workflow and notebook 04 read it)."""
     value = config.failure.squeezed_params
     if value is None:
@@ -108,14 +108,14 @@ def check_companion(config: Config, root: Path) -> None:
 
 def _option_names(spec) -> set[str]:
     """The keywords a named method takes: its function's, and its solver's for optimize and hybrids."""
-    names = set(inspect.signature(FUNCTIONS[spec.function]).parameters)
+    names = set(inspect.signature(_FUNCTIONS[spec.function]).parameters)
     solver = spec.options.get("refine" if spec.function == "hybrid" else "method")
     if solver in solvers._SOLVERS:
         names |= set(inspect.signature(solvers._SOLVERS[solver]).parameters)
-    return names - INTERNAL
+    return names - _INTERNAL
 
 
-def check_overrides(overrides) -> None:
+def _check_overrides(overrides) -> None:
     """methods.overrides: known methods, options their function takes, plain values, budgets that finish."""
     for name, options in (overrides or {}).items():
         if name not in METHODS:
@@ -130,16 +130,16 @@ def check_overrides(overrides) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float, str)) or \
                     (isinstance(value, float) and not math.isfinite(value)):
                 raise ParamsError(f"{where}: must be a finite number or a name, got {value!r}")
-            limit = OVERRIDE_LIMITS.get(key)
+            limit = _OVERRIDE_LIMITS.get(key)
             if limit is not None and (not isinstance(value, int) or not 0 <= value <= limit):
                 raise ParamsError(f"{where}: must be an integer from 0 to {limit:,}, got {value!r}")
 
 
-def check_config(config: Config) -> None:
+def _check_config(config: Config) -> None:
     """What the schema alone cannot see (paths, the network, the loss, the trainer's keywords, the methods), one
     ParamsError line naming the key or layer."""
-    for key in PATHS:
-        inside(config, key)
+    for key in _PATHS:
+        _inside(config, key)
     check_architecture(config.model.architecture)
     decoder = build_sequential(config.model.architecture.decoder, "model.architecture.decoder")
     try:  # each layer a kind the table inverts, in the dtype it computes in; no Linear narrowing (rank < inputs)
@@ -158,17 +158,17 @@ def check_config(config: Config) -> None:
         unknown = [n for n in getattr(config.methods, key) or () if n not in METHODS]
         if unknown:
             raise ParamsError(f"methods.{key}: unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
-    check_overrides(config.methods.overrides)
+    _check_overrides(config.methods.overrides)
 
 
 def load_checked_config(path: str | Path, root: Path | None = None) -> Config:
     """load_config, then every check: one line that starts with the file's path."""
     config = load_config(path)
     try:
-        check_run_name(Path(path), root)
-        check_config(config)
+        _check_run_name(Path(path), root)
+        _check_config(config)
         if root is not None:
-            check_companion(config, root)
+            _check_companion(config, root)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
     return config
@@ -191,7 +191,7 @@ class Run:
     data_root = property(lambda self: self.root / self.config.data.root)  # an absolute data.root stays itself
 
     def _inside(self, key: str) -> Path:
-        return self.dir / inside(self.config, key, f"run {self.name}: ")
+        return self.dir / _inside(self.config, key, f"run {self.name}: ")
 
     def figure(self, name: str) -> Path:
         figures = self._inside("test.results_path") / "figures"

@@ -32,8 +32,9 @@ TITLES = {"01_train": "Train", "02_evaluate": "Evaluate", "03_invert": "Invert",
           "05_inverse_methods": "Better inverses", SUMMARY: "The runs side by side", "98_explore": "Explorer"}
 STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
 HEADING = re.compile(r"^(#{1,3})\s+(.+?)\s*$", re.M)
-# run.figure("name.png") (where.figure in the summary notebook), or an f-string name whose one file on disk matches
-SAVED_FIGURE = re.compile(r"""\b(?:run|where)\.figure\(\s*(f?)["']([^"'\\]+\.png)["']\s*\)""")
+# run.figure("name.png") in a run's notebooks, out / "figures" / "name.png" in the summary's, or an f-string name
+# whose one file on disk matches
+SAVED_FIGURE = re.compile(r"""(?:\brun\.figure\(\s*|\bout\s*/\s*["']figures["']\s*/\s*)(f?)["']([^"'\\]+\.png)["']""")
 # The landing page: summary charts, the across-runs one first; its per-run column of digits (notebook 99) is linked,
 # and each run's digits and D(ẑ) of a few methods (notebook 05) are shown as a grid instead
 LEAD_CHART, ONE_COLUMN, RUN_FIGURE = "runs_overview.png", "recovery_by_run.png", "methods_grid.png"

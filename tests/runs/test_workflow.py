@@ -313,3 +313,19 @@ def test_the_rules_run_python_from_path_and_another_environments_is_refused_in_o
     assert lines[0].startswith("error: the rules run `python` from PATH"), lines
     assert "activate the environment first" in lines[0]
     assert "/.venv/" not in (ROOT / "workflow" / "Snakefile").read_text().split("PYTHON = ")[1].splitlines()[0]
+
+
+def test_a_broken_resources_table_is_refused_in_one_line(tmp_path):
+    """workflow/resources.yaml is what a cluster user edits: a missing runtime is one line, before any job."""
+    for entry in ROOT.iterdir():
+        if entry.name not in ("workflow", "params", ".snakemake", "reports"):
+            (tmp_path / entry.name).symlink_to(entry)
+    for folder in ("workflow", "params"):  # copied: a params file must lie inside the project it names
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    table = tmp_path / "workflow" / "resources.yaml"
+    table.write_text(table.read_text().replace("05_inverse_methods: {mem_mb: 4500, runtime: 40}",
+                                               "05_inverse_methods: {mem_mb: 4500}"))
+    done = subprocess.run([str(SNAKEMAKE), "-n", "--config", "runs=params/smoke.yaml", f"reports={tmp_path / 'r'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ACTIVATED)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "error: workflow/resources.yaml: needs positive whole numbers for 05_inverse_methods" in done.stderr
